@@ -1,0 +1,75 @@
+"""Every workflow of the pac monorepo: ``nox -l`` lists the sessions.
+
+torch is pinned per session: ``PAC_TORCH`` (environment) or the default below. pac-core is built
+against the installed torch without build isolation, so the extension matches it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CORE = ROOT / "packages" / "pac-core"
+MODELS = ROOT / "packages" / "pac-models"
+BENCH = ROOT / "packages" / "pac-bench"
+DEFAULT_TORCH = "2.13.0"
+BUILD_REQS = ["scikit-build-core>=0.10", "pybind11>=2.12", "cmake>=3.26", "ninja"]
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _torch_spec(session: nox.Session, default: str = DEFAULT_TORCH) -> str:
+    version = os.environ.get("PAC_TORCH", default)
+    return f"torch=={version}" if version[0].isdigit() else version
+
+
+def install_core(session: nox.Session, torch_spec: str | None = None, extras: str = "test") -> None:
+    """Install torch, then build pac-core against it (no build isolation)."""
+    session.install(torch_spec or _torch_spec(session))
+    session.install(*BUILD_REQS)
+    session.env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+    session.install("--no-build-isolation", f"{CORE}[{extras}]" if extras else str(CORE))
+
+
+def install_all(session: nox.Session) -> None:
+    install_core(session)
+    session.install(f"{MODELS}[test]", f"{BENCH}[test]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Tests of every package (pac-core, pac-models, pac-bench) on the default torch."""
+    install_all(session)
+    args = session.posargs or ["-m", "not slow and not cuda"]
+    for pkg in (CORE, MODELS, BENCH):
+        session.run("pytest", str(pkg / "tests"), "-q", "-p", "no:cacheprovider", *args,
+                    env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
+
+
+@nox.session
+def tests_slow(session: nox.Session) -> None:
+    """The large parity and gradcheck grids (marker ``slow``)."""
+    install_all(session)
+    session.run("pytest", str(CORE / "tests"), "-q", "-m", "slow", *session.posargs,
+                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: guided upsampling of the Middlebury disparity (writes a PNG, prints RMSE)."""
+    install_all(session)
+    session.install("scikit-image", "matplotlib")
+    out = Path(os.environ.get("PAC_DEMO_OUT", ROOT / "demo-output"))
+    session.run("python", "-m", "pac_models.demo", "--out", str(out), *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over every package."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
