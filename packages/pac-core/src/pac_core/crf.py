@@ -1,0 +1,2 @@
+"""Placeholder: PacCRF, PacCRFLoose land here."""
+PacCRF = PacCRFLoose = None
