@@ -1,6 +1,7 @@
 // The pybind11 module pac_core._C: build information only. Importing it loads this shared
 // library, which also holds the TORCH_LIBRARY registrations of the pac:: operators.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <string>
 #include <vector>
