@@ -73,3 +73,51 @@ def lint(session: nox.Session) -> None:
     """ruff over every package."""
     session.install("ruff")
     session.run("ruff", "check", ".")
+
+
+CUDA_TORCH = "2.14.1"
+CUDA_ARCHS = "8.0;9.0"
+_CUDA_BUILD_CHECK = """
+import torch, pac_core
+import pac_core._C as C
+info = C.build_info()
+print("pac_core build_info:", info)
+assert "cuda" in info["devices"], f"the extension was built without CUDA: {info}"
+missing, checked = [], []
+for name in dir(torch.ops.pac):
+    packet = getattr(torch.ops.pac, name)
+    if not isinstance(packet, torch._ops.OpOverloadPacket):
+        continue
+    for overload in packet.overloads():
+        op = getattr(packet, overload)
+        qualified = op._schema.name + ("" if overload == "default" else "." + overload)
+        checked.append(qualified)
+        if not torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CUDA"):
+            missing.append(qualified)
+assert checked, "torch.ops.pac holds no operators"
+assert not missing, f"no CUDA kernel registered for: {missing}"
+print(f"CUDA kernels registered for all {len(checked)} pac ops: {sorted(checked)}")
+"""
+
+
+@nox.session
+def cuda_build(session: nox.Session) -> None:
+    """Compile the CUDA backend against a CUDA torch (no GPU needed) and smoke-test it on the CPU.
+
+    Needs ``nvcc``. Builds pac-core with ``PAC_CUDA=on`` for ``TORCH_CUDA_ARCH_LIST`` (default
+    ``8.0;9.0``), checks that every ``torch.ops.pac`` op has a CUDA kernel, then runs the CPU tests
+    of pac-core (``session.posargs`` replace the default marker selection).
+    """
+    session.install(_torch_spec(session, CUDA_TORCH), "numpy", "pytest", "hypothesis",
+                    "expecttest", *BUILD_REQS)
+    env = {
+        "PAC_CUDA": "on",
+        "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", CUDA_ARCHS),
+        "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL",
+                                                     str(os.cpu_count() or 2)),
+    }
+    session.install("--no-build-isolation", "--no-deps", "-v", str(CORE), env=env)
+    session.run("python", "-c", _CUDA_BUILD_CHECK)
+    args = session.posargs or ["-m", "not slow and not cuda"]
+    session.run("pytest", str(CORE / "tests"), "-q", "-p", "no:cacheprovider", *args,
+                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
