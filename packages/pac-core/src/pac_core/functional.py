@@ -436,7 +436,8 @@ def pacconv_transpose2d(
 
     ``Y[b,o,y,x] = β[o] + Σ_{c,a,e} W[c,o,a,e] · K[b,0,a,e,y,x] · Ẑ[b,c,y+a·d,x+e·d]`` where
     ``Ẑ`` is the zero-inserted, padded input (spec §1.1). The weight is **not** flipped: with
-    ``K ≡ 1`` this equals ``F.conv_transpose2d`` with ``weight.flip(-1, -2)``. Padding is zero padding only.
+    ``K ≡ 1`` this equals ``F.conv_transpose2d`` with ``weight.flip(-1, -2)``. Padding is zero
+    padding only.
 
     Args:
         input: ``X`` ``[B, C_in, H, W]``.
