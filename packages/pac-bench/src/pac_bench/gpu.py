@@ -1,0 +1,339 @@
+"""GPU benchmark of the PAC layers against cuDNN: ``python -m pac_bench.gpu --out DIR``.
+
+For each case (a named shape) and each op it times, on the current CUDA device:
+
+* ``PacConv2d`` / ``PacConvTranspose2d`` / ``PacPool2d`` on the ``native`` backend (the fused
+  ``torch.ops.pac`` kernels) and on the ``reference`` backend (pure torch, materialises columns);
+* the cuDNN op of the same shape: ``F.conv2d`` / ``F.conv_transpose2d`` / ``F.avg_pool2d``.
+
+Forward (under ``torch.no_grad``) and forward+backward (gradients of the input, the guidance and
+the weights) are timed with CUDA events after a warm-up, reporting the median. Peak memory is
+``torch.cuda.max_memory_allocated()`` during one call after ``reset_peak_memory_stats()``, minus
+what was allocated before the call (inputs and parameters). A markdown table and a JSON file
+labelled with the device name, torch version and date are written into ``DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CASES", "Case", "main", "run_benchmarks"]
+
+MiB = 1024.0 * 1024.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark shape (kernel size ``k``, padding ``k // 2``, stride 1 unless transposed).
+
+    Attributes:
+        name: Label used in the report.
+        batch: Batch size.
+        channels: Input and output channels of the convolutions (pooling keeps them).
+        guide_channels: Channels of the guidance tensor.
+        size: Output height and width (the transposed case upsamples ``size // 2`` by 2).
+        kernel_size: Odd kernel size.
+    """
+
+    name: str
+    batch: int
+    channels: int
+    guide_channels: int
+    size: int
+    kernel_size: int = 5
+
+    @property
+    def padding(self) -> int:
+        """Same-size padding."""
+        return self.kernel_size // 2
+
+
+CASES: tuple[Case, ...] = (
+    Case("b2-c32-g16-128", batch=2, channels=32, guide_channels=16, size=128),
+    Case("b1-c64-g16-512", batch=1, channels=64, guide_channels=16, size=512),
+    Case("b8-c32-g16-256", batch=8, channels=32, guide_channels=16, size=256),
+)
+
+
+@dataclass
+class Result:
+    """Measurements of one (case, op, peer)."""
+
+    case: str
+    op: str
+    peer: str
+    shape: str
+    fwd_ms: Optional[float] = None
+    fwdbwd_ms: Optional[float] = None
+    fwd_peak_mib: Optional[float] = None
+    fwdbwd_peak_mib: Optional[float] = None
+    error: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _time_ms(fn: Callable[[], Any], warmup: int, iters: int) -> float:
+    """Median wall time of ``fn`` in milliseconds, measured with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _peak_mib(fn: Callable[[], Any]) -> float:
+    """Peak memory allocated by one call of ``fn`` beyond what was allocated before it, in MiB."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / MiB
+
+
+def _measure(
+    result: Result,
+    forward: Callable[[], torch.Tensor],
+    grads: list[torch.Tensor],
+    warmup: int,
+    iters: int,
+) -> None:
+    """Fill ``result`` with forward and forward+backward timings and peaks of ``forward``."""
+
+    def fwd() -> None:
+        with torch.no_grad():
+            forward()
+
+    def fwdbwd() -> None:
+        out = forward()
+        torch.autograd.backward(out, torch.ones_like(out))
+        for t in grads:
+            t.grad = None
+
+    try:
+        result.fwd_ms = _time_ms(fwd, warmup, iters)
+        result.fwd_peak_mib = _peak_mib(fwd)
+        result.fwdbwd_ms = _time_ms(fwdbwd, warmup, iters)
+        result.fwdbwd_peak_mib = _peak_mib(fwdbwd)
+    except Exception as exc:  # OOM, an unsupported configuration, a kernel error
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+    finally:
+        for t in grads:
+            t.grad = None
+        torch.cuda.empty_cache()
+
+
+def _backend_ctx(name: Optional[str]):
+    import contextlib
+
+    import pac_core
+
+    return contextlib.nullcontext() if name is None else pac_core.backends.use(name)
+
+
+def _bench_case(case: Case, peers: list[str], warmup: int, iters: int) -> list[Result]:
+    """All ops and peers of one case."""
+    from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d
+
+    dev = torch.device("cuda")
+    k, p, b, c, g, n = (case.kernel_size, case.padding, case.batch, case.channels,
+                        case.guide_channels, case.size)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(dev).requires_grad_()
+
+    results: list[Result] = []
+    x = rand(b, c, n, n)
+    guide = rand(b, g, n, n)
+    x_low = rand(b, c, n // 2, n // 2)
+
+    conv = PacConv2d(c, c, k, padding=p).to(dev)
+    convt = PacConvTranspose2d(c, c, k, stride=2, padding=p, output_padding=1).to(dev)
+    pool = PacPool2d(k, padding=p).to(dev)
+    weight_t_flipped = convt.weight.detach().flip(-1, -2).requires_grad_()
+
+    ops: list[tuple[str, str, dict[str, Callable[[], torch.Tensor]], list[torch.Tensor]]] = [
+        (
+            "conv2d", f"{b}x{c}x{n}x{n} g{g} k{k}",
+            {
+                "cudnn": lambda: F.conv2d(x, conv.weight, conv.bias, padding=p),
+                "pac": lambda: conv(x, guide),
+            },
+            [x, guide, conv.weight, conv.bias],
+        ),
+        (
+            "conv_transpose2d", f"{b}x{c}x{n // 2}x{n // 2}->{n}x{n} g{g} k{k} s2",
+            {
+                "cudnn": lambda: F.conv_transpose2d(x_low, weight_t_flipped, convt.bias, stride=2,
+                                                    padding=p, output_padding=1),
+                "pac": lambda: convt(x_low, guide),
+            },
+            [x_low, guide, convt.weight, convt.bias, weight_t_flipped],
+        ),
+        (
+            "pool2d", f"{b}x{c}x{n}x{n} g{g} k{k}",
+            {
+                "cudnn": lambda: F.avg_pool2d(x, k, stride=1, padding=p),
+                "pac": lambda: pool(x, guide),
+            },
+            [x, guide],
+        ),
+    ]
+    for op, shape, fns, grads in ops:
+        for peer in peers:
+            res = Result(case.name, op, peer, shape)
+            if peer == "cudnn":
+                _measure(res, fns["cudnn"], grads, warmup, iters)
+            else:
+                with _backend_ctx(peer):
+                    _measure(res, fns["pac"], grads, warmup, iters)
+            results.append(res)
+            print(_row(res), flush=True)
+    return results
+
+
+def _fmt(v: Optional[float], digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _row(r: Result, base: Optional[Result] = None) -> str:
+    def ratio(a: Optional[float], ref: Optional[float]) -> str:
+        return "—" if a is None or ref in (None, 0.0) else f"{a / ref:.2f}x"
+
+    cells = [r.case, r.op, r.peer, r.shape, _fmt(r.fwd_ms), _fmt(r.fwdbwd_ms),
+             _fmt(r.fwd_peak_mib, 1), _fmt(r.fwdbwd_peak_mib, 1)]
+    if base is not None:
+        cells += [ratio(r.fwd_ms, base.fwd_ms), ratio(r.fwdbwd_ms, base.fwdbwd_ms)]
+    if r.error:
+        cells.append(r.error)
+    return "| " + " | ".join(cells) + " |"
+
+
+def _markdown(meta: dict[str, Any], results: list[Result]) -> str:
+    lines = [
+        "# pac GPU benchmark",
+        "",
+        f"- device: {meta['device']}",
+        f"- torch: {meta['torch']} (CUDA {meta['cuda']}, cuDNN {meta['cudnn']})",
+        f"- pac-core: {meta['pac_core']}",
+        f"- date: {meta['date']}",
+        f"- timing: median of {meta['iters']} iterations after {meta['warmup']} warm-up, CUDA "
+        "events; peak = max_memory_allocated during one call minus what was allocated before",
+        "",
+        "| case | op | peer | shape | fwd ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB "
+        "| fwd vs cuDNN | fwd+bwd vs cuDNN | note |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    base = {(r.case, r.op): r for r in results if r.peer == "cudnn"}
+    for r in results:
+        row = _row(r, base.get((r.case, r.op)))
+        if not r.error:
+            row += "  |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmarks(
+    cases: tuple[Case, ...] = CASES,
+    peers: tuple[str, ...] = ("cudnn", "native", "reference"),
+    warmup: int = 3,
+    iters: int = 10,
+    time_budget_s: float = float("inf"),
+) -> tuple[dict[str, Any], list[Result]]:
+    """Run every case; return the labels (device, versions, date) and the results.
+
+    Args:
+        cases: The shapes to run.
+        peers: Any of ``'cudnn'``, ``'native'``, ``'reference'``.
+        warmup: Untimed calls before timing.
+        iters: Timed calls (the median is reported).
+        time_budget_s: Cases not started within this many seconds are skipped.
+
+    Raises:
+        RuntimeError: CUDA is not available.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("pac_bench.gpu needs a CUDA device")
+    import pac_core
+    from pac_core import _ext
+
+    torch.backends.cudnn.benchmark = True
+    available = pac_core.backends.available()
+    use_peers = [p for p in peers if p == "cudnn" or p in available]
+    meta: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(),
+        "capability": ".".join(map(str, torch.cuda.get_device_capability())),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "pac_core": getattr(pac_core, "__version__", "unknown"),
+        "pac_build_info": _ext.build_info(),
+        "pac_backends": available,
+        "python": platform.python_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "warmup": warmup,
+        "iters": iters,
+        "skipped_peers": [p for p in peers if p not in use_peers],
+    }
+    results: list[Result] = []
+    start = time.monotonic()
+    for case in cases:
+        if time.monotonic() - start > time_budget_s:
+            results.append(Result(case.name, "*", "*", "", error="skipped: time budget spent"))
+            continue
+        results.extend(_bench_case(case, use_peers, warmup, iters))
+    return meta, results
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command line: ``python -m pac_bench.gpu --out DIR [--iters N] [--time-budget S]``."""
+    parser = argparse.ArgumentParser(prog="python -m pac_bench.gpu",
+                                     description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for gpu-bench.md/.json")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--cases", nargs="*", default=None,
+                        help=f"case names (default all: {[c.name for c in CASES]})")
+    parser.add_argument("--peers", nargs="*", default=["cudnn", "native", "reference"])
+    parser.add_argument("--time-budget", type=float, default=float("inf"),
+                        help="seconds after which remaining cases are skipped")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("pac_bench.gpu: no CUDA device; nothing to do", file=sys.stderr)
+        return 2
+    cases = CASES if not args.cases else tuple(c for c in CASES if c.name in args.cases)
+    meta, results = run_benchmarks(cases, tuple(args.peers), args.warmup, args.iters,
+                                   args.time_budget)
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = _markdown(meta, results)
+    (args.out / "gpu-bench.md").write_text(md, encoding="utf-8")
+    payload = {**meta, "results": [asdict(r) for r in results]}
+    (args.out / "gpu-bench.json").write_text(json.dumps(payload, indent=2, default=str),
+                                             encoding="utf-8")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
