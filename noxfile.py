@@ -121,3 +121,10 @@ def cuda_build(session: nox.Session) -> None:
     args = session.posargs or ["-m", "not slow and not cuda"]
     session.run("pytest", str(CORE / "tests"), "-q", "-p", "no:cacheprovider", *args,
                 env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time PacConv2d against nn.Conv2d (quick cases); writes packages/pac-bench/results/."""
+    install_all(session)
+    session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs)
