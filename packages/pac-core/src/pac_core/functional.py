@@ -40,7 +40,7 @@ def _as_param_tensor(
         V.check_same_device(fn, guidance=guidance, **{name: value})
         t = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        t = torch.tensor(float(value), device=guidance.device)
+        t = torch.tensor(float(value), dtype=guidance.dtype, device=guidance.device)
     else:
         raise TypeError(f"{fn}: {name} must be a number or a tensor, got {type(value).__name__}")
     if t.dim() > 1 or t.numel() not in (1, channels):
