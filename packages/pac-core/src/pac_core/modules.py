@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -295,7 +296,10 @@ class _PacConvNd(nn.Module):
                 raise ValueError(
                     f"{fn}: filler={filler!r} needs a square kernel and in_channels == out_channels"
                 )
-            g = torch.as_tensor(np_gaussian_2d(kh) * (kh * kh), dtype=torch.float32).clone()
+            # G = np_gaussian_2d(k)·k², multiplied by k twice in float32: this rounding (not one
+            # multiplication by k²) reproduces spec §4.3's values and the §8 CRF reference values.
+            k32 = np.float32(kh)
+            g = torch.from_numpy((np_gaussian_2d(kh).astype(np.float32) * k32) * k32).clone()
             g[kh // 2, kw // 2] = 0.0
             g = g.to(weight.dtype)
             if self.shared_filters:
