@@ -7,10 +7,9 @@ back-propagated and ``Σ|grad|`` compared. Agreement is required to 1e-9 relativ
 
 from __future__ import annotations
 
+import pac_core
 import pytest
 import torch
-
-import pac_core
 from pac_core import PacConv2d, PacConvTranspose2d, PacCRF, PacCRFLoose, PacPool2d
 
 RTOL = 1e-9
