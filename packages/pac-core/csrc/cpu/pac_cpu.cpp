@@ -1,0 +1,754 @@
+// CPU implementations of the pac:: operators (schemas and conventions: csrc/ops.cpp).
+//
+// Tiled and fused: the output is cut into tiles of whole output rows of one image (about
+// kTilePixels pixels); each tile computes its kernel values K[C_K, k*k, n] from the guidance on
+// the fly (or reads them from a precomputed kernel), builds the kernel-scaled column matrix
+// col[C*k*k, n] = K(tap)·X̄(tap) in a per-thread buffer and multiplies it with the weight
+// (at::mm per group, written straight into the output). Nothing image-sized besides the output
+// is allocated; the backward pass recomputes K and the columns per tile.
+//
+// Parallelism: at::parallel_for over tiles. Forward tiles write disjoint outputs. In the
+// backward pass, the scatters into the input and guidance gradients overlap between neighbouring
+// tiles only: tiles are processed in two phases (even bands, then odd bands) with bands at least
+// as tall as the kernel's reach, so tiles running concurrently never touch the same sample.
+// Weight / alpha / lambda gradients are summed per thread and reduced at the end.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "kernels/geometry.h"
+#include "kernels/im2col.h"
+#include "kernels/kernel_fn.h"
+#include "pac_args.h"
+
+namespace pac {
+namespace {
+
+using namespace pac::kernels;
+
+constexpr c10::DeviceType kCPU = c10::DeviceType::CPU;
+// Target working-set of a tile's column buffer (bytes) and pixel bounds of a tile.
+constexpr int64_t kTileBytes = 4 << 20;
+constexpr int64_t kMinTilePixels = 256;
+constexpr int64_t kMaxTilePixels = 4096;
+
+// Source tables: for every tap offset and output coordinate, the sample index or -1.
+struct SourceTables {
+  std::vector<int64_t> in_row, in_col;  // [kh*Ho], [kw*Wo] on the input
+  std::vector<int64_t> g_row, g_col;    // same on the guidance (guided ops)
+};
+
+SourceTables make_tables(const Problem& p) {
+  const Geometry& g = p.geo;
+  SourceTables t;
+  t.in_row.resize(g.kh * p.Ho);
+  t.in_col.resize(g.kw * p.Wo);
+  for (int64_t a = 0; a < g.kh; ++a)
+    for (int64_t y = 0; y < p.Ho; ++y)
+      t.in_row[a * p.Ho + y] = tap_source(y, a, g.sh, g.ph, g.dh, g.uh, p.H);
+  for (int64_t e = 0; e < g.kw; ++e)
+    for (int64_t x = 0; x < p.Wo; ++x)
+      t.in_col[e * p.Wo + x] = tap_source(x, e, g.sw, g.pw, g.dw, g.uw, p.W);
+  if (p.guided) {
+    t.g_row.resize(g.kh * p.Ho);
+    t.g_col.resize(g.kw * p.Wo);
+    for (int64_t a = 0; a < g.kh; ++a)
+      for (int64_t y = 0; y < p.Ho; ++y)
+        t.g_row[a * p.Ho + y] = tap_source(y, a, g.gsh, g.gph, g.dh, 1, p.Hg);
+    for (int64_t e = 0; e < g.kw; ++e)
+      for (int64_t x = 0; x < p.Wo; ++x)
+        t.g_col[e * p.Wo + x] = tap_source(x, e, g.gsw, g.gpw, g.dw, 1, p.Wg);
+  }
+  return t;
+}
+
+// Rows per tile. `halo`: minimum band height for race-free two-phase scatters (0: none).
+int64_t rows_per_tile(const Problem& p, int64_t col_rows, int64_t elem_size, bool halo) {
+  int64_t pixels = kTileBytes / std::max<int64_t>(1, col_rows * elem_size);
+  pixels = std::min(std::max(pixels, kMinTilePixels), kMaxTilePixels);
+  int64_t rows = std::max<int64_t>(1, pixels / std::max<int64_t>(1, p.Wo));
+  // Enough tiles to keep every thread busy.
+  const int64_t want_tiles = 2 * static_cast<int64_t>(at::get_num_threads());
+  if (p.B * ((p.Ho + rows - 1) / rows) < want_tiles) {
+    const int64_t bands = (want_tiles + p.B - 1) / p.B;
+    rows = std::max<int64_t>(1, (p.Ho + bands - 1) / bands);
+  }
+  if (halo) {
+    // Bands i and i+2 must read disjoint input / guidance rows: rows*s > (k-1)d - s.
+    const int64_t reach = (p.geo.kh - 1) * p.geo.dh;
+    rows = std::max(rows, (reach + p.geo.sh - 1) / p.geo.sh);
+    if (p.guided) rows = std::max(rows, (reach + p.geo.gsh - 1) / p.geo.gsh);
+  }
+  return std::min(std::max<int64_t>(rows, 1), std::max<int64_t>(p.Ho, 1));
+}
+
+// A band of output rows [y0, y1) of image b: n = (y1 - y0) * Wo pixels, contiguous per channel.
+struct Tile {
+  int64_t b, y0, y1, n;
+};
+
+// Strided view of kernel values of one tile: K[ck][t][j] = base[ck*ld_c + t*ld_t + j].
+template <typename T>
+struct KView {
+  T* base;
+  int64_t ld_t, ld_c;
+  T* at(int64_t ck, int64_t t) const { return base + ck * ld_c + t * ld_t; }
+};
+
+// Typed raw pointers of a Problem.
+template <typename T>
+struct Ptrs {
+  const T* x;
+  const T* g;
+  const T* phi;
+  const T* kern;
+  const T* w;
+  const T* alpha;
+  const T* lambda;
+  explicit Ptrs(const Problem& p)
+      : x(p.input.data_ptr<T>()),
+        g(p.guided ? p.guidance.data_ptr<T>() : nullptr),
+        phi(p.guided ? p.phi.data_ptr<T>() : nullptr),
+        kern(p.guided ? nullptr : p.kernel.data_ptr<T>()),
+        w(p.weight.defined() ? p.weight.data_ptr<T>() : nullptr),
+        alpha(p.alpha.defined() ? p.alpha.data_ptr<T>() : nullptr),
+        lambda(p.lambda.defined() ? p.lambda.data_ptr<T>() : nullptr) {}
+  T alpha_of(int64_t ck) const {
+    return alpha ? alpha[ck < 0 ? 0 : ck] : T(0);
+  }
+};
+
+// Index of channel ck into a 1- or C_K-element parameter.
+inline int64_t param_index(const at::Tensor& t, int64_t ck) {
+  return t.defined() && t.numel() > 1 ? ck : 0;
+}
+
+// Computes the kernel values (and the distances D) of a tile from the guidance:
+// K[ck][t][j], D[ck][t][j] with ld_t = n, ld_c = kk*n.
+template <typename T>
+void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
+                        const Tile& tile, T* K, T* D) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, n = tile.n, Wo = p.Wo;
+  const int64_t plane_g = p.Hg * p.Wg, plane_o = p.Ho * p.Wo;
+  const int64_t CK = p.CK;
+  std::fill(D, D + CK * kk * n, T(0));
+  for (int64_t c = 0; c < p.Cf; ++c) {
+    const int64_t ck = p.channel_wise ? c : 0;
+    const T* Fc = P.g + (tile.b * p.Cf + c) * plane_g;
+    const T* phic = P.phi + (tile.b * p.Cf + c) * plane_o + tile.y0 * Wo;
+    for (int64_t t = 0; t < kk; ++t) {
+      const int64_t a = t / g.kw, e = t % g.kw;
+      const int64_t* gcol = st.g_col.data() + e * Wo;
+      T* Dt = D + (ck * kk + t) * n;
+      for (int64_t y = tile.y0; y < tile.y1; ++y) {
+        const int64_t r = st.g_row[a * p.Ho + y];
+        const T* phir = phic + (y - tile.y0) * Wo;
+        T* Dr = Dt + (y - tile.y0) * Wo;
+        if (r >= 0) {
+          const T* Fr = Fc + r * p.Wg;
+          for (int64_t x = 0; x < Wo; ++x) {
+            const T f = read_zero_ext(Fr, 0, 0, gcol[x]);
+            const T dl = guidance_delta(f, phir[x], p.asym);
+            Dr[x] += dl * dl;
+          }
+        } else {
+          for (int64_t x = 0; x < Wo; ++x) {
+            const T dl = guidance_delta(T(0), phir[x], p.asym);
+            Dr[x] += dl * dl;
+          }
+        }
+      }
+    }
+  }
+  for (int64_t ck = 0; ck < CK; ++ck) {
+    const T al = P.alpha ? P.alpha[param_index(p.alpha, ck)] : T(0);
+    const T la = P.lambda ? P.lambda[param_index(p.lambda, ck)] : T(0);
+    const T* Dc = D + ck * kk * n;
+    T* Kc = K + ck * kk * n;
+    for (int64_t j = 0; j < kk * n; ++j) Kc[j] = kernel_value(p.kernel_type, Dc[j], al, la);
+  }
+}
+
+// Chain rule from dL/dK of a tile (gK, same layout as K/D; overwritten with dL/dD) to the
+// guidance, phi, alpha and lambda gradients.
+template <typename T>
+void guided_kernel_backward_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
+                                 const Tile& tile, const T* K, const T* D, T* gK, T* dF,
+                                 T* dphi, T* dalpha, T* dlambda) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, n = tile.n, Wo = p.Wo;
+  const int64_t plane_g = p.Hg * p.Wg, plane_o = p.Ho * p.Wo;
+  for (int64_t ck = 0; ck < p.CK; ++ck) {
+    const int64_t ia = param_index(p.alpha, ck), il = param_index(p.lambda, ck);
+    const T al = P.alpha ? P.alpha[ia] : T(0);
+    const T la = P.lambda ? P.lambda[il] : T(0);
+    T sum_a = 0, sum_l = 0;
+    for (int64_t j = ck * kk * n; j < (ck + 1) * kk * n; ++j) {
+      const T gk = gK[j];
+      if (dalpha) sum_a += gk * kernel_grad_alpha<T>(p.kernel_type);
+      if (dlambda) sum_l += gk * kernel_grad_lambda(p.kernel_type, D[j], K[j], al);
+      gK[j] = gk * kernel_grad_D(p.kernel_type, D[j], K[j], la);
+    }
+    if (dalpha) dalpha[ia] += sum_a;
+    if (dlambda) dlambda[il] += sum_l;
+  }
+  if (!dF && !dphi) return;
+  for (int64_t c = 0; c < p.Cf; ++c) {
+    const int64_t ck = p.channel_wise ? c : 0;
+    const T* Fc = P.g + (tile.b * p.Cf + c) * plane_g;
+    T* dFc = dF ? dF + (tile.b * p.Cf + c) * plane_g : nullptr;
+    const T* phic = P.phi + (tile.b * p.Cf + c) * plane_o + tile.y0 * Wo;
+    T* dphic = dphi ? dphi + (tile.b * p.Cf + c) * plane_o + tile.y0 * Wo : nullptr;
+    for (int64_t t = 0; t < kk; ++t) {
+      const int64_t a = t / g.kw, e = t % g.kw;
+      const int64_t* gcol = st.g_col.data() + e * Wo;
+      const T* gDt = gK + (ck * kk + t) * n;
+      for (int64_t y = tile.y0; y < tile.y1; ++y) {
+        const int64_t r = st.g_row[a * p.Ho + y];
+        const int64_t off = (y - tile.y0) * Wo;
+        const T* Fr = r >= 0 ? Fc + r * p.Wg : nullptr;
+        T* dFr = (r >= 0 && dFc) ? dFc + r * p.Wg : nullptr;
+        for (int64_t x = 0; x < Wo; ++x) {
+          const int64_t q = Fr ? gcol[x] : -1;
+          const T f = q >= 0 ? Fr[q] : T(0);
+          const T dl = guidance_delta(f, phic[off + x], p.asym);
+          const T gd = T(2) * dl * gDt[off + x];
+          if (dFr && q >= 0) accumulate(dFr + q, gd);
+          if (dphic) dphic[off + x] -= gd;
+        }
+      }
+    }
+  }
+}
+
+// Kernel-scaled column matrix of a tile: col[c][t][j] = K[0][t][j] · X̄[c, tap t of pixel j].
+template <typename T>
+void scaled_im2col_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
+                        const Tile& tile, const KView<T>& K, T* col) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, n = tile.n, Wo = p.Wo, plane = p.H * p.W;
+  for (int64_t c = 0; c < p.C; ++c) {
+    const T* Xc = P.x + (tile.b * p.C + c) * plane;
+    for (int64_t t = 0; t < kk; ++t) {
+      const int64_t a = t / g.kw, e = t % g.kw;
+      const int64_t* icol = st.in_col.data() + e * Wo;
+      const T* Kt = K.at(0, t);
+      T* colr = col + (c * kk + t) * n;
+      for (int64_t y = tile.y0; y < tile.y1; ++y) {
+        const int64_t r = st.in_row[a * p.Ho + y];
+        const int64_t off = (y - tile.y0) * Wo;
+        if (r < 0) {
+          std::fill(colr + off, colr + off + Wo, T(0));
+          continue;
+        }
+        const T* Xr = Xc + r * p.W;
+        for (int64_t x = 0; x < Wo; ++x)
+          colr[off + x] = scaled_im2col(Kt[off + x], Xr, 0, 0, icol[x]);
+      }
+    }
+  }
+}
+
+// Per-thread scratch buffers of a parallel_for chunk.
+struct Scratch {
+  at::Tensor K, D, gK, col, dcol, dw, dalpha, dlambda;
+};
+
+std::vector<Tile> make_tiles(const Problem& p, int64_t rows, int parity) {
+  std::vector<Tile> tiles;
+  const int64_t bands = (p.Ho + rows - 1) / rows;
+  for (int64_t b = 0; b < p.B; ++b)
+    for (int64_t i = 0; i < bands; ++i) {
+      if (parity >= 0 && i % 2 != parity) continue;
+      const int64_t y0 = i * rows, y1 = std::min(p.Ho, y0 + rows);
+      tiles.push_back({b, y0, y1, (y1 - y0) * p.Wo});
+    }
+  return tiles;
+}
+
+// -------------------------------------------------------------------------------------------
+// Forward
+// -------------------------------------------------------------------------------------------
+template <typename T>
+void forward_impl(const Problem& p, at::Tensor& out) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo;
+  const SourceTables st = make_tables(p);
+  const Ptrs<T> P(p);
+  const int64_t col_rows = p.pool ? p.CK * kk : p.C * kk;
+  const int64_t rows = rows_per_tile(p, col_rows, sizeof(T), false);
+  const std::vector<Tile> tiles = make_tiles(p, rows, -1);
+  const int64_t nmax = rows * Wo;
+  const auto opts = p.input.options();
+  T* outp = out.data_ptr<T>();
+  const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
+
+  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+    at::Tensor Kbuf, Dbuf, colbuf;
+    if (p.guided) {
+      Kbuf = at::empty({p.CK * kk * nmax}, opts);
+      Dbuf = at::empty({p.CK * kk * nmax}, opts);
+    }
+    if (!p.pool) colbuf = at::empty({p.C * kk * nmax}, opts);
+    for (int64_t ti = begin; ti < end; ++ti) {
+      const Tile& tile = tiles[ti];
+      const int64_t n = tile.n;
+      KView<T> K;
+      if (p.guided) {
+        guided_kernel_tile<T>(p, P, st, tile, Kbuf.data_ptr<T>(), Dbuf.data_ptr<T>());
+        K = {Kbuf.data_ptr<T>(), n, kk * n};
+      } else {
+        K = {const_cast<T*>(P.kern) + tile.b * p.CK * kk * plane_o + tile.y0 * Wo, plane_o,
+             kk * plane_o};
+      }
+      if (p.pool) {
+        // Depthwise weighted window sum.
+        for (int64_t c = 0; c < p.O; ++c) {
+          const int64_t ck = p.CK == 1 ? 0 : c, cx = p.C == 1 ? 0 : c;
+          const T* Xc = P.x + (tile.b * p.C + cx) * p.H * p.W;
+          T* Yc = outp + (tile.b * p.O + c) * plane_o + tile.y0 * Wo;
+          std::fill(Yc, Yc + n, T(0));
+          for (int64_t t = 0; t < kk; ++t) {
+            const int64_t a = t / g.kw, e = t % g.kw;
+            const T wt = P.w ? P.w[t] : T(1);
+            const int64_t* icol = st.in_col.data() + e * Wo;
+            const T* Kt = K.at(ck, t);
+            for (int64_t y = tile.y0; y < tile.y1; ++y) {
+              const int64_t r = st.in_row[a * p.Ho + y];
+              if (r < 0) continue;
+              const int64_t off = (y - tile.y0) * Wo;
+              const T* Xr = Xc + r * p.W;
+              for (int64_t x = 0; x < Wo; ++x)
+                Yc[off + x] += wt * scaled_im2col(Kt[off + x], Xr, 0, 0, icol[x]);
+            }
+          }
+        }
+        continue;
+      }
+      // Conv: scaled columns, then one GEMM per group straight into the output.
+      at::Tensor col = colbuf.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
+      scaled_im2col_tile<T>(p, P, st, tile, K, col.data_ptr<T>());
+      at::Tensor out_b = out.select(0, tile.b).view({p.O, plane_o}).narrow(1, tile.y0 * Wo, n);
+      at::Tensor w2 = p.weight.view({p.O, Cg * kk});
+      for (int64_t gi = 0; gi < p.groups; ++gi) {
+        at::Tensor og = out_b.narrow(0, gi * Og, Og);
+        at::Tensor wg = w2.narrow(0, gi * Og, Og);
+        at::Tensor cg = col.narrow(0, gi * Cg * kk, Cg * kk);
+        if (p.bias.defined()) {
+          at::addmm_out(og, p.bias.narrow(0, gi * Og, Og).unsqueeze(1).expand({Og, n}), wg, cg);
+        } else {
+          at::mm_out(og, wg, cg);
+        }
+      }
+    }
+  });
+}
+
+at::Tensor run_forward(const Problem& p) {
+  at::Tensor out = at::empty({p.B, p.O, p.Ho, p.Wo}, p.input.options());
+  if (out.numel() == 0) return out;
+  if (p.C == 0 || (p.pool && p.CK == 0)) {
+    // Nothing to sum over.
+    out.zero_();
+    if (p.bias.defined()) out.add_(p.bias.view({1, p.O, 1, 1}));
+    return out;
+  }
+  AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cpu",
+                             [&] { forward_impl<scalar_t>(p, out); });
+  return out;
+}
+
+// -------------------------------------------------------------------------------------------
+// Backward
+// -------------------------------------------------------------------------------------------
+struct Grads {
+  at::Tensor dx, dg, dphi, dw, dalpha, dlambda, dkernel;
+};
+
+template <typename T>
+void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo, plane_i = p.H * p.W;
+  const SourceTables st = make_tables(p);
+  const Ptrs<T> P(p);
+  const bool need_dx = gr.dx.defined(), need_dg = gr.dg.defined(), need_dphi = gr.dphi.defined();
+  const bool need_dw = gr.dw.defined(), need_da = gr.dalpha.defined();
+  const bool need_dl = gr.dlambda.defined(), need_dk = gr.dkernel.defined();
+  const bool need_gK = need_dg || need_dphi || need_da || need_dl || need_dk;
+  const bool phased = need_dx || need_dg;
+  const int64_t col_rows = p.pool ? p.CK * kk : p.C * kk;
+  const int64_t rows = rows_per_tile(p, col_rows, sizeof(T), phased);
+  const int64_t nmax = rows * Wo;
+  const auto opts = p.input.options();
+  const int64_t Og = p.O / std::max<int64_t>(p.groups, 1), Cg = p.C / std::max<int64_t>(p.groups, 1);
+  const T* gp = grad.data_ptr<T>();
+  T* dxp = need_dx ? gr.dx.data_ptr<T>() : nullptr;
+  T* dgp = need_dg ? gr.dg.data_ptr<T>() : nullptr;
+  T* dphip = need_dphi ? gr.dphi.data_ptr<T>() : nullptr;
+  T* dkp = need_dk ? gr.dkernel.data_ptr<T>() : nullptr;
+  std::mutex reduce_mutex;
+
+  for (int phase = phased ? 0 : -1; phase < (phased ? 2 : 0); ++phase) {
+    const std::vector<Tile> tiles = make_tiles(p, rows, phase);
+    at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+      Scratch s;
+      if (p.guided) {
+        s.K = at::empty({p.CK * kk * nmax}, opts);
+        s.D = at::empty({p.CK * kk * nmax}, opts);
+        if (need_gK) s.gK = at::empty({p.CK * kk * nmax}, opts);
+      }
+      if (!p.pool) {
+        if (need_dw) s.col = at::empty({p.C * kk * nmax}, opts);
+        if (need_dx || need_gK) s.dcol = at::empty({p.C * kk * nmax}, opts);
+      }
+      if (need_dw) s.dw = at::zeros(gr.dw.sizes(), opts);
+      if (need_da) s.dalpha = at::zeros({gr.dalpha.numel()}, opts);
+      if (need_dl) s.dlambda = at::zeros({gr.dlambda.numel()}, opts);
+      T* dwp = need_dw ? s.dw.data_ptr<T>() : nullptr;
+
+      for (int64_t ti = begin; ti < end; ++ti) {
+        const Tile& tile = tiles[ti];
+        const int64_t n = tile.n;
+        KView<T> K, gK{nullptr, 0, 0};
+        if (p.guided) {
+          guided_kernel_tile<T>(p, P, st, tile, s.K.data_ptr<T>(), s.D.data_ptr<T>());
+          K = {s.K.data_ptr<T>(), n, kk * n};
+          if (need_gK) {
+            gK = {s.gK.data_ptr<T>(), n, kk * n};
+            std::fill(gK.base, gK.base + p.CK * kk * n, T(0));
+          }
+        } else {
+          const int64_t off = tile.b * p.CK * kk * plane_o + tile.y0 * Wo;
+          K = {const_cast<T*>(P.kern) + off, plane_o, kk * plane_o};
+          if (need_dk) gK = {dkp + off, plane_o, kk * plane_o};  // zero-initialised, disjoint
+        }
+
+        if (p.pool) {
+          for (int64_t c = 0; c < p.O; ++c) {
+            const int64_t ck = p.CK == 1 ? 0 : c, cx = p.C == 1 ? 0 : c;
+            const T* Xc = P.x + (tile.b * p.C + cx) * plane_i;
+            T* dXc = need_dx ? dxp + (tile.b * p.C + cx) * plane_i : nullptr;
+            const T* Gc = gp + (tile.b * p.O + c) * plane_o + tile.y0 * Wo;
+            for (int64_t t = 0; t < kk; ++t) {
+              const int64_t a = t / g.kw, e = t % g.kw;
+              const T wt = P.w ? P.w[t] : T(1);
+              const int64_t* icol = st.in_col.data() + e * Wo;
+              const T* Kt = K.at(ck, t);
+              T* gKt = need_gK ? gK.at(ck, t) : nullptr;
+              T accw = 0;
+              for (int64_t y = tile.y0; y < tile.y1; ++y) {
+                const int64_t r = st.in_row[a * p.Ho + y];
+                if (r < 0) continue;
+                const int64_t off = (y - tile.y0) * Wo;
+                const T* Xr = Xc + r * p.W;
+                T* dXr = dXc ? dXc + r * p.W : nullptr;
+                for (int64_t x = 0; x < Wo; ++x) {
+                  const int64_t q = icol[x];
+                  if (q < 0) continue;
+                  const T gy = Gc[off + x];
+                  const T xv = Xr[q];
+                  if (gKt) gKt[off + x] += wt * gy * xv;
+                  if (dXr) col2im_accumulate(dXr, 0, 0, q, Kt[off + x], wt * gy);
+                  accw += Kt[off + x] * xv * gy;
+                }
+              }
+              if (dwp) dwp[t] += accw;
+            }
+          }
+        } else {
+          at::Tensor g_b = grad.select(0, tile.b).view({p.O, plane_o}).narrow(1, tile.y0 * Wo, n);
+          at::Tensor w2 = p.weight.view({p.O, Cg * kk});
+          if (need_dw) {
+            at::Tensor col = s.col.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
+            scaled_im2col_tile<T>(p, P, st, tile, K, col.data_ptr<T>());
+            at::Tensor dw2 = s.dw.view({p.O, Cg * kk});
+            for (int64_t gi = 0; gi < p.groups; ++gi)
+              dw2.narrow(0, gi * Og, Og)
+                  .addmm_(g_b.narrow(0, gi * Og, Og), col.narrow(0, gi * Cg * kk, Cg * kk).t());
+          }
+          if (need_dx || need_gK) {
+            at::Tensor dcol = s.dcol.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
+            for (int64_t gi = 0; gi < p.groups; ++gi) {
+              at::Tensor dg = dcol.narrow(0, gi * Cg * kk, Cg * kk);
+              at::mm_out(dg, w2.narrow(0, gi * Og, Og).t(), g_b.narrow(0, gi * Og, Og));
+            }
+            const T* dc = dcol.data_ptr<T>();
+            for (int64_t c = 0; c < p.C; ++c) {
+              const T* Xc = P.x + (tile.b * p.C + c) * plane_i;
+              T* dXc = need_dx ? dxp + (tile.b * p.C + c) * plane_i : nullptr;
+              for (int64_t t = 0; t < kk; ++t) {
+                const int64_t a = t / g.kw, e = t % g.kw;
+                const int64_t* icol = st.in_col.data() + e * Wo;
+                const T* Kt = K.at(0, t);
+                T* gKt = need_gK ? gK.at(0, t) : nullptr;
+                const T* dcr = dc + (c * kk + t) * n;
+                for (int64_t y = tile.y0; y < tile.y1; ++y) {
+                  const int64_t r = st.in_row[a * p.Ho + y];
+                  if (r < 0) continue;
+                  const int64_t off = (y - tile.y0) * Wo;
+                  const T* Xr = Xc + r * p.W;
+                  T* dXr = dXc ? dXc + r * p.W : nullptr;
+                  for (int64_t x = 0; x < Wo; ++x) {
+                    const int64_t q = icol[x];
+                    if (q < 0) continue;
+                    const T d = dcr[off + x];
+                    if (gKt) gKt[off + x] += d * Xr[q];
+                    if (dXr) col2im_accumulate(dXr, 0, 0, q, Kt[off + x], d);
+                  }
+                }
+              }
+            }
+          }
+        }
+
+        if (p.guided && need_gK) {
+          guided_kernel_backward_tile<T>(
+              p, P, st, tile, s.K.data_ptr<T>(), s.D.data_ptr<T>(), s.gK.data_ptr<T>(), dgp,
+              dphip, need_da ? s.dalpha.data_ptr<T>() : nullptr,
+              need_dl ? s.dlambda.data_ptr<T>() : nullptr);
+        }
+      }
+
+      if (need_dw || need_da || need_dl) {
+        std::lock_guard<std::mutex> lock(reduce_mutex);
+        if (need_dw) gr.dw.add_(s.dw);
+        if (need_da) gr.dalpha.view({-1}).add_(s.dalpha);
+        if (need_dl) gr.dlambda.view({-1}).add_(s.dlambda);
+      }
+    });
+  }
+}
+
+at::Tensor empty_grad(const Problem& p) { return at::empty({0}, p.input.options()); }
+
+// Allocates the requested gradients (zeros), runs the backward pass, returns
+// (dx, dguidance, dphi, dweight, dalpha, dlambda, dkernel) with empty [0] tensors where absent.
+Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bool want_dg,
+                   bool want_dphi, bool want_dw, bool want_da, bool want_dl, bool want_dk) {
+  const auto opts = p.input.options();
+  Grads gr;
+  if (want_dx) gr.dx = at::zeros({p.B, p.C, p.H, p.W}, opts);
+  if (want_dg && p.guided) gr.dg = at::zeros({p.B, p.Cf, p.Hg, p.Wg}, opts);
+  if (want_dphi && p.guided) gr.dphi = at::zeros({p.B, p.Cf, p.Ho, p.Wo}, opts);
+  if (want_dw && p.weight.defined()) gr.dw = at::zeros(p.weight.sizes(), opts);
+  if (want_da && p.alpha.defined()) gr.dalpha = at::zeros(p.alpha.sizes(), opts);
+  if (want_dl && p.lambda.defined()) gr.dlambda = at::zeros(p.lambda.sizes(), opts);
+  if (want_dk && !p.guided) gr.dkernel = at::zeros(p.kernel.sizes(), opts);
+  const bool any = gr.dx.defined() || gr.dg.defined() || gr.dphi.defined() || gr.dw.defined() ||
+                   gr.dalpha.defined() || gr.dlambda.defined() || gr.dkernel.defined();
+  const bool empty = p.B == 0 || p.O == 0 || p.Ho == 0 || p.Wo == 0 || p.C == 0;
+  if (any && !empty) {
+    at::Tensor grad = grad_in.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cpu",
+                               [&] { backward_impl<scalar_t>(p, grad, gr); });
+  }
+  auto fill = [&](at::Tensor& t) {
+    if (!t.defined()) t = empty_grad(p);
+  };
+  fill(gr.dx); fill(gr.dg); fill(gr.dphi); fill(gr.dw); fill(gr.dalpha); fill(gr.dlambda);
+  fill(gr.dkernel);
+  return gr;
+}
+
+// -------------------------------------------------------------------------------------------
+// Op entry points
+// -------------------------------------------------------------------------------------------
+Problem conv_guided_problem(const char* op, const at::Tensor& input, const at::Tensor& guidance,
+                            const at::Tensor& phi, const at::Tensor& weight,
+                            const c10::optional<at::Tensor>& bias,
+                            const c10::optional<at::Tensor>& alpha,
+                            const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef upsample, at::IntArrayRef gstride,
+                            at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+                            bool asym) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCPU);
+  check_conv_weight(op, p, weight, bias, groups, kCPU);
+  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
+                 /*channel_wise=*/false, kCPU);
+  return p;
+}
+
+at::Tensor conv2d_guided_cpu(const at::Tensor& input, const at::Tensor& guidance,
+                             const at::Tensor& phi, const at::Tensor& weight,
+                             const c10::optional<at::Tensor>& bias,
+                             const c10::optional<at::Tensor>& alpha,
+                             const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation,
+                             at::IntArrayRef upsample, at::IntArrayRef gstride,
+                             at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+                             bool asym) {
+  Problem p = conv_guided_problem("pac::conv2d_guided", input, guidance, phi, weight, bias, alpha,
+                                  lambda, stride, padding, dilation, upsample, gstride, gpadding,
+                                  groups, kernel_type, asym);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+conv2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
+                           const at::Tensor& guidance, const at::Tensor& phi,
+                           const at::Tensor& weight, const c10::optional<at::Tensor>& alpha,
+                           const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation,
+                           at::IntArrayRef upsample, at::IntArrayRef gstride,
+                           at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+                           bool asym, std::array<bool, 6> output_mask) {
+  const char* op = "pac::conv2d_guided_backward";
+  Problem p = conv_guided_problem(op, input, guidance, phi, weight, c10::nullopt, alpha, lambda,
+                                  stride, padding, dilation, upsample, gstride, gpadding, groups,
+                                  kernel_type, asym);
+  check_grad_out(op, p, grad, kCPU);
+  auto m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
+  return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
+}
+
+Problem pool_guided_problem(const char* op, const at::Tensor& input, const at::Tensor& guidance,
+                            const at::Tensor& phi, const c10::optional<at::Tensor>& weight,
+                            const c10::optional<at::Tensor>& alpha,
+                            const c10::optional<at::Tensor>& lambda,
+                            at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef upsample, at::IntArrayRef gstride,
+                            at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
+                            bool channel_wise) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCPU);
+  auto k = detail::pair_arg(op, kernel_size, "kernel_size", 1);
+  p.geo.kh = k[0];
+  p.geo.kw = k[1];
+  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
+                 channel_wise, kCPU);
+  check_pool_weight(op, p, weight, kCPU);
+  check_pool_channels(op, p);
+  return p;
+}
+
+at::Tensor pool2d_guided_cpu(const at::Tensor& input, const at::Tensor& guidance,
+                             const at::Tensor& phi, const c10::optional<at::Tensor>& weight,
+                             const c10::optional<at::Tensor>& alpha,
+                             const c10::optional<at::Tensor>& lambda,
+                             at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation,
+                             at::IntArrayRef upsample, at::IntArrayRef gstride,
+                             at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
+                             bool channel_wise) {
+  Problem p = pool_guided_problem("pac::pool2d_guided", input, guidance, phi, weight, alpha,
+                                  lambda, kernel_size, stride, padding, dilation, upsample,
+                                  gstride, gpadding, kernel_type, asym, channel_wise);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+pool2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
+                           const at::Tensor& guidance, const at::Tensor& phi,
+                           const c10::optional<at::Tensor>& weight,
+                           const c10::optional<at::Tensor>& alpha,
+                           const c10::optional<at::Tensor>& lambda, at::IntArrayRef kernel_size,
+                           at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation, at::IntArrayRef upsample,
+                           at::IntArrayRef gstride, at::IntArrayRef gpadding,
+                           int64_t kernel_type, bool asym, bool channel_wise,
+                           std::array<bool, 6> output_mask) {
+  const char* op = "pac::pool2d_guided_backward";
+  Problem p = pool_guided_problem(op, input, guidance, phi, weight, alpha, lambda, kernel_size,
+                                  stride, padding, dilation, upsample, gstride, gpadding,
+                                  kernel_type, asym, channel_wise);
+  check_grad_out(op, p, grad, kCPU);
+  auto m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
+  return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
+}
+
+Problem conv_kernel_problem(const char* op, const at::Tensor& input, const at::Tensor& kernel,
+                            const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                            at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCPU);
+  check_kernel(op, p, kernel, kCPU);
+  const int64_t kh = p.geo.kh, kw = p.geo.kw;
+  check_conv_weight(op, p, weight, bias, groups, kCPU);
+  TORCH_CHECK(p.geo.kh == kh && p.geo.kw == kw, op, ": weight kernel size (", p.geo.kh, ", ",
+              p.geo.kw, ") != kernel tap dims (", kh, ", ", kw, ")");
+  TORCH_CHECK(p.CK == 1, op, ": the kernel of a convolution must have one channel, got ",
+              p.CK);
+  return p;
+}
+
+at::Tensor conv2d_kernel_cpu(const at::Tensor& input, const at::Tensor& kernel,
+                             const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                             at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups) {
+  Problem p = conv_kernel_problem("pac::conv2d_kernel", input, kernel, weight, bias, stride,
+                                  padding, dilation, upsample, groups);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_kernel_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
+    const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups,
+    std::array<bool, 3> output_mask) {
+  const char* op = "pac::conv2d_kernel_backward";
+  Problem p = conv_kernel_problem(op, input, kernel, weight, c10::nullopt, stride, padding,
+                                  dilation, upsample, groups);
+  check_grad_out(op, p, grad, kCPU);
+  auto m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
+  return {gr.dx, gr.dkernel, gr.dw};
+}
+
+Problem pool_kernel_problem(const char* op, const at::Tensor& input, const at::Tensor& kernel,
+                            const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef upsample) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCPU);
+  check_kernel(op, p, kernel, kCPU);
+  check_pool_weight(op, p, weight, kCPU);
+  check_pool_channels(op, p);
+  return p;
+}
+
+at::Tensor pool2d_kernel_cpu(const at::Tensor& input, const at::Tensor& kernel,
+                             const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation,
+                             at::IntArrayRef upsample) {
+  Problem p = pool_kernel_problem("pac::pool2d_kernel", input, kernel, weight, stride, padding,
+                                  dilation, upsample);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pool2d_kernel_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
+    const c10::optional<at::Tensor>& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, at::IntArrayRef upsample, std::array<bool, 3> output_mask) {
+  const char* op = "pac::pool2d_kernel_backward";
+  Problem p = pool_kernel_problem(op, input, kernel, weight, stride, padding, dilation, upsample);
+  check_grad_out(op, p, grad, kCPU);
+  auto m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
+  return {gr.dx, gr.dkernel, gr.dw};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pac, CPU, m) {
+  m.impl("conv2d_guided", &conv2d_guided_cpu);
+  m.impl("conv2d_guided_backward", &conv2d_guided_backward_cpu);
+  m.impl("pool2d_guided", &pool2d_guided_cpu);
+  m.impl("pool2d_guided_backward", &pool2d_guided_backward_cpu);
+  m.impl("conv2d_kernel", &conv2d_kernel_cpu);
+  m.impl("conv2d_kernel_backward", &conv2d_kernel_backward_cpu);
+  m.impl("pool2d_kernel", &pool2d_kernel_cpu);
+  m.impl("pool2d_kernel_backward", &pool2d_kernel_backward_cpu);
+}
+
+}  // namespace pac

@@ -1,0 +1,222 @@
+// Argument checking and unpacking shared by the device implementations of the pac:: operators
+// (csrc/cpu, csrc/cuda). Every input is checked with TORCH_CHECK before any memory is touched;
+// the returned Problem holds contiguous tensors and the sizes every driver needs.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+#include <array>
+#include <cstdint>
+
+#include "kernels/geometry.h"
+
+namespace pac {
+
+// Sampling geometry of one op call (per axis: h then w). See kernels/geometry.h.
+struct Geometry {
+  int64_t kh = 1, kw = 1;    // kernel size
+  int64_t sh = 1, sw = 1;    // input stride
+  int64_t ph = 0, pw = 0;    // input padding (negative: crop)
+  int64_t dh = 1, dw = 1;    // dilation (input and guidance)
+  int64_t uh = 1, uw = 1;    // input upsample (zero-insertion) factor
+  int64_t gsh = 1, gsw = 1;  // guidance stride
+  int64_t gph = 0, gpw = 0;  // guidance padding
+};
+
+// A checked op call. Tensors are contiguous; absent optionals are undefined tensors.
+struct Problem {
+  at::Tensor input, guidance, phi, kernel, weight, bias, alpha, lambda;
+  bool guided = false;        // kernel from (guidance, phi) rather than `kernel`
+  bool pool = false;          // depthwise pool path (optional per-tap weight) vs conv GEMM path
+  bool channel_wise = false;  // C_K = C_f (guided pool only)
+  int64_t kernel_type = 0;
+  bool asym = false;
+  int64_t B = 0, C = 0, H = 0, W = 0;  // input
+  int64_t Cf = 0, Hg = 0, Wg = 0;      // guidance (guided ops)
+  int64_t Ho = 0, Wo = 0;              // output size
+  int64_t CK = 1;                      // kernel channels
+  int64_t O = 0;                       // output channels
+  int64_t groups = 1;
+  Geometry geo;
+};
+
+namespace detail {
+
+inline std::array<int64_t, 2> pair_arg(const char* op, at::IntArrayRef v, const char* name,
+                                       int64_t minimum, bool check_min = true) {
+  TORCH_CHECK(v.size() == 2, op, ": ", name, " must have 2 elements (h, w), got ", v.size());
+  if (check_min) {
+    TORCH_CHECK(v[0] >= minimum && v[1] >= minimum, op, ": ", name, " must be >= ", minimum,
+                ", got ", v);
+  }
+  return {v[0], v[1]};
+}
+
+inline void check_tensor(const char* op, const at::Tensor& t, const char* name, int64_t ndim,
+                         const at::Tensor& ref, c10::DeviceType device_type) {
+  TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
+  TORCH_CHECK(t.device().type() == device_type, op, ": ", name, " must be a ",
+              c10::DeviceTypeName(device_type), " tensor, got device ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+  if (ref.defined()) {
+    TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
+                t.scalar_type(), " but input has ", ref.scalar_type());
+    TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(),
+                " but input is on ", ref.device());
+  }
+  if (ndim >= 0) {
+    TORCH_CHECK(t.dim() == ndim, op, ": ", name, " must be ", ndim, "-D, got shape ", t.sizes());
+  }
+}
+
+inline void check_inv_param(const char* op, const at::Tensor& t, const char* name, int64_t ck,
+                            const at::Tensor& ref, c10::DeviceType dt) {
+  check_tensor(op, t, name, -1, ref, dt);
+  TORCH_CHECK(t.dim() <= 1, op, ": ", name, " must be 0-D or 1-D, got shape ", t.sizes());
+  TORCH_CHECK(t.numel() == 1 || t.numel() == ck, op, ": ", name, " must have 1 or ", ck,
+              " (kernel channels) elements, got ", t.numel());
+}
+
+}  // namespace detail
+
+// Checks the common (input, geometry) part; fills p.geo (except kernel size), p.B/C/H/W.
+inline void check_input_geometry(const char* op, Problem& p, const at::Tensor& input,
+                                 at::IntArrayRef stride, at::IntArrayRef padding,
+                                 at::IntArrayRef dilation, at::IntArrayRef upsample,
+                                 c10::DeviceType dt) {
+  detail::check_tensor(op, input, "input", 4, at::Tensor(), dt);
+  auto s = detail::pair_arg(op, stride, "stride", 1);
+  auto pd = detail::pair_arg(op, padding, "padding", 0, /*check_min=*/false);
+  auto d = detail::pair_arg(op, dilation, "dilation", 1);
+  auto u = detail::pair_arg(op, upsample, "upsample", 1);
+  p.geo.sh = s[0]; p.geo.sw = s[1];
+  p.geo.ph = pd[0]; p.geo.pw = pd[1];
+  p.geo.dh = d[0]; p.geo.dw = d[1];
+  p.geo.uh = u[0]; p.geo.uw = u[1];
+  p.B = input.size(0); p.C = input.size(1); p.H = input.size(2); p.W = input.size(3);
+  p.input = input.contiguous();
+}
+
+// Guidance, phi and the kernel function parameters of the guided ops. Needs p.geo.kh/kw set.
+inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidance,
+                           const at::Tensor& phi, const c10::optional<at::Tensor>& alpha,
+                           const c10::optional<at::Tensor>& lambda,
+                           at::IntArrayRef guidance_stride, at::IntArrayRef guidance_padding,
+                           int64_t kernel_type, bool asym, bool channel_wise,
+                           c10::DeviceType dt) {
+  const at::Tensor& ref = p.input;
+  detail::check_tensor(op, guidance, "guidance", 4, ref, dt);
+  detail::check_tensor(op, phi, "phi", 4, ref, dt);
+  auto gs = detail::pair_arg(op, guidance_stride, "guidance_stride", 1);
+  auto gp = detail::pair_arg(op, guidance_padding, "guidance_padding", 0, false);
+  p.geo.gsh = gs[0]; p.geo.gsw = gs[1];
+  p.geo.gph = gp[0]; p.geo.gpw = gp[1];
+  TORCH_CHECK(kernel_type == kernels::kGaussian || kernel_type == kernels::kInv, op,
+              ": kernel_type must be 0 (gaussian) or 1 (inv), got ", kernel_type);
+  p.guided = true;
+  p.kernel_type = kernel_type;
+  p.asym = asym;
+  p.channel_wise = channel_wise;
+  p.Cf = guidance.size(1); p.Hg = guidance.size(2); p.Wg = guidance.size(3);
+  TORCH_CHECK(guidance.size(0) == p.B, op, ": guidance batch ", guidance.size(0),
+              " != input batch ", p.B);
+  const int64_t ho = kernels::conv_out_size(p.Hg, p.geo.kh, p.geo.gsh, p.geo.gph, p.geo.dh);
+  const int64_t wo = kernels::conv_out_size(p.Wg, p.geo.kw, p.geo.gsw, p.geo.gpw, p.geo.dw);
+  TORCH_CHECK(ho >= 1 && wo >= 1, op, ": no kernel window fits the guidance ", guidance.sizes(),
+              " with kernel size (", p.geo.kh, ", ", p.geo.kw, ")");
+  TORCH_CHECK(phi.size(0) == p.B && phi.size(1) == p.Cf && phi.size(2) == ho && phi.size(3) == wo,
+              op, ": phi must have shape [", p.B, ", ", p.Cf, ", ", ho, ", ", wo,
+              "] (batch, guidance channels, kernel windows on the guidance), got ", phi.sizes());
+  p.Ho = ho; p.Wo = wo;
+  p.CK = channel_wise ? p.Cf : 1;
+  if (kernel_type == kernels::kInv) {
+    TORCH_CHECK(alpha.has_value() && alpha->defined() && lambda.has_value() && lambda->defined(),
+                op, ": the inv kernel needs inv_alpha and inv_lambda");
+  }
+  if (alpha.has_value() && alpha->defined()) {
+    detail::check_inv_param(op, *alpha, "inv_alpha", p.CK, ref, dt);
+    p.alpha = alpha->contiguous();
+  }
+  if (lambda.has_value() && lambda->defined()) {
+    detail::check_inv_param(op, *lambda, "inv_lambda", p.CK, ref, dt);
+    p.lambda = lambda->contiguous();
+  }
+  p.guidance = guidance.contiguous();
+  p.phi = phi.contiguous();
+}
+
+// Precomputed kernel [B, C_K, kh, kw, H', W']; sets kernel size, CK and the output size.
+inline void check_kernel(const char* op, Problem& p, const at::Tensor& kernel,
+                         c10::DeviceType dt) {
+  detail::check_tensor(op, kernel, "kernel", 6, p.input, dt);
+  TORCH_CHECK(kernel.size(0) == p.B, op, ": kernel batch ", kernel.size(0), " != input batch ",
+              p.B);
+  TORCH_CHECK(kernel.size(1) >= 1 && kernel.size(2) >= 1 && kernel.size(3) >= 1 &&
+                  kernel.size(4) >= 1 && kernel.size(5) >= 1,
+              op, ": kernel must have non-empty channel, tap and spatial dims, got ",
+              kernel.sizes());
+  p.CK = kernel.size(1);
+  p.geo.kh = kernel.size(2); p.geo.kw = kernel.size(3);
+  p.Ho = kernel.size(4); p.Wo = kernel.size(5);
+  p.kernel = kernel.contiguous();
+}
+
+// Conv weight [O, C/groups, kh, kw] and bias [O].
+inline void check_conv_weight(const char* op, Problem& p, const at::Tensor& weight,
+                              const c10::optional<at::Tensor>& bias, int64_t groups,
+                              c10::DeviceType dt) {
+  detail::check_tensor(op, weight, "weight", 4, p.input, dt);
+  TORCH_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  TORCH_CHECK(p.C % groups == 0 && weight.size(0) % groups == 0, op, ": input channels ", p.C,
+              " and output channels ", weight.size(0), " must be divisible by groups=", groups);
+  TORCH_CHECK(weight.size(1) * groups == p.C, op, ": weight ", weight.sizes(),
+              " does not fit input channels ", p.C, " with groups=", groups,
+              " (expected [C_out, C_in/groups, kh, kw])");
+  TORCH_CHECK(weight.size(2) >= 1 && weight.size(3) >= 1, op, ": empty weight kernel ",
+              weight.sizes());
+  p.O = weight.size(0);
+  p.groups = groups;
+  p.geo.kh = weight.size(2);
+  p.geo.kw = weight.size(3);
+  p.weight = weight.contiguous();
+  if (bias.has_value() && bias->defined()) {
+    detail::check_tensor(op, *bias, "bias", 1, p.input, dt);
+    TORCH_CHECK(bias->size(0) == p.O, op, ": bias must have ", p.O, " elements, got ",
+                bias->sizes());
+    p.bias = bias->contiguous();
+  }
+}
+
+// Optional per-tap weight [1, 1, kh, kw] of the pool path (shared filters).
+inline void check_pool_weight(const char* op, Problem& p, const c10::optional<at::Tensor>& weight,
+                              c10::DeviceType dt) {
+  if (weight.has_value() && weight->defined()) {
+    detail::check_tensor(op, *weight, "weight", 4, p.input, dt);
+    TORCH_CHECK(weight->size(0) == 1 && weight->size(1) == 1 && weight->size(2) == p.geo.kh &&
+                    weight->size(3) == p.geo.kw,
+                op, ": weight must have shape [1, 1, ", p.geo.kh, ", ", p.geo.kw, "], got ",
+                weight->sizes());
+    p.weight = weight->contiguous();
+  }
+}
+
+// Pool channel broadcasting: out channels max(C, C_K), C and C_K equal or one of them 1.
+inline void check_pool_channels(const char* op, Problem& p) {
+  TORCH_CHECK(p.C == p.CK || p.C == 1 || p.CK == 1, op, ": input channels ", p.C,
+              " and kernel channels ", p.CK, " must be equal or one of them 1");
+  p.pool = true;
+  p.O = std::max(p.C, p.CK);
+}
+
+inline void check_grad_out(const char* op, const Problem& p, const at::Tensor& grad,
+                           c10::DeviceType dt) {
+  detail::check_tensor(op, grad, "grad_out", 4, p.input, dt);
+  TORCH_CHECK(grad.size(0) == p.B && grad.size(1) == p.O && grad.size(2) == p.Ho &&
+                  grad.size(3) == p.Wo,
+              op, ": grad_out must have shape [", p.B, ", ", p.O, ", ", p.Ho, ", ", p.Wo,
+              "], got ", grad.sizes());
+}
+
+}  // namespace pac
