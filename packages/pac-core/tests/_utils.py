@@ -258,7 +258,7 @@ def loop_pacpool2d(X, K, kernel_size, stride=1, padding=0, dilation=1) -> Tensor
 def randn(*shape, dtype=torch.float64, requires_grad=False, seed=None) -> Tensor:
     """Seeded standard-normal tensor."""
     gen = torch.Generator().manual_seed(0 if seed is None else seed)
-    return torch.randn(*shape, generator=gen, dtype=dtype).requires_grad_(requires_grad)
+    return torch.randn(tuple(shape), generator=gen, dtype=dtype).requires_grad_(requires_grad)
 
 
 def smooth_filter(kind: str, m: int = 3, dtype=torch.float64) -> Optional[Tensor]:
