@@ -128,3 +128,42 @@ def bench(session: nox.Session) -> None:
     """Time PacConv2d against nn.Conv2d (quick cases); writes packages/pac-bench/results/."""
     install_all(session)
     session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs)
+
+
+DOCS_REQS = ["mkdocs-material", "mkdocstrings[python]", "numpy", "scipy", "matplotlib",
+             "scikit-image"]
+DOCS_SCRIPTS = ROOT / "docs" / "scripts"
+SITE = ROOT / "site"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def _build_docs(session: nox.Session) -> None:
+    """Figures (pac_core read from source, no build needed), then ``mkdocs build --strict``."""
+    session.install(_torch_spec(session), *DOCS_REQS)
+    session.run("python", str(DOCS_SCRIPTS / "make_figures.py"))
+    session.run("mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
+                "--site-dir", str(SITE), env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ (figures, then mkdocs build --strict)."""
+    _build_docs(session)
+
+
+@nox.session
+def docs_browser(session: nox.Session) -> None:
+    """Build the site, serve it on 127.0.0.1 and check it in headless Chromium.
+
+    Every page loads without console errors, no internal link is broken, search finds PacConv2d;
+    screenshots go to docs/_generated/screenshots/. Needs Debian's chromium and chromium-driver.
+    """
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        session.error(f"{', '.join(missing)} not found; install them with: "
+                      "sudo apt-get update && sudo apt-get install -y chromium chromium-driver")
+    _build_docs(session)
+    session.install("selenium")
+    session.run("python", str(DOCS_SCRIPTS / "browser_check.py"), str(SITE),
+                env={"SE_OFFLINE": "true"})

@@ -142,16 +142,12 @@ def taps(x, k, dilation):
                                for e in range(k)]) for a in range(k)])
 
 
-def edge_point(img, col, rows):
-    """Row of the strongest vertical colour change in ``img[rows, col]``."""
-    seg = img[rows[0] : rows[1], col]
-    grad = np.linalg.norm(np.diff(seg, axis=0), axis=1)
-    return rows[0] + int(np.argmax(grad)) + 1, col
-
-
 # -- figures --------------------------------------------------------------------------------------
 def _imshow_kernel(ax, kern, title):
-    ax.imshow(kern, cmap="magma", vmin=0, vmax=kern.max() or 1, interpolation="nearest")
+    """Show a kernel; the colour scale ends at the largest tap other than the centre."""
+    others = kern.copy()
+    others[kern.shape[0] // 2, kern.shape[1] // 2] = 0
+    ax.imshow(kern, cmap="magma", vmin=0, vmax=others.max() or 1, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -161,10 +157,10 @@ def fig_kernels(kernel, img, out):
     """The home-page picture: kernels at pixels on and away from edges."""
     crop = img[100:300, 120:420]
     k = 21
-    kmap = kernel(rgb_feat(crop, 0.1), k)
-    points = [("flat (red paint)", (150, 185)), ("edge", edge_point(crop, 60, (95, 140))),
-              ("edge", edge_point(crop, 110, (40, 90))), ("flat (seat)", (90, 110)),
-              ("corner", edge_point(crop, 208, (100, 140)))]
+    kmap = kernel(rgb_feat(crop, 0.2), k)
+    points = [("flat", (130, 150)), ("edge", (118, 100)),
+              ("edge", (150, 185)), ("thin line", (170, 60)),
+              ("texture", (40, 150))]
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
     fig = plt.figure(figsize=(10, 4.2))
     grid = fig.add_gridspec(2, len(points) + 3, height_ratios=[1, 1])
@@ -194,7 +190,7 @@ def fig_kernels(kernel, img, out):
 def fig_kernel_types(kernel, img, out):
     crop = img[100:300, 120:420]
     feat = rgb_feat(crop, 0.08)
-    y, x = edge_point(crop, 60, (95, 140))
+    y, x = 118, 100
     k, r = 15, 7
     variants = [
         ("gaussian", {}),
@@ -211,7 +207,7 @@ def fig_kernel_types(kernel, img, out):
     for ax, (name, kw) in zip(axes[1:], variants):
         kmap = kernel(feat, k, **kw)
         kern = kmap[:, :, y, x]
-        _imshow_kernel(ax, kern, f"{name}\nmax {kern.max():.3g}")
+        _imshow_kernel(ax, kern, f"{name}\ncentre {kern[k // 2, k // 2]:.3g}")
     fig.tight_layout()
     fig.savefig(out / "kernel_types.png", dpi=DPI)
     plt.close(fig)
@@ -225,7 +221,7 @@ def fig_smoothing(kernel, img, out):
     k = 11
     plain = kernel(feat, k)
     smooth = kernel(feat, k, smooth=GAUSS3)
-    points = [(150, 185), edge_point(crop, 60, (95, 140)), (90, 110)]
+    points = [(150, 185), (118, 100), (90, 110)]
     fig, axes = plt.subplots(2, len(points) + 1, figsize=(9, 4.4))
     for row in range(2):
         axes[row, 0].imshow(noisy)
