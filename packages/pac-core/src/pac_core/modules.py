@@ -119,6 +119,10 @@ class _PacConvNd(nn.Module):
                 f"{fn}: shared_filters=True needs in_channels == out_channels, got "
                 f"{in_channels} and {out_channels}"
             )
+        if not pool_only:
+            for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"{fn}: {name} must be a positive int, got {v!r}")
         # extras: groups and padding_mode
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
             raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
