@@ -7,7 +7,7 @@ the implementation (``reference`` pure torch, ``native`` fused C++/CUDA through 
 from . import backends
 from .crf import PacCRF, PacCRFLoose
 from .features import create_position_feats, create_YXRGB
-from .functional import packernel2d, pacconv2d, pacconv_transpose2d, pacpool2d
+from .functional import pacconv2d, pacconv_transpose2d, packernel2d, pacpool2d
 from .helpers import nd2col, np_gaussian_2d
 from .modules import PacConv2d, PacConvTranspose2d, PacPool2d
 
@@ -24,8 +24,8 @@ __all__ = [
     "create_position_feats",
     "nd2col",
     "np_gaussian_2d",
-    "packernel2d",
     "pacconv2d",
     "pacconv_transpose2d",
+    "packernel2d",
     "pacpool2d",
 ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..compat.torch_version import assume_constant_result
 from .base import Backend
 
 ENTRY_POINT_GROUP = "pac_core.backends"
@@ -74,8 +75,10 @@ def _lazy_entry_point(ep: Any) -> Callable[[], Backend | None]:
         try:
             obj = ep.load()
         except Exception as exc:
-            warnings.warn(f"pac_core: backend plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"pac_core: backend plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
+                RuntimeWarning, stacklevel=3,
+            )
             return None
         return obj() if callable(obj) and not isinstance(obj, Backend) else obj
 
@@ -102,7 +105,7 @@ def _check_name(name: str) -> str:
     _load_plugins()
     if name not in _factories or _instance(name) is None:
         raise ValueError(
-            f"unknown or unavailable pac backend {name!r}; available: {available() + [AUTO]}"
+            f"unknown or unavailable pac backend {name!r}; available: {[*available(), AUTO]}"
         )
     return name
 
@@ -168,20 +171,28 @@ def resolve(*tensors: torch.Tensor | None) -> Backend:
     """The backend that should run an op on ``tensors`` under the current selection.
 
     With an explicit selection the backend must support the tensors' device and dtype (else
-    RuntimeError); with ``'auto'`` the best available one that does is chosen.
+    RuntimeError); with ``'auto'`` the best available one that does is chosen. Under
+    ``torch.compile`` the choice is made once, while tracing, and baked into the graph (no graph
+    break): select the backend before compiling.
     """
     ref = next(t for t in tensors if t is not None)
+    return _instances[_resolve_name(ref.device.type, ref.dtype)]  # type: ignore[return-value]
+
+
+@assume_constant_result
+def _resolve_name(device_type: str, dtype: torch.dtype) -> str:
+    device = torch.device(device_type)
     name = current()
     if name != AUTO:
         backend = get(name)
-        if not backend.supports(ref.device, ref.dtype):
+        if not backend.supports(device, dtype):
             raise RuntimeError(
-                f"pac backend {name!r} does not support device={ref.device} dtype={ref.dtype}; "
+                f"pac backend {name!r} does not support device={device_type} dtype={dtype}; "
                 f"select another with pac_core.backends.use(...) (available: {available()})"
             )
-        return backend
+        return name
     for n in available():
         backend = _instance(n)
-        if backend is not None and backend.supports(ref.device, ref.dtype):
-            return backend
-    raise RuntimeError(f"no pac backend supports device={ref.device} dtype={ref.dtype}")
+        if backend is not None and backend.supports(device, dtype):
+            return n
+    raise RuntimeError(f"no pac backend supports device={device_type} dtype={dtype}")

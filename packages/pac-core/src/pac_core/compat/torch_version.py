@@ -5,6 +5,7 @@ Nothing else in the code base compares torch versions; it asks this module for t
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import torch
@@ -45,3 +46,12 @@ def register_fake(qualname: str) -> Callable[[Callable[..., Any]], Callable[...,
 def load_weights_only(path: Any, map_location: Any = None) -> Any:
     """``torch.load`` restricted to tensors and plain containers (never arbitrary pickle)."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def assume_constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``fn`` as returning a trace-time constant for torch.compile (no graph break)."""
+    compiler = getattr(torch, "compiler", None)
+    marker = getattr(compiler, "assume_constant_result", None)
+    if marker is None:  # torch < 2.2
+        marker = importlib.import_module("torch._dynamo").assume_constant_result
+    return marker(fn)
