@@ -1,0 +1,530 @@
+"""Weights records, the download cache, safe checkpoint loading and legacy key mapping.
+
+Every checkpoint the project knows about is a :class:`Weights` record: where the file is (shipped
+inside the package under ``pac_models/weights/``, or a URL fetched with
+:func:`torch.hub.download_url_to_file` into ``<torch.hub.get_dir()>/checkpoints/pac_models``),
+its sha256 (checked **before** the file is deserialised), its licence, its training recipe and its
+measured metrics.
+
+Checkpoints are read with :func:`safetensors.torch.load_file` or
+``torch.load(weights_only=True)``, never with unrestricted pickle: a file whose pickle would import
+or call anything beyond tensors and plain containers is refused with
+:class:`UnsafeCheckpointError` before any of its code runs.
+
+pacnet's own checkpoints (NVIDIA, CC BY-NC-SA 4.0, non-commercial) are listed as URL records so
+their licence is stated; they are never shipped and never the default. Their sha256 is unknown
+(they could not be downloaded when the records were written), so loading them needs an explicit
+``check_hash=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Optional, Union
+from urllib.parse import unquote, urlparse
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "NON_COMMERCIAL_LICENCE",
+    "UnsafeCheckpointError",
+    "Weights",
+    "best_weights",
+    "cache_dir",
+    "default_weights",
+    "get_weights",
+    "list_weights",
+    "load_checkpoint",
+    "load_pretrained",
+    "map_legacy_keys",
+    "register_weights",
+    "resolve_file",
+    "save_weights",
+    "sha256sum",
+    "shipped_dir",
+]
+
+NON_COMMERCIAL_LICENCE = "CC BY-NC-SA 4.0 (NVIDIA pacnet release; non-commercial use only)"
+PACNET_BASE_URL = "http://maxwell.cs.umass.edu/pacnet-data/pretrained_weights/"
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint holds pickled objects beyond tensors and plain containers (refused unread)."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One checkpoint.
+
+    Attributes:
+        tag: Unique identifier (``"<model>_x<factor>_<dataset>_<version>"``).
+        model: Registered model name it belongs to.
+        model_kwargs: Builder arguments the weights need (``{"factor": 8}``).
+        file: File name inside ``pac_models/weights/`` when shipped with the package.
+        url: Download URL when not shipped.
+        sha256: Hex digest of the file; None only for third-party files that could not be
+            checksummed (loading then needs ``check_hash=False``).
+        licence: SPDX id or text.
+        recipe: How the weights were trained (dataset, protocol, command line).
+        metrics: Measured scores, e.g. ``{"nyu_rmse_cm": 2.4}``.
+        key_map: ``"none"`` or ``"pacnet"`` (unwrap and map pacnet's checkpoint layout).
+        default: Used by ``pretrained=True`` for this model and ``model_kwargs``.
+        task: ``"depth"`` or ``"flow"``.
+    """
+
+    tag: str
+    model: str
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    file: Optional[str] = None
+    url: Optional[str] = None
+    sha256: Optional[str] = None
+    licence: str = "Apache-2.0"
+    recipe: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    key_map: str = "none"
+    default: bool = False
+    task: str = "depth"
+
+    def __post_init__(self) -> None:
+        if (self.file is None) == (self.url is None):
+            raise ValueError(f"weights {self.tag!r}: give exactly one of file and url")
+        if self.file is not None and not self.sha256:
+            raise ValueError(f"weights {self.tag!r}: a shipped file needs its sha256")
+        if self.key_map not in ("none", "pacnet"):
+            raise ValueError(f"weights {self.tag!r}: unknown key_map {self.key_map!r}")
+        object.__setattr__(self, "model_kwargs", MappingProxyType(dict(self.model_kwargs)))
+        object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
+
+    @property
+    def shipped(self) -> bool:
+        """Whether the file is inside the package."""
+        return self.file is not None
+
+    @property
+    def non_commercial(self) -> bool:
+        """Whether the licence forbids commercial use."""
+        return "NC" in self.licence.replace("-", " ").split() or "non-commercial" in self.licence
+
+
+_WEIGHTS: dict[str, Weights] = {}
+
+
+def register_weights(record: Weights, *, replace: bool = False) -> Weights:
+    """Add a record to the registry.
+
+    Raises:
+        ValueError: the tag exists (and ``replace`` is False), or a second default record for the
+            same model and arguments.
+    """
+    if record.tag in _WEIGHTS and not replace:
+        raise ValueError(f"weights tag {record.tag!r} is already registered")
+    if record.default:
+        for other in _WEIGHTS.values():
+            if (other.default and other.tag != record.tag and other.model == record.model
+                    and dict(other.model_kwargs) == dict(record.model_kwargs)):
+                raise ValueError(
+                    f"weights {record.tag!r}: {other.tag!r} is already the default for "
+                    f"{record.model} {dict(record.model_kwargs)}"
+                )
+    _WEIGHTS[record.tag] = record
+    return record
+
+
+def unregister_weights(tag: str) -> None:
+    """Remove a record (for tests and plugins)."""
+    _WEIGHTS.pop(tag, None)
+
+
+def list_weights(model: Optional[str] = None, **model_kwargs: Any) -> list[Weights]:
+    """Registered records, optionally for one model and matching builder arguments."""
+    out = []
+    for w in _WEIGHTS.values():
+        if model is not None and w.model != model:
+            continue
+        if any(w.model_kwargs.get(k) != v for k, v in model_kwargs.items()):
+            continue
+        out.append(w)
+    return sorted(out, key=lambda w: w.tag)
+
+
+def get_weights(tag: str) -> Weights:
+    """The record with this tag.
+
+    Raises:
+        ValueError: unknown tag (the message lists the registered tags).
+    """
+    try:
+        return _WEIGHTS[tag]
+    except KeyError:
+        raise ValueError(
+            f"unknown weights tag {tag!r}; registered: {', '.join(sorted(_WEIGHTS)) or 'none'}"
+        ) from None
+
+
+def default_weights(model: str, model_kwargs: Mapping[str, Any]) -> Optional[Weights]:
+    """The default record of ``model`` whose ``model_kwargs`` all match the given arguments."""
+    for w in _WEIGHTS.values():
+        if w.default and w.model == model and all(
+            model_kwargs.get(k, _default_kwarg(model, k)) == v for k, v in w.model_kwargs.items()
+        ):
+            return w
+    return None
+
+
+def _default_kwarg(model: str, key: str) -> Any:
+    if key == "factor":
+        from .depth import DEFAULT_FACTOR
+
+        return DEFAULT_FACTOR
+    return None
+
+
+def best_weights(task: str, factor: int, metric: Optional[str] = None) -> Optional[Weights]:
+    """The shipped, permissively licensed record for ``task`` at ``factor`` with the best metric.
+
+    Args:
+        task: ``"depth"`` or ``"flow"``.
+        factor: Upsampling factor.
+        metric: Metric to minimise (default: ``nyu_rmse_cm`` for depth, ``sintel_epe`` for flow).
+
+    Returns:
+        The record, or None when no shipped weights exist for that factor.
+    """
+    metric = metric or ("nyu_rmse_cm" if task == "depth" else "sintel_epe")
+    cands = [w for w in _WEIGHTS.values()
+             if w.task == task and w.shipped and not w.non_commercial
+             and w.model_kwargs.get("factor") == factor]
+    if not cands:
+        return None
+    return min(cands, key=lambda w: w.metrics.get(metric, float("inf")))
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+def shipped_dir() -> Path:
+    """The folder of weights shipped inside the package."""
+    return Path(__file__).resolve().parent / "weights"
+
+
+def cache_dir() -> Path:
+    """Download cache: ``<torch.hub.get_dir()>/checkpoints/pac_models``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / "pac_models"
+
+
+def sha256sum(path: Union[str, Path]) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_url(s: str) -> bool:
+    return urlparse(s).scheme in ("http", "https", "file", "ftp")
+
+
+def download(url: str, *, sha256: Optional[str] = None, progress: bool = True) -> Path:
+    """Fetch ``url`` into :func:`cache_dir` (once) with :func:`torch.hub.download_url_to_file`.
+
+    The cached file is ``<first 10 hex digits of sha256(url)>-<file name>``.
+
+    A cached file whose sha256 does not match is fetched again; a fresh download that does not
+    match is deleted and refused.
+
+    Raises:
+        ValueError: the downloaded file's sha256 differs from ``sha256``.
+    """
+    name = os.path.basename(unquote(urlparse(url).path)) or "checkpoint"
+    # the URL's digest in the name: two URLs ending in the same file name never share a cache entry
+    dst = cache_dir() / f"{hashlib.sha256(url.encode()).hexdigest()[:10]}-{name}"
+    if dst.exists() and (sha256 is None or sha256sum(dst) == sha256):
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(dst), progress=progress)
+    if sha256 is not None:
+        got = sha256sum(dst)
+        if got != sha256:
+            dst.unlink(missing_ok=True)
+            raise ValueError(f"sha256 mismatch for {url}: expected {sha256}, got {got}")
+    return dst
+
+
+def resolve_file(record: Weights, *, check_hash: bool = True, progress: bool = True) -> Path:
+    """Local path of a record's file (downloading it if needed), hash-checked.
+
+    Raises:
+        ValueError: hash mismatch, or no reference hash and ``check_hash`` is True.
+        FileNotFoundError: a shipped file is missing from the installation.
+    """
+    if check_hash and not record.sha256:
+        raise ValueError(
+            f"weights {record.tag!r} have no known sha256 ({record.licence}); pass "
+            "check_hash=False to load them unverified, or download the file yourself and pass "
+            "its path as pretrained="
+        )
+    if record.shipped:
+        path = shipped_dir() / str(record.file)
+        if not path.exists():
+            raise FileNotFoundError(f"shipped weights file missing: {path}")
+    else:
+        path = download(str(record.url), sha256=record.sha256 if check_hash else None,
+                        progress=progress)
+    if check_hash:
+        got = sha256sum(path)
+        if got != record.sha256:
+            raise ValueError(
+                f"sha256 mismatch for weights {record.tag!r} ({path}): expected "
+                f"{record.sha256}, got {got}"
+            )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # 8-byte little-endian header length, then a JSON object
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 28
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> Any:
+    """Read a checkpoint without running any code from it.
+
+    Safetensors files are read with :func:`safetensors.torch.load_file`; everything else with
+    ``torch.load(weights_only=True)``, whose restricted unpickler only rebuilds tensors and plain
+    containers.
+
+    Raises:
+        UnsafeCheckpointError: the pickle references other globals (it would run code); nothing
+            from the file was executed.
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    if _is_safetensors(path):
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device=str(map_location) if map_location else "cpu")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: its pickle contains objects other than tensors and plain "
+            "containers, which could run code; pac-models only loads weights_only checkpoints "
+            f"(re-save it as a plain state_dict or safetensors). Details: {exc}"
+        ) from None
+
+
+def _tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    )
+
+
+def map_legacy_keys(obj: Any, expected: Iterable[str]) -> dict[str, Tensor]:
+    """Turn a loaded checkpoint (possibly pacnet-style wrapped) into a state_dict for a model.
+
+    Steps: unwrap ``{"state_dict": ...}``-like containers (``state_dict``, ``model_state_dict``,
+    ``model``, ``net``, ``weights``; other entries such as optimiser state or epoch are dropped),
+    strip a ``module.`` prefix (``nn.DataParallel``), and add or strip a common prefix (e.g.
+    ``backbone.``) when that makes the keys match the model's.
+
+    Args:
+        obj: What :func:`load_checkpoint` returned.
+        expected: The model's ``state_dict`` keys.
+
+    Returns:
+        A flat ``{key: tensor}`` dict.
+
+    Raises:
+        ValueError: no tensor dict inside ``obj``.
+    """
+    sd = obj
+    for _ in range(3):
+        if _tensor_dict(sd):
+            break
+        if isinstance(sd, Mapping):
+            inner = next((sd[k] for k in _WRAPPER_KEYS if k in sd and isinstance(sd[k], Mapping)),
+                         None)
+            if inner is not None:
+                sd = inner
+                continue
+            tensors = {k: v for k, v in sd.items() if isinstance(v, Tensor)}
+            if tensors:
+                sd = tensors
+                break
+        raise ValueError("the checkpoint holds no state_dict (no mapping of names to tensors)")
+    if not _tensor_dict(sd):
+        raise ValueError("the checkpoint holds no state_dict (no mapping of names to tensors)")
+    sd = dict(sd)
+    expected = set(expected)
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    if expected and not (set(sd) & expected):
+        prefixes = {k.split(".", 1)[0] + "." for k in expected if "." in k}
+        for p in prefixes:  # the file lacks a prefix every model key has (e.g. "backbone.")
+            if all(k.startswith(p) for k in expected) and {p + k for k in sd} & expected:
+                sd = {p + k: v for k, v in sd.items()}
+                break
+        else:
+            file_prefixes = {k.split(".", 1)[0] + "." for k in sd if "." in k}
+            for p in file_prefixes:  # the file has an extra prefix
+                if all(k.startswith(p) for k in sd) and {k[len(p):] for k in sd} & expected:
+                    sd = {k[len(p):]: v for k, v in sd.items()}
+                    break
+    return sd
+
+
+def load_into(model: nn.Module, obj: Any, source: str) -> None:
+    """Map keys and load strictly, with a clear message on any mismatch.
+
+    Raises:
+        ValueError: missing, unexpected or wrongly shaped entries.
+    """
+    own = model.state_dict()
+    sd = map_legacy_keys(obj, own.keys())
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(sd) & set(own)) if sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if shapes:
+            parts.append(f"shape mismatches {shapes}")
+        raise ValueError(
+            f"checkpoint {source} does not fit {type(model).__name__}: " + "; ".join(parts)
+        )
+    model.load_state_dict(sd, strict=True)
+
+
+def load_pretrained(model: nn.Module, name: str, pretrained: Union[bool, str, Path],
+                    model_kwargs: Mapping[str, Any], *, check_hash: bool = True,
+                    progress: bool = True) -> Optional[Weights]:
+    """Load weights into a freshly built model (what ``create_model(pretrained=...)`` calls).
+
+    Args:
+        model: The model.
+        name: Its registered name.
+        pretrained: True (default record), a record tag, a local path, or a URL.
+        model_kwargs: The builder arguments (to pick the default record).
+        check_hash: Verify record hashes.
+        progress: Download progress bar.
+
+    Returns:
+        The record used, or None for a user's own file.
+
+    Raises:
+        ValueError: no default record, a record of another model, an unsafe file, a hash or key
+            mismatch.
+        FileNotFoundError: a path that does not exist.
+    """
+    record: Optional[Weights] = None
+    if pretrained is True:
+        record = default_weights(name, model_kwargs)
+        if record is None:
+            avail = [w.tag for w in list_weights(name)]
+            raise ValueError(
+                f"no default weights for {name!r} with {dict(model_kwargs)}; records for this "
+                f"model: {avail or 'none'} (pass pretrained=<tag, path or URL>)"
+            )
+    elif isinstance(pretrained, str) and pretrained in _WEIGHTS:
+        record = _WEIGHTS[pretrained]
+    if record is not None:
+        if record.model != name:
+            raise ValueError(f"weights {record.tag!r} belong to {record.model!r}, not {name!r}")
+        for k, v in record.model_kwargs.items():
+            if k in model_kwargs and model_kwargs[k] != v:
+                raise ValueError(
+                    f"weights {record.tag!r} need {k}={v!r}, the model was built with "
+                    f"{k}={model_kwargs[k]!r}"
+                )
+        if record.non_commercial:
+            warnings.warn(f"weights {record.tag!r} are licensed {record.licence}", stacklevel=3)
+        path = resolve_file(record, check_hash=check_hash, progress=progress)
+        load_into(model, load_checkpoint(path), record.tag)
+        return record
+    src = str(pretrained)
+    if _is_url(src):
+        known = next((w for w in _WEIGHTS.values() if w.url == src), None)
+        path = download(src, sha256=known.sha256 if (known and check_hash) else None,
+                        progress=progress)
+    else:
+        path = Path(src).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"pretrained={src!r} is neither a weights tag, a URL nor an existing file"
+            )
+    load_into(model, load_checkpoint(path), src)
+    return None
+
+
+def save_weights(model_or_state: Union[nn.Module, Mapping[str, Tensor]],
+                 path: Union[str, Path]) -> str:
+    """Save a state_dict (safetensors for ``.safetensors`` paths, else ``torch.save``).
+
+    Returns:
+        The file's sha256 (for a :class:`Weights` record).
+    """
+    sd = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    sd = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path))
+    else:
+        torch.save(sd, path)
+    return sha256sum(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the records
+
+def _pacnet_records() -> None:
+    """pacnet's NVIDIA checkpoints: listed for their licence, never shipped nor default."""
+    names = {"pac": "pac_joint_upsample", "paclite": "pac_joint_upsample_lite", "djif": "djif"}
+    nyu = {"pac": (2.39, 4.59, 8.09), "paclite": (2.55, 4.82, 8.52), "djif": (2.64, 5.15, 9.39)}
+    sintel = {"pac": (0.1042, 0.2558, 0.5921), "djif": (0.1760, 0.4382, 1.0422)}
+    for short, model in names.items():
+        for i, f in enumerate((4, 8, 16)):
+            register_weights(Weights(
+                tag=f"pacnet_{short}_x{f}_nyu", model=model, model_kwargs={"factor": f},
+                url=f"{PACNET_BASE_URL}depth_upsampling/x{f}_{short}_weights_epoch_5000.pth",
+                licence=NON_COMMERCIAL_LICENCE, key_map="pacnet", task="depth",
+                recipe="pacnet README: NYU Depth V2 train (1000 images), 256x256 crops, Adam "
+                       "1e-4, 5000 epochs, lr /10 at 3500 and 4500",
+                metrics={"nyu_rmse_cm_reported": nyu[short][i]},
+            ))
+            if short in sintel:
+                register_weights(Weights(
+                    tag=f"pacnet_{short}_x{f}_sintel", model=model, model_kwargs={"factor": f},
+                    url=f"{PACNET_BASE_URL}flow_upsampling/x{f}_{short}_weights_epoch_5000.pth",
+                    licence=NON_COMMERCIAL_LICENCE, key_map="pacnet", task="flow",
+                    recipe="pacnet README: Sintel clean train split (908 pairs), 256x256 crops, "
+                           "Adam 1e-4, 5000 epochs, lr /10 at 3500 and 4500",
+                    metrics={"sintel_epe_reported": sintel[short][i]},
+                ))
+
+
+_pacnet_records()
