@@ -56,14 +56,9 @@ info = _ext.build_info()
 print("pac_core from", pac_core.__file__)
 print("build_info", info, "| load error:", _ext.error())
 print("backends", pac_core.backends.available())
-missing = []
-for name in dir(torch.ops.pac):
-    packet = getattr(torch.ops.pac, name)
-    if isinstance(packet, torch._ops.OpOverloadPacket):
-        for ov in packet.overloads():
-            q = getattr(packet, ov)._schema.name + ("" if ov == "default" else "." + ov)
-            if not torch._C._dispatch_has_kernel_for_dispatch_key(q, "CUDA"):
-                missing.append(q)
+ops = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("pac::"))
+missing = [n for n in ops if not torch._C._dispatch_has_kernel_for_dispatch_key(n, "CUDA")]
+print(f"{len(ops)} pac ops registered")
 print("ops without a CUDA kernel:", missing or "none")
 EOF
 ) 2>&1 | tee "$OUT/import-check.txt"
@@ -92,7 +87,7 @@ fi
   echo "==================== pac gpu_check summary ===================="
   head -n 3 "$OUT/env.txt" | tail -n 2
   echo "build: rc=$BUILD_RC ($( [ "$BUILD_RC" -eq 0 ] && echo ok || echo FAILED; [ "$BUILD_RC" -eq 124 ] && echo ' timeout'))"
-  grep -E "^build_info|ops without" "$OUT/import-check.txt" 2>/dev/null
+  grep -E "^build_info|pac ops registered|ops without" "$OUT/import-check.txt" 2>/dev/null
   echo "cuda tests: rc=$TESTS_RC: $(grep -E '(passed|failed|error|skipped|no tests ran)' "$OUT/cuda-tests.log" 2>/dev/null | tail -n 1)"
   grep -E "^(FAILED|ERROR) " "$OUT/cuda-tests.log" 2>/dev/null | head -n 15
   echo "benchmark: rc=$BENCH_RC (124 = timeout) -> $OUT/gpu-bench.md"
