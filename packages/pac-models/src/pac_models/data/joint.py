@@ -1,0 +1,169 @@
+"""Joint-upsampling sample assembly (spec A.5): low-resolution generation, crops, normalisation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["LOWRES_MODES", "AssembleJointUpsamplingInputs", "JointSample", "make_lowres"]
+
+LOWRES_MODES = ("center", "last", "bilinear", "bicubic", "nearest")
+_ORDERS = {"nearest": 0, "bilinear": 1, "bicubic": 3}
+
+
+def _resize(x: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
+    """skimage resize of ``[C, H, W]`` over the spatial axes with the spec's settings."""
+    from skimage.transform import resize
+
+    return resize(x, (x.shape[0], *size), order=order, mode="reflect", clip=False,
+                  preserve_range=True, anti_aliasing=True).astype(np.float32)
+
+
+def make_lowres(target: np.ndarray, factor: int, mode: str = "center") -> np.ndarray:
+    """The low-resolution target of spec A.5 step 3.
+
+    A target whose size is not a multiple of ``factor`` is first resized (skimage, order 1,
+    anti-aliased) to ``⌈H/f⌉f × ⌈W/f⌉f`` (for every mode).
+
+    Args:
+        target: ``[C, H, W]`` or ``[H, W]`` float array.
+        factor: Downsampling factor.
+        mode: ``'center'`` (point samples at rows/cols ``⌊(f−1)/2⌋ + f·i``, no prefilter;
+            NYU default), ``'last'`` (offset ``f − 1``), or ``'bilinear'`` / ``'bicubic'`` /
+            ``'nearest'`` (skimage resize with anti-aliasing; Sintel default ``'bilinear'``).
+
+    Returns:
+        ``[C, ⌈H/f⌉, ⌈W/f⌉]`` (or 2-D like the input) float32.
+
+    Raises:
+        ValueError: unknown mode or factor < 1.
+    """
+    if mode not in LOWRES_MODES:
+        raise ValueError(f"lowres_mode must be one of {LOWRES_MODES}, got {mode!r}")
+    if factor < 1:
+        raise ValueError(f"factor must be ≥ 1, got {factor}")
+    x = np.asarray(target, dtype=np.float32)
+    squeeze = x.ndim == 2
+    if squeeze:
+        x = x[None]
+    h, w = x.shape[-2:]
+    hl, wl = math.ceil(h / factor), math.ceil(w / factor)
+    if (h, w) != (hl * factor, wl * factor):
+        x = _resize(x, (hl * factor, wl * factor), order=1)
+    if mode in ("center", "last"):
+        off = (factor - 1) // 2 if mode == "center" else factor - 1
+        low = np.ascontiguousarray(x[:, off::factor, off::factor][:, :hl, :wl])
+    else:
+        low = _resize(x, (hl, wl), order=_ORDERS[mode])
+    return low[0] if squeeze else low
+
+
+@dataclass
+class JointSample:
+    """One assembled sample (tensors, unbatched).
+
+    Attributes:
+        low: Low-resolution target ``[C, h, w]`` (normalised to [0, 1] when normalisation is on).
+        guide: RGB guidance ``[3, H, W]`` float32 in [0, 1].
+        target: Full-resolution target ``[C, H − 2b, W − 2b]`` in raw units (border b removed).
+        raw_range: ``[C, 2]`` ``(lo, hi)`` of the normalisation (None when off).
+    """
+
+    low: Tensor
+    guide: Tensor
+    target: Tensor
+    raw_range: Optional[Tensor]
+
+    def as_tuple(self) -> tuple[Tensor, ...]:
+        """pacnet's order: ``(low, guide, target, raw_range)`` (3-tuple without normalisation)."""
+        if self.raw_range is None:
+            return self.low, self.guide, self.target
+        return self.low, self.guide, self.target, self.raw_range
+
+
+class AssembleJointUpsamplingInputs:
+    """Build ``(low, guide, target, raw_range)`` from a full-resolution pair (spec A.5).
+
+    Args:
+        factor: Upsampling factor.
+        crop: Random square crop size (training); must be divisible by ``factor``. None = no crop.
+        flip: Random horizontal flip with probability 0.5 (training).
+        normalize_target: Normalise the low-resolution target per channel to [0, 1].
+        output_crop: Pixels removed on every side of the full-resolution target (evaluation
+            border; NYU uses 6).
+        lowres_mode: See :func:`make_lowres`.
+        zero_guidance: Replace the guidance by zeros (ablation).
+
+    Raises:
+        ValueError: crop not divisible by factor, negative border, unknown mode.
+    """
+
+    def __init__(self, factor: int, crop: Optional[int] = None, flip: bool = True,
+                 normalize_target: bool = True, output_crop: int = 0,
+                 lowres_mode: str = "center", zero_guidance: bool = False) -> None:
+        if crop is not None and (crop <= 0 or crop % factor):
+            raise ValueError(f"crop ({crop}) must be a positive multiple of factor ({factor})")
+        if output_crop < 0:
+            raise ValueError(f"output_crop must be ≥ 0, got {output_crop}")
+        if lowres_mode not in LOWRES_MODES:
+            raise ValueError(f"lowres_mode must be one of {LOWRES_MODES}, got {lowres_mode!r}")
+        self.factor = factor
+        self.crop = crop
+        self.flip = flip
+        self.normalize_target = normalize_target
+        self.output_crop = output_crop
+        self.lowres_mode = lowres_mode
+        self.zero_guidance = zero_guidance
+
+    def __call__(self, guidance: Union[np.ndarray, Tensor], target: Union[np.ndarray, Tensor],
+                 rng: Optional[np.random.Generator] = None) -> JointSample:
+        """Assemble one sample.
+
+        Args:
+            guidance: ``uint8 [3, H, W]``.
+            target: ``float [C, H, W]`` or ``[H, W]``.
+            rng: Random generator for crop and flip (default: a fresh unseeded one).
+
+        Raises:
+            ValueError: shapes disagree, or the crop is larger than the image.
+        """
+        g = np.asarray(guidance)
+        t = np.asarray(target, dtype=np.float32)
+        if t.ndim == 2:
+            t = t[None]
+        if g.ndim != 3 or g.shape[0] != 3 or t.ndim != 3 or g.shape[1:] != t.shape[1:]:
+            raise ValueError(
+                f"guidance must be [3, H, W] and target [C, H, W] of the same size, got "
+                f"{g.shape} and {t.shape}"
+            )
+        rng = rng if rng is not None else np.random.default_rng()
+        h, w = t.shape[1:]
+        if self.crop is not None:
+            if self.crop > h or self.crop > w:
+                raise ValueError(f"crop {self.crop} is larger than the image {(h, w)}")
+            top = int(rng.integers(0, h - self.crop + 1))
+            left = int(rng.integers(0, w - self.crop + 1))
+            g = g[:, top:top + self.crop, left:left + self.crop]
+            t = t[:, top:top + self.crop, left:left + self.crop]
+        if self.flip and rng.random() < 0.5:
+            g, t = g[:, :, ::-1], t[:, :, ::-1]
+        low = make_lowres(t, self.factor, self.lowres_mode)
+        b = self.output_crop
+        if b > 0:
+            t = t[:, b:-b, b:-b]
+        low_t = torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32))
+        raw_range = None
+        if self.normalize_target:
+            from ..depth.protocol import normalize_lowres
+
+            low_t, raw_range = normalize_lowres(low_t)
+        guide_t = torch.from_numpy(np.ascontiguousarray(g)).to(torch.float32).div_(255.0)
+        if self.zero_guidance:
+            guide_t.zero_()
+        target_t = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))
+        return JointSample(low_t, guide_t, target_t, raw_range)

@@ -1,0 +1,207 @@
+"""Training loop for joint-upsampling models (spec A.7), with progress bars, snapshots and resume.
+
+Per epoch: one shuffled pass over the training set (order from ``torch.Generator`` seeded with
+``(seed, epoch)``), Adam on the ``'l2'`` loss in the normalised domain, the learning rate of
+:func:`lr_at`. Every ``snapshot_every`` epochs and at the end, ``out/weights_epoch_<N>.pth`` (a
+plain state_dict, pacnet's layout) and ``out/checkpoint_epoch_<N>.pth`` (model, optimiser,
+epoch, torch RNG state, arguments; all loadable with ``torch.load(weights_only=True)``) are
+written; with ``resume=True`` training continues from the newest checkpoint in ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+from torch import nn
+
+from .evaluate import collate, evaluate
+from .protocol import l2_loss
+
+__all__ = ["TrainConfig", "TrainResult", "latest_checkpoint", "lr_at", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (defaults: pacnet's README recipe, except the epoch count).
+
+    Attributes:
+        epochs: Number of epochs (pacnet: 5000 over NYU's 1000 images).
+        lr: Adam learning rate.
+        milestones: Epochs (1-based) from which the learning rate is multiplied by ``gamma``.
+        gamma: Decay factor.
+        batch_size: Samples per step (pacnet: 1).
+        seed: Seed for initialisation, shuffling and augmentation (pacnet: 1).
+        snapshot_every: Epochs between snapshots (always one at the end).
+        eval_every: Epochs between evaluations on the eval set (0 = never).
+        max_steps_per_epoch: Cap on optimiser steps per epoch (smoke tests; None = full pass).
+        num_workers: DataLoader workers.
+    """
+
+    epochs: int = 1
+    lr: float = 1e-4
+    milestones: Sequence[int] = ()
+    gamma: float = 0.1
+    batch_size: int = 1
+    seed: int = 1
+    snapshot_every: int = 100
+    eval_every: int = 10
+    max_steps_per_epoch: Optional[int] = None
+    num_workers: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        start_epoch: First epoch run (1-based; > 1 after a resume).
+        epochs: Last epoch reached.
+        losses: Mean training loss of each epoch run.
+        evals: ``{epoch: metric}`` of the evaluations.
+        weights: Path of the final plain state_dict.
+    """
+
+    start_epoch: int
+    epochs: int
+    losses: list[float] = field(default_factory=list)
+    evals: dict[int, float] = field(default_factory=dict)
+    weights: Optional[Path] = None
+
+
+def lr_at(epoch: int, lr: float, milestones: Sequence[int], gamma: float) -> float:
+    """Learning rate of 1-based ``epoch``: ``lr · gamma^(number of milestones ≤ epoch)``.
+
+    With milestones (3500, 4500) this gives 1e-4 for epochs 1–3499, 1e-5 for 3500–4499 and 1e-6
+    from 4500 on, the values pacnet's pre-1.1 ``scheduler.step()``-first loop produced.
+    """
+    return lr * gamma ** sum(epoch >= m for m in milestones)
+
+
+_CKPT = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
+
+
+def latest_checkpoint(out: Union[str, Path]) -> Optional[tuple[int, Path]]:
+    """``(epoch, path)`` of the newest ``checkpoint_epoch_<N>.pth`` in ``out``, or None."""
+    best: Optional[tuple[int, Path]] = None
+    for p in Path(out).glob("checkpoint_epoch_*.pth"):
+        m = _CKPT.search(p.name)
+        if m and (best is None or int(m.group(1)) > best[0]):
+            best = (int(m.group(1)), p)
+    return best
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=str))
+
+
+def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
+          out: Union[str, Path], config: Optional[TrainConfig] = None, *,
+          eval_dataset: Optional[torch.utils.data.Dataset] = None, eval_metric: str = "rmse",
+          resume: bool = True, progress: bool = True,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``model`` on ``dataset`` (items: unbatched :class:`~pac_models.data.JointSample`).
+
+    Args:
+        model: The model (its initial weights should come from ``torch.manual_seed(seed)``; see
+            the CLI, which seeds before building it).
+        dataset: Training samples of equal size (use a crop); its ``epoch`` attribute, if any, is
+            set before each epoch so augmentations differ per epoch yet stay reproducible.
+        factor: Upsampling factor.
+        out: Folder for snapshots (created).
+        config: Settings.
+        eval_dataset: Optional evaluation set (every ``eval_every`` epochs and at the end).
+        eval_metric: ``"rmse"`` or ``"epe"``.
+        resume: Continue from the newest checkpoint in ``out``.
+        progress: tqdm progress bars.
+        log: Where to write one-line messages.
+
+    Returns:
+        The epoch range run, losses, evaluations and the final weights path.
+    """
+    from ..weights import load_checkpoint
+
+    cfg = config or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                           weight_decay=0.0)
+    start = 1
+    if resume and (found := latest_checkpoint(out)) is not None:
+        epoch_done, path = found
+        state = load_checkpoint(path)
+        model.load_state_dict(state["model"], strict=True)
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start = epoch_done + 1
+        log(f"resumed from {path} (epoch {epoch_done})")
+    result = TrainResult(start_epoch=start, epochs=start - 1)
+
+    def snapshot(epoch: int) -> Path:
+        weights = out / f"weights_epoch_{epoch}.pth"
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                    "torch_rng": torch.get_rng_state(), "config": _jsonable(asdict(cfg)),
+                    "factor": factor}, out / f"checkpoint_epoch_{epoch}.pth")
+        return weights
+
+    bar_cls: Any = None
+    if progress:
+        from tqdm.auto import tqdm as bar_cls
+    for epoch in range(start, cfg.epochs + 1):
+        lr = lr_at(epoch, cfg.lr, cfg.milestones, cfg.gamma)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        if hasattr(dataset, "epoch"):
+            dataset.epoch = epoch  # type: ignore[attr-defined]
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
+                                             generator=gen, collate_fn=collate,
+                                             num_workers=cfg.num_workers, drop_last=False)
+        steps = len(loader) if cfg.max_steps_per_epoch is None else min(
+            len(loader), cfg.max_steps_per_epoch)
+        it: Any = loader
+        if bar_cls is not None:
+            it = bar_cls(loader, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                         leave=False)
+        model.train()
+        total, count = 0.0, 0
+        for step, batch in enumerate(it):
+            if step >= steps:
+                break
+            opt.zero_grad(set_to_none=True)
+            pred = model(batch.low, batch.guide)
+            if pred.shape[-2:] != batch.target.shape[-2:]:
+                from .protocol import center_crop
+
+                pred = center_crop(pred, tuple(batch.target.shape[-2:]))
+            loss = l2_loss(pred, batch.target, batch.raw_range)
+            loss.backward()
+            opt.step()
+            total += float(loss) * batch.low.shape[0]
+            count += batch.low.shape[0]
+            if bar_cls is not None:
+                it.set_postfix(loss=f"{float(loss):.4g}", lr=f"{lr:.1e}")
+        if bar_cls is not None:
+            it.close()
+        mean = total / max(count, 1)
+        result.losses.append(mean)
+        result.epochs = epoch
+        msg = f"epoch {epoch}: loss {mean:.5g} lr {lr:.1e}"
+        last = epoch == cfg.epochs
+        if eval_dataset is not None and ((cfg.eval_every and epoch % cfg.eval_every == 0) or last):
+            ev = evaluate(model, eval_dataset, factor, eval_metric)
+            result.evals[epoch] = ev.value
+            msg += f", eval {eval_metric} {ev.value:.5g} ({ev.count} images)"
+        log(msg)
+        if (cfg.snapshot_every and epoch % cfg.snapshot_every == 0) or last:
+            result.weights = snapshot(epoch)
+    if result.weights is None and result.epochs >= 1:
+        w = out / f"weights_epoch_{result.epochs}.pth"
+        result.weights = w if w.exists() else None
+    return result
