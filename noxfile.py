@@ -122,7 +122,7 @@ def bench(session: nox.Session) -> None:
     session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs)
 
 
-# ruff: mkdocstrings formats the separate signatures with it.
+# mkdocstrings formats the separate signatures with ruff.
 DOCS_REQS = ["mkdocs-material", "mkdocstrings[python]", "ruff", "numpy", "scipy", "matplotlib",
              "scikit-image"]
 DOCS_SCRIPTS = ROOT / "docs" / "scripts"

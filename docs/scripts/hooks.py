@@ -71,14 +71,14 @@ def _bench_results() -> str:
 
 
 def _rebase(markdown: str) -> str:
-    """Demote headings one level and point relative links at the copied results folder."""
+    """Demote headings two levels and point relative links at the copied results folder."""
     out, fenced = [], False
     for line in markdown.splitlines():
         if _FENCE.match(line):
             fenced = not fenced
         elif not fenced:
             if line.startswith("#"):
-                line = "#" + line
+                line = "##" + line  # under the page's "## Results"
             line = _LINK.sub(_rebase_link, line)
         out.append(line)
     return "\n".join(out)
