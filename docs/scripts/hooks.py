@@ -31,15 +31,24 @@ _FENCE = re.compile(r"^(```|~~~)")
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)")
 
 
-def _module_exists(dotted: str) -> bool:
-    """Whether ``dotted`` (or a module holding it) exists as source under packages/*/src."""
+def _source(dotted: str) -> str | None:
+    """Source text of module ``dotted`` under packages/*/src, or None when there is none."""
     parts = dotted.split(".")
     for src in SRC_DIRS:
         base = src.joinpath(*parts)
-        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
-            return True
-    # An object inside a module (pac_core.modules.PacConv2d): let mkdocstrings judge it.
-    return len(parts) > 1 and _module_exists(".".join(parts[:-1])) and parts[-1][:1].isupper()
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
+    return None
+
+
+def _module_exists(dotted: str) -> bool:
+    """Whether ``dotted`` is a module in the source tree, or a name its parent module mentions."""
+    if _source(dotted) is not None:
+        return True
+    parent, _, name = dotted.rpartition(".")
+    text = _source(parent) if parent else None
+    return text is not None and re.search(rf"\b{re.escape(name)}\b", text) is not None
 
 
 def _missing_module_note(match: re.Match[str]) -> str:
