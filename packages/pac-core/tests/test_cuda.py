@@ -54,7 +54,7 @@ def test_build_has_cuda():
 # ------------------------------------------------------------------------------------------------
 def _randn(*shape, seed, dtype=torch.float64, device=DEV, scale=1.0):
     gen = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(*shape, generator=gen, dtype=dtype)).to(device)
+    return (scale * torch.randn(tuple(shape), generator=gen, dtype=dtype)).to(device)
 
 
 def _run_layer(layer, backend, x, guide, mask=None, kernel_from_guide=False):
