@@ -151,11 +151,12 @@ def _backend_ctx(name: Optional[str]):
     return contextlib.nullcontext() if name is None else pac_core.backends.use(name)
 
 
-def _bench_case(case: Case, peers: list[str], warmup: int, iters: int) -> list[Result]:
+def _bench_case(case: Case, peers: list[str], warmup: int, iters: int,
+                device: str = "cuda") -> list[Result]:
     """All ops and peers of one case."""
     from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d
 
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     k, p, b, c, g, n = (case.kernel_size, case.padding, case.batch, case.channels,
                         case.guide_channels, case.size)
     gen = torch.Generator(device="cpu").manual_seed(0)
