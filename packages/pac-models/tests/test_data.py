@@ -1,0 +1,162 @@
+"""Sample assembly, NYU / Sintel readers on tiny files in the real formats, synthetic scenes."""
+
+import numpy as np
+import pytest
+import torch
+from pac_models.data import (
+    AssembleJointUpsamplingInputs,
+    NYUDepthV2,
+    SceneConfig,
+    SintelFlow,
+    SyntheticScenes,
+    dead_leaves_scene,
+    make_lowres,
+    nyu_indices,
+    read_flo,
+    sintel_split_labels,
+    write_flo,
+)
+
+
+@pytest.mark.parametrize("f,off", [(4, 1), (8, 3), (16, 7)])
+def test_center_lowres_offsets(f, off):
+    x = np.arange(32 * 48, dtype=np.float32).reshape(32, 48)
+    low = make_lowres(x, f, "center")
+    assert low.shape == (32 // f, 48 // f)
+    np.testing.assert_array_equal(low, x[off::f, off::f])
+    np.testing.assert_array_equal(make_lowres(x, f, "last"), x[f - 1::f, f - 1::f])
+
+
+def test_lowres_resize_modes_and_odd_sizes():
+    x = np.random.default_rng(0).random((2, 30, 41)).astype(np.float32)
+    for mode in ("bilinear", "bicubic", "nearest", "center"):
+        assert make_lowres(x, 8, mode).shape == (2, 4, 6)
+    const = np.full((16, 16), 3.0, np.float32)
+    np.testing.assert_allclose(make_lowres(const, 4, "bilinear"), 3.0, rtol=1e-6)
+    with pytest.raises(ValueError):
+        make_lowres(x, 4, "area")
+
+
+def test_assemble_crop_flip_normalise():
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 256, (3, 40, 48), dtype=np.uint8)
+    t = rng.uniform(1, 5, (40, 48)).astype(np.float32)
+    tf = AssembleJointUpsamplingInputs(8, crop=32, flip=True, output_crop=2)
+    s = tf(g, t, np.random.default_rng(1))
+    assert s.low.shape == (1, 4, 4) and s.guide.shape == (3, 32, 32) and s.target.shape == (1, 28, 28)
+    assert s.low.min() == 0 and s.low.max() == 1 and s.raw_range.shape == (1, 2)
+    assert s.guide.dtype == torch.float32 and s.guide.max() <= 1
+    # the crop window is shared: the low-res samples are the target's centre samples
+    lo, hi = s.raw_range[0]
+    full = s.target[0]  # border 2 removed: target pixel (y, x) is crop pixel (y+2, x+2)
+    np.testing.assert_allclose(s.low[0, 1, 1] * (hi - lo) + lo, full[8 + 3 - 2, 8 + 3 - 2], rtol=1e-5)
+    assert len(AssembleJointUpsamplingInputs(4, normalize_target=False)(g, t).as_tuple()) == 3
+    const = AssembleJointUpsamplingInputs(4, flip=False)(g, np.full((40, 48), 2.0, np.float32))
+    assert torch.allclose(const.raw_range, torch.tensor([[1.5, 2.5]]))
+    with pytest.raises(ValueError):
+        AssembleJointUpsamplingInputs(8, crop=30)
+    with pytest.raises(ValueError):
+        AssembleJointUpsamplingInputs(8, crop=64)(g, t)
+
+
+def test_nyu_reader(nyu_file):
+    path, rgb, depth = nyu_file
+    assert nyu_indices("train", 1449) == list(range(1000))
+    assert nyu_indices("test", 1449) == list(range(1000, 1449))
+    assert nyu_indices("val", 1449, val_ratio=0.1) == list(range(900, 1000))
+    assert len(nyu_indices("train", 1449, val_ratio=0.1)) == 900
+    ds = NYUDepthV2(path, split="test", factor=4, train_size=3)
+    assert len(ds) == 2
+    r, d = ds.raw(0)
+    np.testing.assert_array_equal(r, rgb[3])  # transposed back to H×W
+    np.testing.assert_array_equal(d, depth[3])
+    s = ds[1]
+    assert s.low.shape == (1, 6, 8) and s.guide.shape == (3, 24, 32)
+    assert s.target.shape == (1, 12, 20)  # 6-pixel evaluation border
+    lo, hi = s.raw_range[0]
+    np.testing.assert_allclose(s.low[0] * (hi - lo) + lo, depth[4][1::4, 1::4], rtol=1e-5)
+    import pickle
+
+    assert len(pickle.loads(pickle.dumps(ds))) == 2  # DataLoader workers reopen the file
+    with pytest.raises(FileNotFoundError):
+        NYUDepthV2(path.parent / "missing.mat")
+
+
+def test_flo_roundtrip_and_errors(tmp_path):
+    fl = np.random.default_rng(0).normal(size=(5, 7, 2)).astype(np.float32)
+    write_flo(tmp_path / "a.flo", fl)
+    raw = (tmp_path / "a.flo").read_bytes()
+    assert raw[:4] == b"PIEH" and len(raw) == 12 + 5 * 7 * 2 * 4
+    np.testing.assert_array_equal(read_flo(tmp_path / "a.flo"), fl)
+    (tmp_path / "b.flo").write_bytes(b"XXXX" + raw[4:])
+    with pytest.raises(ValueError, match="magic"):
+        read_flo(tmp_path / "b.flo")
+    (tmp_path / "c.flo").write_bytes(raw[:-4])
+    with pytest.raises(ValueError, match="expected"):
+        read_flo(tmp_path / "c.flo")
+
+
+def test_sintel_split_rule_counts():
+    """The rule reproduces the published split's sizes on Sintel's real sequence lengths."""
+    lengths = {"alley_1": 49, "alley_2": 49, "ambush_2": 20, "ambush_4": 32, "ambush_5": 49,
+               "ambush_6": 19, "ambush_7": 49, "bamboo_1": 49, "bamboo_2": 49, "bandage_1": 49,
+               "bandage_2": 49, "cave_2": 49, "cave_4": 49, "market_2": 49, "market_5": 49,
+               "market_6": 39, "mountain_1": 49, "shaman_2": 49, "shaman_3": 49, "sleeping_1": 49,
+               "sleeping_2": 49, "temple_2": 49, "temple_3": 49}
+    pairs = [(s, i) for s in sorted(lengths) for i in range(lengths[s])]
+    labels = sintel_split_labels(pairs)
+    assert len(labels) == 1041 and labels.count(2) == 133 and labels.count(1) == 908
+    bamboo = [lab for (s, _), lab in zip(pairs, labels) if s == "bamboo_2"]
+    assert bamboo == [1] * 24 + [2] * 25
+
+
+def test_sintel_reader(tmp_path, sintel_writer):
+    flows = sintel_writer(tmp_path, {"ambush_6": 2, "bamboo_2": 3, "alley_1": 2})
+    val = SintelFlow(tmp_path, split="val", factor=4)
+    train = SintelFlow(tmp_path, split="train", factor=4, pass_name="Sintel-final")
+    assert len(val) == 5 and len(train) == 2 and train.pass_name == "final"
+    assert val.keys[0] == ("ambush_6", 0)
+    s = val[0]
+    assert s.low.shape == (2, 4, 6) and s.target.shape == (2, 16, 24) and s.guide.shape == (3, 16, 24)
+    np.testing.assert_array_equal(s.target.numpy(), flows[("ambush_6", 0)].transpose(2, 0, 1))
+    (tmp_path / "split.txt").write_text("1\n1\n2\n2\n1\n1\n1\n")
+    assert len(SintelFlow(tmp_path, split="val", split_file=tmp_path / "split.txt")) == 2
+    with pytest.raises(ValueError):
+        SintelFlow(tmp_path, pass_name="dusty")
+
+
+def test_dead_leaves_scene_properties():
+    rgb, depth = dead_leaves_scene(96, 128, 3)
+    assert rgb.shape == (96, 128, 3) and rgb.dtype == np.uint8
+    assert depth.shape == (96, 128) and depth.dtype == np.float32
+    assert 0.5 <= depth.min() and depth.max() <= 10.0
+    r2, d2 = dead_leaves_scene(96, 128, 3)
+    assert np.array_equal(rgb, r2) and np.array_equal(depth, d2)  # deterministic per seed
+    assert not np.array_equal(rgb, dead_leaves_scene(96, 128, 4)[0])
+    # depth edges coincide with colour edges; colour edges without depth edges exist too
+    col = rgb.astype(np.float32).mean(axis=2)
+    dz = np.abs(np.diff(depth, axis=1)) > 0.05 * depth[:, 1:]
+    dc = np.abs(np.diff(col, axis=1)) > 8
+    dc = dc | np.roll(dc, 1, axis=1) | np.roll(dc, -1, axis=1)  # anti-aliasing spreads edges by 1px
+    assert dz.sum() > 20
+    assert (dz & dc).sum() / dz.sum() > 0.8
+    assert (dc & ~dz).sum() > dz.sum()
+
+
+def test_dead_leaves_noise_free_is_piecewise_smooth():
+    cfg = SceneConfig(read_noise=0.0, shot_noise=0.0, stripe_prob=0.0, blob_prob=0.0,
+                      decal_prob=0.0, shading=0.0, blur_sigma=0.0)
+    rgb, _ = dead_leaves_scene(64, 64, 0, cfg)
+    flat = np.abs(np.diff(rgb.astype(int), axis=1)).max(axis=2) == 0
+    assert flat.mean() > 0.7
+
+
+def test_synthetic_dataset():
+    tf = AssembleJointUpsamplingInputs(4, crop=32, flip=True)
+    ds = SyntheticScenes(3, (48, 48), factor=4, transform=tf, seed=5)
+    a, b = ds[1], ds[1]
+    assert torch.equal(a.low, b.low) and a.low.shape == (1, 8, 8)
+    ds.epoch = 1
+    assert len(ds) == 3
+    with pytest.raises(IndexError):
+        ds[3]

@@ -1,0 +1,158 @@
+"""Every registered model at every factor: forward shapes, state_dict keys/shapes against the spec."""
+
+import pytest
+import torch
+from pac_models import create_model, list_models
+from pac_models.depth import JointBilateral, PacJointUpsample, PacJointUpsampleLite
+
+FACTORS = (4, 8, 16)
+
+
+def conv(name, c_out, c_in, k):
+    return {f"{name}.weight": (c_out, c_in, k, k), f"{name}.bias": (c_out,)}
+
+
+def pac_keys(t, g, fc, u):
+    """Expected keys of spec A.2 from the channel tuples T, G, Fc (5x5 everywhere)."""
+    keys = {}
+    for l in range(1, len(t)):
+        keys.update(conv(f"branch_t.conv{l}", t[l], t[l - 1], 5))
+    for l in range(1, len(g)):
+        keys.update(conv(f"branch_g.conv{l}", g[l], g[l - 1], 5))
+    for i in range(u):  # transposed: weight [C_in, C_out, 5, 5]
+        keys[f"up_convts.{i}.weight"] = (fc[i], fc[i + 1], 5, 5)
+        keys[f"up_convts.{i}.bias"] = (fc[i + 1],)
+    for l in range(1, len(fc) - u):
+        keys.update(conv(f"branch_f.conv{l}", fc[u + l], fc[u + l - 1], 5))
+    return keys
+
+
+# spec A.3 table "resulting layers"
+LITE = {
+    4: ((1, 12, 16, 22), (3, 12, 22, 24), (22, 12, 16, 22, 1)),
+    8: ((1, 12, 16, 16), (3, 12, 16, 36), (16, 12, 16, 16, 20, 1)),
+    16: ((1, 8, 16, 16), (3, 8, 16, 40), (16, 8, 16, 16, 16, 16, 1)),
+}
+
+
+def djif_keys(wide=False):
+    a, b = (256, 128) if wide else (96, 48)
+    c, d = (256, 128) if wide else (64, 32)
+    keys = {}
+    for br, cin in (("branch_t", 1), ("branch_g", 3)):
+        keys.update(conv(f"{br}.0", a, cin, 9))
+        keys.update(conv(f"{br}.2", b, a, 1))
+        keys.update(conv(f"{br}.4", 1, b, 5))
+    keys.update(conv("branch_joint.0", c, 2, 9))
+    keys.update(conv("branch_joint.2", d, c, 1))
+    keys.update(conv("branch_joint.4", 1, d, 5))
+    return keys
+
+
+def expected(name, f):
+    u = f.bit_length() - 1
+    if name == "pac_joint_upsample":
+        return pac_keys((1, 32, 32, 32), (3, 32, 32, 16 * u), (32,) * (u + 2) + (1,), u)
+    if name == "pac_joint_upsample_lite":
+        return pac_keys(*LITE[f], u)
+    if name == "djif":
+        return djif_keys()
+    if name == "djif_wide":
+        return djif_keys(wide=True)
+    if name == "joint_bilateral":
+        return {"convt.weight": (1, 1, 2 * f + 1, 2 * f + 1)}
+    return {}  # bilinear, pac_refine: no parameters
+
+
+PARAMS = {
+    ("pac_joint_upsample", 4): 183_489, ("pac_joint_upsample", 8): 221_937,
+    ("pac_joint_upsample", 16): 260_385, ("pac_joint_upsample_lite", 4): 55_509,
+    ("pac_joint_upsample_lite", 8): 56_273, ("pac_joint_upsample_lite", 16): 55_777,
+    ("djif", 4): 56_323, ("djif", 8): 56_323, ("djif", 16): 56_323,
+    ("djif_wide", 8): 233_475, ("bilinear", 8): 0, ("pac_refine", 8): 0,
+}
+
+
+def test_builtin_names():
+    assert {"pac_joint_upsample", "pac_joint_upsample_lite", "djif", "joint_bilateral",
+            "bilinear"} <= set(list_models())
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+@pytest.mark.parametrize("name", list_models(tag="depth"))
+def test_every_model_every_factor(name, factor):
+    torch.manual_seed(0)
+    m = create_model(name, factor=factor)
+    h, w = 2, 3
+    low = torch.rand(2, 1, h, w)
+    guide = torch.rand(2, 3, h * factor, w * factor)
+    with torch.no_grad():
+        out = m(low, guide)
+    assert out.shape == (2, 1, h * factor, w * factor)
+    assert torch.isfinite(out).all()
+    sd = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    assert sd == expected(name, factor)
+    if (name, factor) in PARAMS:
+        assert sum(p.numel() for p in m.parameters()) == PARAMS[(name, factor)]
+
+
+@pytest.mark.parametrize("name", ["pac_joint_upsample_lite", "djif", "joint_bilateral"])
+def test_channel_folding(name):
+    """A 2-channel target = each channel upsampled alone with the same weights."""
+    torch.manual_seed(0)
+    m = create_model(name, factor=4)
+    low = torch.rand(2, 2, 3, 3)
+    guide = torch.rand(2, 3, 12, 12)
+    with torch.no_grad():
+        both = m(low, guide)
+        for c in range(2):
+            torch.testing.assert_close(both[:, c:c + 1], m(low[:, c:c + 1], guide))
+
+
+def test_batchnorm_keys_and_order():
+    m = PacJointUpsample(4, t_bn=True, u_bn=True)
+    keys = list(m.state_dict())
+    assert "branch_t.bn3.running_mean" in keys and "up_bns.1.weight" in keys
+    assert [n for n, _ in m.named_children()] == ["branch_t", "branch_g", "up_convts", "up_bns",
+                                                  "branch_f"]
+    assert m(torch.rand(1, 1, 2, 2), torch.rand(1, 3, 8, 8)).shape == (1, 1, 8, 8)
+
+
+@pytest.mark.parametrize("kwargs", [{"factor": 6}, {"factor": 4, "f_sz_1": 4},
+                                    {"factor": 4, "n_t_filters": (8, 8)},
+                                    {"factor": 4, "n_g_layers": 0}])
+def test_invalid_arguments(kwargs):
+    with pytest.raises(ValueError):
+        PacJointUpsample(**kwargs)
+
+
+def test_lite_factor_and_size_checks():
+    with pytest.raises(ValueError, match="factor"):
+        PacJointUpsampleLite(2)
+    m = create_model("pac_joint_upsample_lite", factor=4)
+    with pytest.raises(ValueError, match="factor"):
+        m(torch.rand(1, 1, 3, 3), torch.rand(1, 3, 11, 12))
+
+
+def test_joint_bilateral_is_classic_jbu():
+    """Normalised over the taps that hit samples: a constant stays constant, edges are kept."""
+    m = create_model("JBU_9_10_0.5", factor=4)
+    assert isinstance(m, JointBilateral) and m.kernel_size == 9
+    assert m.scale_color == 10.0 and m.scale_space == 0.5
+    low = torch.full((1, 1, 4, 5), 3.0)
+    torch.testing.assert_close(m(low, torch.rand(1, 3, 16, 20)), torch.full((1, 1, 16, 20), 3.0))
+    # a step edge in depth that coincides with a colour edge stays sharp
+    low = torch.zeros(1, 1, 4, 4)
+    low[..., 2:] = 1.0
+    guide = torch.zeros(1, 3, 16, 16)
+    guide[..., 8:] = 1.0
+    out = m(low, guide).detach()
+    bil = create_model("bilinear", factor=4)(low)
+    edge = (slice(None), slice(None), slice(None), slice(6, 10))
+    assert (out[edge] - (guide[:, :1][edge])).abs().mean() < 0.5 * (bil[edge] - guide[:, :1][edge]).abs().mean()
+
+
+def test_aliases_and_pacnet_names():
+    assert type(create_model("PacJointUpsample", factor=4)).__name__ == "PacJointUpsample"
+    assert type(create_model("DJIF", factor=4)).__name__ == "DJIF"
+    assert type(create_model("Bilinear", factor=4)).__name__ == "Bilinear"

@@ -1,0 +1,203 @@
+"""Weights records, hash checks, safe loading, pretrained paths/URLs, pacnet key mapping."""
+
+import os
+import pathlib
+
+import pytest
+import torch
+from pac_models import create_model, weights
+from pac_models.weights import (
+    UnsafeCheckpointError,
+    Weights,
+    list_weights,
+    load_checkpoint,
+    map_legacy_keys,
+    register_weights,
+    save_weights,
+    sha256sum,
+    unregister_weights,
+)
+
+
+@pytest.fixture(autouse=True)
+def hub_dir(tmp_path, monkeypatch):
+    """Keep downloads out of the user's torch hub cache."""
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(old)
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("record", [w for w in list_weights() if w.shipped], ids=lambda w: w.tag)
+def test_shipped_records_hash(record):
+    """Every shipped file exists, matches its sha256 and loads strictly into its model."""
+    path = weights.shipped_dir() / record.file
+    assert path.is_file()
+    assert sha256sum(path) == record.sha256
+    create_model(record.model, pretrained=record.tag, **record.model_kwargs)
+
+
+def test_every_record_is_well_formed():
+    from pac_models import is_model
+
+    recs = list_weights()
+    assert recs  # at least pacnet's listed checkpoints
+    for w in recs:
+        assert is_model(w.model), w.tag
+        assert w.licence and (w.shipped or w.url.startswith(("http://", "https://")))
+        if w.non_commercial:  # third-party non-commercial files: never shipped, never default
+            assert not w.shipped and not w.default
+        if w.shipped:
+            assert len(w.sha256) == 64
+
+
+def test_pacnet_records_state_licence_and_need_explicit_unverified_load():
+    recs = [w for w in list_weights("pac_joint_upsample") if w.tag.startswith("pacnet_")]
+    assert {w.model_kwargs["factor"] for w in recs} == {4, 8, 16}
+    for w in recs:
+        assert "NC" in w.licence and w.url.endswith("_weights_epoch_5000.pth")
+    with pytest.raises(ValueError, match="sha256"):
+        create_model("pac_joint_upsample", factor=8, pretrained="pacnet_pac_x8_nyu")
+
+
+def test_pretrained_true_without_default_weights():
+    with pytest.raises(ValueError, match="no default weights"):
+        create_model("djif", factor=8, pretrained=True)
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "marker"
+
+    class Evil:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(1), "payload": Evil()}, path)
+    assert not marker.exists()
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(path)
+    with pytest.raises(UnsafeCheckpointError):
+        create_model("djif", factor=4, pretrained=str(path))
+    assert not marker.exists()
+    # a classic os.system payload too
+    class Shell:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save(Shell(), path)
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_pretrained_path_with_pacnet_wrapping(tmp_path):
+    """A DataParallel, {'state_dict': ...}-wrapped pacnet-style file loads strictly."""
+    src = create_model("pac_joint_upsample_lite", factor=4)
+    wrapped = {"epoch": 5000, "state_dict": {"module." + k: v for k, v in src.state_dict().items()},
+               "optimizer": {"lr": 1e-6}}
+    path = tmp_path / "weights_epoch_5000.pth"
+    torch.save(wrapped, path)
+    dst = create_model("pac_joint_upsample_lite", factor=4, pretrained=path)
+    assert _same(src, dst) and not dst.training
+    # plain state_dict (pacnet's actual snapshot format)
+    torch.save(src.state_dict(), path)
+    assert _same(src, create_model("PacJointUpsampleLite", factor=4, pretrained=str(path)))
+
+
+def test_key_mismatch_is_a_clear_error(tmp_path):
+    path = tmp_path / "x8.pth"
+    torch.save(create_model("pac_joint_upsample", factor=8).state_dict(), path)
+    with pytest.raises(ValueError, match=r"up_convts\.2") as info:
+        create_model("pac_joint_upsample", factor=4, pretrained=path)
+    assert "shape" in str(info.value)  # branch_g.conv3 is 48 vs 32 channels
+
+
+def test_map_legacy_keys_prefixes():
+    t = torch.zeros(1)
+    assert map_legacy_keys({"conv.weight": t}, ["backbone.conv.weight"]) == {"backbone.conv.weight": t}
+    assert map_legacy_keys({"model": {"net.a": t}}, ["a"]) == {"a": t}
+    with pytest.raises(ValueError):
+        map_legacy_keys({"epoch": 3}, ["a"])
+
+
+def test_pretrained_file_url(tmp_path, hub_dir):
+    src = create_model("djif", factor=4)
+    path = tmp_path / "mine.pth"
+    torch.save(src.state_dict(), path)
+    dst = create_model("djif", factor=4, pretrained=path.as_uri(), progress=False)
+    assert _same(src, dst)
+    assert any(p.name.endswith("-mine.pth") for p in (hub_dir / "checkpoints" / "pac_models").iterdir())
+
+
+def test_url_record_download_and_hash(tmp_path, monkeypatch):
+    """A URL record is fetched through torch.hub.download_url_to_file and hash-checked."""
+    src = create_model("djif", factor=8)
+    served = tmp_path / "served.safetensors"
+    digest = save_weights(src, served)
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append(url)
+        pathlib.Path(dst).write_bytes(served.read_bytes())
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    rec = Weights(tag="test_djif_x8", model="djif", model_kwargs={"factor": 8},
+                  url="https://example.invalid/djif_x8.safetensors", sha256=digest,
+                  metrics={"nyu_rmse_cm": 9.9})
+    register_weights(rec)
+    bad = Weights(tag="test_djif_x8_bad", model="djif", model_kwargs={"factor": 8},
+                  url="https://example.invalid/other/djif_x8_bad.safetensors", sha256="0" * 64)
+    register_weights(bad)
+    try:
+        assert _same(src, create_model("djif", factor=8, pretrained="test_djif_x8"))
+        assert _same(src, create_model("djif", factor=8, pretrained="test_djif_x8"))
+        assert len(calls) == 1  # cached the second time
+        with pytest.raises(ValueError, match="need factor=8"):
+            create_model("djif", factor=4, pretrained="test_djif_x8")
+        with pytest.raises(ValueError, match="belong to"):
+            create_model("pac_joint_upsample", factor=8, pretrained="test_djif_x8")
+        with pytest.raises(ValueError, match="sha256 mismatch"):
+            create_model("djif", factor=8, pretrained="test_djif_x8_bad")
+        assert not list(weights.cache_dir().glob("*djif_x8_bad*"))  # deleted
+    finally:
+        unregister_weights("test_djif_x8")
+        unregister_weights("test_djif_x8_bad")
+
+
+def test_shipped_record_default_and_best(tmp_path, monkeypatch):
+    """A shipped default record: pretrained=True, hash check, best_weights, corrupted file."""
+    monkeypatch.setattr(weights, "shipped_dir", lambda: tmp_path)
+    src = create_model("pac_joint_upsample_lite", factor=16)
+    digest = save_weights(src, tmp_path / "lite_x16.safetensors")
+    rec = Weights(tag="test_lite_x16", model="pac_joint_upsample_lite",
+                  model_kwargs={"factor": 16}, file="lite_x16.safetensors", sha256=digest,
+                  default=True, metrics={"nyu_rmse_cm": 1.0})
+    register_weights(rec)
+    try:
+        assert _same(src, create_model("pac_joint_upsample_lite", factor=16, pretrained=True))
+        assert weights.best_weights("depth", 16) is rec
+        assert weights.best_weights("depth", 4) is None
+        (tmp_path / "lite_x16.safetensors").write_bytes(b"corrupt")
+        with pytest.raises(ValueError, match="sha256 mismatch"):
+            create_model("pac_joint_upsample_lite", factor=16, pretrained=True)
+    finally:
+        unregister_weights("test_lite_x16")
+
+
+def test_record_validation():
+    with pytest.raises(ValueError):
+        Weights(tag="x", model="djif")  # neither file nor url
+    with pytest.raises(ValueError):
+        Weights(tag="x", model="djif", file="a.pth")  # shipped without hash
+    with pytest.raises(ValueError, match="already registered"):
+        register_weights(list_weights()[0])
+
+
+def test_missing_path():
+    with pytest.raises(FileNotFoundError):
+        create_model("djif", factor=4, pretrained="/nonexistent/file.pth")
