@@ -101,9 +101,9 @@ def _check(op, *, k=3, s=1, p=1, d=1, q=0, kernel_type="gaussian", smooth="none"
         return K  # op == "kernel"
 
     inputs = tuple(t[n] for n in names)
-    assert gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, nondet_tol=1e-10)
     if gradgrad:
-        assert gradgradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+        assert gradgradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, nondet_tol=1e-10)
 
 
 FAST = [
@@ -135,7 +135,7 @@ def _slow_grid():
     cases = []
     for op, k, s, d in itertools.product(("conv", "convT", "pool"), (1, 3, 5), (1, 2), (1, 2)):
         for p in sorted({0, (k - 1) * d // 2, (k - 1) * d // 2 + 2}):
-            if op == "convT" and (k - 1) * d - p + (s - 1) < 0:
+            if op == "convT" and conv_transpose_output_size(3, k, s, p, s - 1, d) < 1:
                 continue
             if op != "convT" and 5 + 2 * p - d * (k - 1) < 1:  # empty output on 5×6
                 continue
