@@ -60,7 +60,7 @@ def test_pacnet_records_state_licence_and_need_explicit_unverified_load():
     assert {w.model_kwargs["factor"] for w in recs} == {4, 8, 16}
     for w in recs:
         assert "NC" in w.licence and w.url.endswith("_weights_epoch_5000.pth")
-    with pytest.raises(ValueError, match="sha256"):
+    with pytest.raises(ValueError, match="sha256"), pytest.warns(UserWarning, match="NC"):
         create_model("pac_joint_upsample", factor=8, pretrained="pacnet_pac_x8_nyu")
 
 

@@ -62,7 +62,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    model = _model(args.model, args.factor, args.weights)
+    model = _model(args.model, args.factor, args.weights).to(args.device)
     if args.dataset == "middlebury":
         from .depth.evaluate import evaluate_middlebury
 
@@ -137,7 +137,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .registry import create_model
 
     torch.manual_seed(args.seed)
-    model = create_model(args.model, factor=args.factor)
+    model = create_model(args.model, factor=args.factor).to(args.device)
     ds = _dataset(args, "train", train=True)
     ev = None
     if args.eval_limit != 0:
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--scenes", type=int, default=64, help="synthetic: number of scenes")
         sp.add_argument("--scene-size", type=int, default=256, help="synthetic: scene size")
         sp.add_argument("--seed", type=int, default=1)
+        sp.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ev = sub.add_parser("eval", help="RMSE/EPE of a model on a dataset or the Middlebury sample")

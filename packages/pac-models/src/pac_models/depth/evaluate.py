@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..data.joint import JointSample
 from .protocol import apply_model, denormalize, epe, normalize_lowres, rmse
 
-__all__ = ["EvalResult", "collate", "evaluate", "evaluate_middlebury"]
+__all__ = ["EvalResult", "collate", "evaluate", "evaluate_middlebury", "predict", "to_device"]
 
 
 @dataclass
@@ -33,6 +33,20 @@ class EvalResult:
     per_image: list[float]
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        p = next(iter(model.buffers()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def to_device(sample: JointSample, device: torch.device) -> JointSample:
+    """Move a (batched) sample's tensors to ``device``."""
+    rr = sample.raw_range
+    return JointSample(sample.low.to(device), sample.guide.to(device), sample.target.to(device),
+                       None if rr is None else rr.to(device))
+
+
 def collate(samples: Sequence[JointSample]) -> JointSample:
     """Stack equally sized samples into a batch (a ``DataLoader`` ``collate_fn``)."""
     rr = [s.raw_range for s in samples]
@@ -47,11 +61,14 @@ def collate(samples: Sequence[JointSample]) -> JointSample:
 def predict(model: nn.Module, sample: JointSample, factor: int) -> Tensor:
     """Run ``model`` on a batched sample; returns the prediction in raw units, cropped to target.
 
+    The sample is moved to the model's device.
+
     Raises:
         ValueError: the sample was assembled without normalisation.
     """
     if sample.raw_range is None:
         raise ValueError("evaluation needs normalised samples (normalize_target=True)")
+    sample = to_device(sample, _model_device(model))
     out = apply_model(model, sample.low, sample.guide, factor, tuple(sample.target.shape[-2:]))
     return denormalize(out, sample.raw_range)
 
@@ -88,7 +105,7 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     try:
         with torch.no_grad():
             for i in it:
-                batch = collate([dataset[i]])
+                batch = to_device(collate([dataset[i]]), _model_device(model))
                 pred = predict(model, batch, factor)
                 values.append(float(fn(pred, batch.target)))
     finally:
@@ -115,13 +132,15 @@ def evaluate_middlebury(model: nn.Module, factor: int, downscale: int = 2) -> tu
     truth, valid, rgb = truth[:h, :w], valid[:h, :w], rgb[:h, :w]
     low, low_valid = block_average(truth, valid, factor)
     low = fill_invalid(low, low_valid)
+    dev = _model_device(model)
     low_t, rng = normalize_lowres(torch.from_numpy(low)[None, None])
     guide = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = denormalize(apply_model(model, low_t, guide, factor), rng)[0, 0].numpy()
+            out = apply_model(model, low_t.to(dev), guide.to(dev), factor).cpu()
+            out = denormalize(out, rng)[0, 0].numpy()
     finally:
         model.train(was_training)
     return masked_rmse(out, truth, valid), masked_rmse(bilinear_upsample(low, (h, w)), truth, valid)

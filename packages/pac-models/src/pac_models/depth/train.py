@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
-from .evaluate import collate, evaluate
+from .evaluate import _model_device, collate, evaluate, to_device
 from .protocol import l2_loss
 
 __all__ = ["TrainConfig", "TrainResult", "latest_checkpoint", "lr_at", "train"]
@@ -96,6 +96,16 @@ def latest_checkpoint(out: Union[str, Path]) -> Optional[tuple[int, Path]]:
     return best
 
 
+def _cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=str))
 
@@ -108,8 +118,8 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     """Train ``model`` on ``dataset`` (items: unbatched :class:`~pac_models.data.JointSample`).
 
     Args:
-        model: The model (its initial weights should come from ``torch.manual_seed(seed)``; see
-            the CLI, which seeds before building it).
+        model: The model, on the device to train on (its initial weights should come from
+            ``torch.manual_seed(seed)``; see the CLI, which seeds before building it).
         dataset: Training samples of equal size (use a crop); its ``epoch`` attribute, if any, is
             set before each epoch so augmentations differ per epoch yet stay reproducible.
         factor: Upsampling factor.
@@ -137,7 +147,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
         state = load_checkpoint(path)
         model.load_state_dict(state["model"], strict=True)
         opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         start = epoch_done + 1
         log(f"resumed from {path} (epoch {epoch_done})")
     result = TrainResult(start_epoch=start, epochs=start - 1)
@@ -145,7 +155,9 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     def snapshot(epoch: int) -> Path:
         weights = out / f"weights_epoch_{epoch}.pth"
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+        # model and optimiser state on the CPU so a checkpoint resumes on any device
+        torch.save({"model": _cpu(model.state_dict()), "optimizer": _cpu(opt.state_dict()),
+                    "epoch": epoch,
                     "torch_rng": torch.get_rng_state(), "config": _jsonable(asdict(cfg)),
                     "factor": factor}, out / f"checkpoint_epoch_{epoch}.pth")
         return weights
@@ -171,9 +183,11 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
                          leave=False)
         model.train()
         total, count = 0.0, 0
+        device = _model_device(model)
         for step, batch in enumerate(it):
             if step >= steps:
                 break
+            batch = to_device(batch, device)
             opt.zero_grad(set_to_none=True)
             pred = model(batch.low, batch.guide)
             if pred.shape[-2:] != batch.target.shape[-2:]:
@@ -183,10 +197,10 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
             loss = l2_loss(pred, batch.target, batch.raw_range)
             loss.backward()
             opt.step()
-            total += float(loss) * batch.low.shape[0]
+            total += float(loss.detach()) * batch.low.shape[0]
             count += batch.low.shape[0]
             if bar_cls is not None:
-                it.set_postfix(loss=f"{float(loss):.4g}", lr=f"{lr:.1e}")
+                it.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.1e}")
         if bar_cls is not None:
             it.close()
         mean = total / max(count, 1)

@@ -1,0 +1,122 @@
+"""pac_models.depth.upsample and the evaluation protocol helpers."""
+
+import numpy as np
+import pytest
+import torch
+from pac_models import create_model
+from pac_models.depth import (
+    DEFAULT_FALLBACK,
+    apply_model,
+    denormalize,
+    epe,
+    normalize_lowres,
+    rmse,
+    upsample,
+)
+from pac_models.depth.train import lr_at
+
+
+@pytest.fixture
+def pair():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1.0, 4.0, (5, 6)).astype(np.float32)
+    rgb = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    return depth, rgb
+
+
+def test_upsample_default_shape_and_unit(pair):
+    depth, rgb = pair
+    out = upsample(depth, rgb, 4)
+    assert isinstance(out, torch.Tensor) and out.shape == (20, 24) and out.dtype == torch.float32
+    assert depth.min() - 1e-4 <= out.min() and out.max() <= depth.max() + 1e-4  # averaging filter
+    # the result is in the input's unit: millimetres in, millimetres out
+    out_mm = upsample(torch.from_numpy(depth) * 1000, torch.from_numpy(rgb), 4)
+    torch.testing.assert_close(out_mm, out * 1000, rtol=1e-4, atol=1e-3)
+    assert DEFAULT_FALLBACK == "pac_refine"
+
+
+def test_upsample_with_named_model_and_module(pair):
+    depth, rgb = pair
+    bil = upsample(depth, rgb, 4, model="bilinear")
+    ref = torch.nn.functional.interpolate(torch.from_numpy(depth)[None, None], scale_factor=4,
+                                          mode="bilinear", align_corners=False)[0, 0]
+    torch.testing.assert_close(bil, ref, rtol=1e-5, atol=1e-5)
+    net = create_model("pac_joint_upsample_lite", factor=4).train()
+    out = upsample(depth, rgb, 4, model=net)
+    assert out.shape == (20, 24) and net.training  # mode restored
+    const = upsample(np.full((5, 6), 7.0), rgb, 4, model="joint_bilateral")
+    torch.testing.assert_close(const, torch.full((20, 24), 7.0))
+
+
+@pytest.mark.parametrize("depth_shape,rgb_shape,factor,match", [
+    ((5, 6), (20, 24, 3), 3, "factor"),
+    ((5, 6), (20, 24, 3), 2, "factor"),
+    ((5, 6), (21, 24, 3), 4, "must be 20×24"),
+    ((5, 6), (40, 48, 3), 4, "must be 20×24"),
+    ((1, 5, 6), (20, 24, 3), 4, "2-D"),
+    ((5, 6), (20, 24), 4, r"\[H, W, 3\]"),
+])
+def test_upsample_shape_errors(depth_shape, rgb_shape, factor, match):
+    with pytest.raises(ValueError, match=match):
+        upsample(np.ones(depth_shape, np.float32), np.zeros(rgb_shape, np.uint8), factor)
+
+
+def test_upsample_value_errors(pair):
+    depth, rgb = pair
+    for bad in (np.nan, np.inf, -np.inf):
+        d = depth.copy()
+        d[2, 3] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            upsample(d, rgb, 4)
+    with pytest.raises(ValueError, match="uint8"):
+        upsample(depth, rgb.astype(np.float32) / 255, 4)
+    with pytest.raises(ValueError, match="model"):
+        upsample(depth, rgb, 4, model=42)
+    with pytest.raises(ValueError, match="unknown model"):
+        upsample(depth, rgb, 4, model="nope")
+
+
+def test_normalisation_roundtrip():
+    x = torch.rand(2, 3, 4, 5) * 10 - 2
+    x[1, 2] = 3.0  # a constant channel
+    n, rng = normalize_lowres(x)
+    assert rng.shape == (2, 3, 2)
+    torch.testing.assert_close(rng[1, 2], torch.tensor([2.5, 3.5]))
+    torch.testing.assert_close(n[0].amin(dim=(-2, -1)), torch.zeros(3))
+    torch.testing.assert_close(denormalize(n, rng), x)
+    n3, rng3 = normalize_lowres(x[0])
+    torch.testing.assert_close(rng3, rng[0])
+    torch.testing.assert_close(n3, n[0])
+
+
+def test_metrics():
+    gt = torch.zeros(2, 1, 4, 4)
+    pred = torch.ones(2, 1, 4, 4)
+    pred[1] = 3.0
+    assert float(rmse(pred, gt)) == pytest.approx(2.0)  # mean over the batch of per-image RMSE
+    flow = torch.zeros(1, 2, 2, 2)
+    pf = torch.zeros(1, 2, 2, 2)
+    pf[0, 0] = 3.0
+    pf[0, 1] = 4.0
+    assert float(epe(pf, flow)) == pytest.approx(5.0)
+    flow[0, 0, 0, 0] = 1e9  # unknown: counts as a zero error pixel
+    assert float(epe(pf, flow)) == pytest.approx(5.0 * 3 / 4)
+
+
+def test_apply_model_resizes_mismatched_guidance():
+    seen = {}
+
+    def model(low, guide):
+        seen["guide"] = tuple(guide.shape[-2:])
+        return torch.nn.functional.interpolate(low, size=guide.shape[-2:], mode="bilinear")
+
+    low = torch.rand(1, 2, 7, 16)
+    out = apply_model(model, low, torch.rand(1, 3, 54, 128), 8, target_size=(50, 120))
+    assert seen["guide"] == (56, 128) and out.shape == (1, 2, 50, 120)
+
+
+def test_lr_schedule_matches_pacnet_recipe():
+    lrs = {e: lr_at(e, 1e-4, (3500, 4500), 0.1) for e in (1, 3499, 3500, 4499, 4500, 5000)}
+    assert lrs[1] == lrs[3499] == 1e-4
+    assert lrs[3500] == pytest.approx(1e-5) and lrs[4499] == pytest.approx(1e-5)
+    assert lrs[4500] == pytest.approx(1e-6) and lrs[5000] == pytest.approx(1e-6)

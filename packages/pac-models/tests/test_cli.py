@@ -1,0 +1,95 @@
+"""The pac-models command: list, eval, upsample, train (smoke), demo dispatch."""
+
+import numpy as np
+import pytest
+import torch
+from pac_models.cli import main
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("pac_joint_upsample", "pac_joint_upsample_lite", "djif", "joint_bilateral",
+                 "bilinear"):
+        assert name in out
+    assert main(["list", "pac_*", "--weights"]) == 0
+    out = capsys.readouterr().out
+    assert "djif" not in out.split("pacnet_")[0] and "CC BY-NC-SA" in out
+
+
+def test_eval_middlebury(capsys):
+    assert main(["eval", "--model", "bilinear", "--factor", "16", "--downscale", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "RMSE bilinear" in out
+    ours, bil = (float(x.split()[0]) for x in out.split("RMSE bilinear ")[1].split(", bilinear "))
+    assert ours == pytest.approx(bil, rel=1e-5)  # same protocol as the demo's baseline
+
+
+def test_eval_nyu_file(capsys, nyu_file):
+    path, _, _ = nyu_file
+    assert main(["eval", "--model", "bilinear", "--factor", "4", "--dataset", "nyu", "--data",
+                 str(path), "--split", "all", "--limit", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "RMSE" in out and "cm" in out and "over 2 images" in out
+
+
+def test_upsample_files(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "d.npy", rng.uniform(0.5, 3.0, (4, 6)).astype(np.float32))
+    iio.imwrite(tmp_path / "rgb.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    assert main(["upsample", "--depth", str(tmp_path / "d.npy"), "--rgb", str(tmp_path / "rgb.png"),
+                 "--factor", "8", "--out", str(tmp_path / "o.npy")]) == 0
+    out = np.load(tmp_path / "o.npy")
+    assert out.shape == (32, 48) and out.dtype == np.float32
+    assert "pac_refine" in capsys.readouterr().out
+    iio.imwrite(tmp_path / "d.png", (np.load(tmp_path / "d.npy") * 1000).astype(np.uint16))
+    assert main(["upsample", "--depth", str(tmp_path / "d.png"), "--rgb", str(tmp_path / "rgb.png"),
+                 "--factor", "8", "--model", "bilinear", "--out", str(tmp_path / "o.png")]) == 0
+    png = iio.imread(tmp_path / "o.png")
+    assert png.dtype == np.uint16 and png.shape == (32, 48)
+    assert abs(png.astype(float).mean() - out.mean() * 1000) < 50
+    with pytest.raises(SystemExit, match="must be"):
+        main(["upsample", "--depth", str(tmp_path / "d.npy"), "--rgb", str(tmp_path / "rgb.png"),
+              "--factor", "4", "--out", str(tmp_path / "x.npy")])
+
+
+def test_train_smoke_and_resume(tmp_path, capsys):
+    args = ["train", "--model", "pac_joint_upsample_lite", "--factor", "4", "--scenes", "2",
+            "--scene-size", "32", "--crop", "16", "--batch-size", "2", "--eval-limit", "1",
+            "--out", str(tmp_path / "run"), "--seed", "3", "--quiet"]
+    assert main([*args, "--epochs", "2"]) == 0
+    assert (tmp_path / "run" / "weights_epoch_2.pth").exists()
+    assert (tmp_path / "run" / "checkpoint_epoch_2.pth").exists()
+    first = capsys.readouterr().out
+    assert "epoch 2: loss" in first and "eval rmse" in first
+    assert main([*args, "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed" in out and "epoch 3: loss" in out and "epoch 2: loss" not in out
+    # the snapshot is a plain state_dict that create_model loads
+    from pac_models import create_model
+
+    m = create_model("pac_joint_upsample_lite", factor=4,
+                     pretrained=str(tmp_path / "run" / "weights_epoch_3.pth"))
+    sd = torch.load(tmp_path / "run" / "weights_epoch_3.pth", weights_only=True)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in sd.items())
+
+
+def test_train_is_reproducible(tmp_path, capsys):
+    args = ["train", "--model", "djif", "--factor", "4", "--scenes", "2", "--scene-size", "32",
+            "--crop", "16", "--eval-limit", "0", "--epochs", "1", "--seed", "7", "--quiet"]
+    main([*args, "--out", str(tmp_path / "a")])
+    main([*args, "--out", str(tmp_path / "b")])
+    a = torch.load(tmp_path / "a" / "weights_epoch_1.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "weights_epoch_1.pth", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_demo_subcommand(monkeypatch):
+    import pac_models.demo as demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "main", lambda argv: seen.setdefault("argv", argv) and 0)
+    assert main(["demo", "--out", "x", "--factors", "4"]) == 0
+    assert seen["argv"] == ["--out", "x", "--factors", "4"]
