@@ -97,8 +97,9 @@ def cuda_build(session: nox.Session) -> None:
     """Compile the CUDA backend against a CUDA torch (no GPU needed) and smoke-test it on the CPU.
 
     Needs ``nvcc``. Builds pac-core with ``PAC_CUDA=on`` for ``TORCH_CUDA_ARCH_LIST`` (default
-    ``8.0;9.0``), checks that every ``torch.ops.pac`` op has a CUDA kernel, then runs the CPU tests
-    of pac-core (``session.posargs`` replace the default marker selection).
+    ``8.0;9.0``), checks that every ``torch.ops.pac`` op has a CUDA kernel, runs the CUDA kernels
+    in host emulation against the CPU backend (``tests/test_cuda_emulation.py``), then the CPU
+    tests of pac-core (``session.posargs`` replace the default marker selection).
     """
     session.install(_torch_spec(session, CUDA_TORCH), "numpy", "pytest", "hypothesis",
                     "expecttest", *BUILD_REQS)
@@ -110,6 +111,8 @@ def cuda_build(session: nox.Session) -> None:
     }
     session.install("--no-build-isolation", "--no-deps", "-v", str(CORE), env=env)
     session.run("python", "-c", _CUDA_BUILD_CHECK)
+    session.run("pytest", str(CORE / "tests" / "test_cuda_emulation.py"), "-q", "-p",
+                "no:cacheprovider", "-m", "slow")
     args = session.posargs or ["-m", "not slow and not cuda"]
     session.run("pytest", str(CORE / "tests"), "-q", "-p", "no:cacheprovider", *args,
                 env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})

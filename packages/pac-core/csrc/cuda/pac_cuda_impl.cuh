@@ -1,0 +1,902 @@
+// The CUDA backend of the pac:: operators: kernels and host drivers (see pac_cuda.cu).
+//
+// Compiled by nvcc for csrc/cuda/pac_cuda.cu. Without __CUDACC__ and with PAC_CUDA_EMULATE
+// defined, the same code compiles as plain C++ in which every kernel launch is a serial loop and
+// the entry points take CPU tensors: the tests use that to check the CUDA index math, tiling and
+// gather formulation against the CPU backend on machines without a GPU.
+#if !defined(__CUDACC__) && !defined(PAC_CUDA_EMULATE)
+#error "pac_cuda_impl.cuh: compile with nvcc, or define PAC_CUDA_EMULATE for the host emulation"
+#endif
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#if defined(__CUDACC__)
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <tuple>
+#include <vector>
+
+#include "kernels/geometry.h"
+#include "kernels/im2col.h"
+#include "kernels/kernel_fn.h"
+#include "pac_args.h"
+
+namespace pac {
+namespace cuda_impl {
+namespace {
+
+using namespace pac::kernels;
+
+#if defined(__CUDACC__)
+constexpr c10::DeviceType kCUDA = c10::DeviceType::CUDA;
+#define PAC_GLOBAL __global__
+#define PAC_DEVICE __device__ __forceinline__
+#define PAC_OP_SUFFIX " (CUDA)"
+#else
+// Host emulation (tests only, PAC_CUDA_EMULATE): the same kernels and drivers on CPU tensors,
+// each "launch" a serial loop over the kernel's index space.
+constexpr c10::DeviceType kCUDA = c10::DeviceType::CPU;
+#define PAC_GLOBAL
+#define PAC_DEVICE inline
+#define PAC_OP_SUFFIX " (CUDA emulation)"
+#endif
+// Upper bound on the elements of a tile's scratch buffers (all of them together), and the
+// smallest tile. Overridable at compile time (the emulation tests use tiny tiles).
+#ifndef PAC_CUDA_TILE_ELEMS
+#define PAC_CUDA_TILE_ELEMS (int64_t(1) << 24)
+#endif
+#ifndef PAC_CUDA_MIN_TILE_PIXELS
+#define PAC_CUDA_MIN_TILE_PIXELS 1024
+#endif
+constexpr int64_t kTileElems = PAC_CUDA_TILE_ELEMS;
+constexpr int64_t kMinTilePixels = PAC_CUDA_MIN_TILE_PIXELS;
+constexpr int kThreads = 256;
+
+// ---------------------------------------------------------------------------------------------
+// Plain-old-data descriptions passed to the kernels by value
+// ---------------------------------------------------------------------------------------------
+
+// Sizes and geometry of one op call (see pac::Problem).
+struct Dev {
+  int64_t B, C, H, W;     // input
+  int64_t Cf, Hg, Wg;     // guidance
+  int64_t Ho, Wo, HW;     // output
+  int64_t kh, kw, T;      // taps
+  int64_t CK, O;          // kernel channels, output channels
+  int64_t sh, sw, ph, pw, dh, dw, uh, uw;  // input geometry
+  int64_t gsh, gsw, gph, gpw;              // guidance geometry
+  int64_t kernel_type;
+  int64_t n_alpha, n_lambda;  // elements of inv_alpha / inv_lambda (0 when absent)
+  bool asym, channel_wise;
+};
+
+Dev make_dev(const Problem& p) {
+  const Geometry& g = p.geo;
+  Dev d{};
+  d.B = p.B; d.C = p.C; d.H = p.H; d.W = p.W;
+  d.Cf = p.Cf; d.Hg = p.Hg; d.Wg = p.Wg;
+  d.Ho = p.Ho; d.Wo = p.Wo; d.HW = p.Ho * p.Wo;
+  d.kh = g.kh; d.kw = g.kw; d.T = g.kh * g.kw;
+  d.CK = p.CK; d.O = p.O;
+  d.sh = g.sh; d.sw = g.sw; d.ph = g.ph; d.pw = g.pw;
+  d.dh = g.dh; d.dw = g.dw; d.uh = g.uh; d.uw = g.uw;
+  d.gsh = g.gsh; d.gsw = g.gsw; d.gph = g.gph; d.gpw = g.gpw;
+  d.kernel_type = p.kernel_type;
+  d.n_alpha = p.alpha.defined() ? p.alpha.numel() : 0;
+  d.n_lambda = p.lambda.defined() ? p.lambda.numel() : 0;
+  d.asym = p.asym;
+  d.channel_wise = p.channel_wise;
+  return d;
+}
+
+// Output pixels [j0, j0 + P) of images [b0, b0 + nb). Tile buffers are laid out
+// [nb, ..., P]; the column matrices [rows, nb * P].
+struct TileR {
+  int64_t b0, nb, j0, P;
+};
+
+// Kernel values K(bb, k, t, jj) of a tile: base[bb*sB + k*sK + t*sT + jj]. Either a tile buffer
+// or a window into a precomputed [B, C_K, kh, kw, Ho, Wo] kernel (or its gradient).
+template <typename T>
+struct KV {
+  T* base;
+  int64_t sB, sK, sT;
+  PAC_DEVICE T& operator()(int64_t bb, int64_t k, int64_t t, int64_t jj) const {
+    return base[bb * sB + k * sK + t * sT + jj];
+  }
+};
+
+template <typename T>
+KV<T> tile_view(T* buf, const Dev& d, const TileR& tl) {
+  return {buf, d.CK * d.T * tl.P, d.T * tl.P, tl.P};
+}
+
+template <typename T>
+KV<T> kernel_view(T* kernel, const Dev& d, const TileR& tl) {
+  return {kernel + tl.b0 * d.CK * d.T * d.HW + tl.j0, d.CK * d.T * d.HW, d.T * d.HW, d.HW};
+}
+
+#if defined(__CUDACC__)
+#define PAC_KERNEL_LOOP(i, n)                                                             \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+#else
+#define PAC_KERNEL_LOOP(i, n) for (int64_t i = 0; i < (n); ++i)
+#endif
+
+inline unsigned int blocks_for(int64_t n) {
+  return static_cast<unsigned int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20));
+}
+
+// The output coordinate whose tap `a` reads sample `i` along one axis (the inverse of
+// kernels::tap_source), or -1 when no output coordinate in [0, extent) does.
+PAC_DEVICE int64_t tap_target(int64_t i, int64_t a, int64_t stride,
+                                              int64_t padding, int64_t dilation,
+                                              int64_t upsample, int64_t extent) {
+  const int64_t num = i * upsample + padding - a * dilation;
+  if (num < 0) return -1;
+  if (stride != 1 && num % stride != 0) return -1;
+  const int64_t y = num / stride;
+  return y < extent ? y : -1;
+}
+
+template <typename T>
+PAC_DEVICE T param_of(const T* p, int64_t n, int64_t k) {
+  return p ? p[n > 1 ? k : 0] : T(0);
+}
+
+// D of kernel channel k at tap t of output pixel (y, x) of image b (spec §2.3).
+template <typename T>
+PAC_DEVICE T tap_distance(const Dev& d, const T* F, const T* phi, int64_t b, int64_t k,
+                          int64_t t, int64_t y, int64_t x) {
+  const int64_t a = t / d.kw, e = t % d.kw;
+  const int64_t r = tap_source(y, a, d.gsh, d.gph, d.dh, 1, d.Hg);
+  const int64_t q = tap_source(x, e, d.gsw, d.gpw, d.dw, 1, d.Wg);
+  const int64_t c0 = d.channel_wise ? k : 0, c1 = d.channel_wise ? k + 1 : d.Cf;
+  T D = T(0);
+  for (int64_t c = c0; c < c1; ++c) {
+    const T f = read_zero_ext(F + (b * d.Cf + c) * d.Hg * d.Wg, d.Wg, r, q);
+    const T dl = guidance_delta(f, phi[((b * d.Cf + c) * d.Ho + y) * d.Wo + x], d.asym);
+    D += dl * dl;
+  }
+  return D;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward kernels
+// ---------------------------------------------------------------------------------------------
+
+// K[bb, k, t, jj] of a tile from the guidance.
+template <typename T>
+PAC_GLOBAL void kernel_tile_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ F,
+                                   const T* __restrict__ phi, const T* alpha, const T* lambda,
+                                   T* __restrict__ K) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t jj = idx % tl.P;
+    const int64_t t = (idx / tl.P) % d.T;
+    const int64_t k = (idx / (tl.P * d.T)) % d.CK;
+    const int64_t bb = idx / (tl.P * d.T * d.CK);
+    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const T D = tap_distance(d, F, phi, tl.b0 + bb, k, t, y, x);
+    K[idx] = kernel_value(d.kernel_type, D, param_of(alpha, d.n_alpha, k),
+                          param_of(lambda, d.n_lambda, k));
+  }
+}
+
+// Kernel-scaled columns col[c*T + t, bb*P + jj] = K(bb, 0, t, jj) · X̄[b, c, tap t of pixel j].
+template <typename T>
+PAC_GLOBAL void fill_col_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X, KV<T> K,
+                                T* __restrict__ col) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t jj = idx % tl.P;
+    const int64_t t = (idx / tl.P) % d.T;
+    const int64_t c = (idx / (tl.P * d.T)) % d.C;
+    const int64_t bb = idx / (tl.P * d.T * d.C);
+    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+    const T* plane = X + ((tl.b0 + bb) * d.C + c) * d.H * d.W;
+    col[((c * d.T + t) * tl.nb + bb) * tl.P + jj] = scaled_im2col(K(bb, 0, t, jj), plane, d.W, r, q);
+  }
+}
+
+// Pool: out[b, o, j] = Σ_t w[t] K(bb, κ(o), t, jj) X̄[b, χ(o), tap t].
+template <typename T>
+PAC_GLOBAL void pool_forward_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X,
+                                    KV<T> K, const T* w, T* __restrict__ out) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t jj = idx % tl.P;
+    const int64_t o = (idx / tl.P) % d.O;
+    const int64_t bb = idx / (tl.P * d.O);
+    const int64_t b = tl.b0 + bb, j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const int64_t ck = d.CK == 1 ? 0 : o, cx = d.C == 1 ? 0 : o;
+    const T* plane = X + (b * d.C + cx) * d.H * d.W;
+    T acc = T(0);
+    for (int64_t t = 0; t < d.T; ++t) {
+      const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
+      const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+      const T wt = w ? w[t] : T(1);
+      acc += wt * scaled_im2col(K(bb, ck, t, jj), plane, d.W, r, q);
+    }
+    out[(b * d.O + o) * d.HW + j] = acc;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward kernels
+// ---------------------------------------------------------------------------------------------
+
+// Conv input gradient, gathered: dX[b, c, ir, ic] += Σ_{taps t, pixels j of the tile reading it}
+// K(t, j) · dcol[c*T + t, j]. Rows [r0, r0 + R) of the input.
+template <typename T>
+PAC_GLOBAL void conv_dx_kernel(int64_t n, Dev d, TileR tl, int64_t r0, int64_t R, KV<T> K,
+                               const T* __restrict__ dcol, T* __restrict__ dX) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t ic = idx % d.W;
+    const int64_t ir = r0 + (idx / d.W) % R;
+    const int64_t c = (idx / (d.W * R)) % d.C;
+    const int64_t bb = idx / (d.W * R * d.C);
+    T acc = T(0);
+    for (int64_t a = 0; a < d.kh; ++a) {
+      const int64_t y = tap_target(ir, a, d.sh, d.ph, d.dh, d.uh, d.Ho);
+      if (y < 0) continue;
+      for (int64_t e = 0; e < d.kw; ++e) {
+        const int64_t x = tap_target(ic, e, d.sw, d.pw, d.dw, d.uw, d.Wo);
+        if (x < 0) continue;
+        const int64_t jj = y * d.Wo + x - tl.j0;
+        if (jj < 0 || jj >= tl.P) continue;
+        const int64_t t = a * d.kw + e;
+        acc += K(bb, 0, t, jj) * dcol[((c * d.T + t) * tl.nb + bb) * tl.P + jj];
+      }
+    }
+    dX[(((tl.b0 + bb) * d.C + c) * d.H + ir) * d.W + ic] += acc;
+  }
+}
+
+// Pool input gradient, gathered: dX[b, c, ir, ic] += Σ_{o: χ(o) = c} Σ_{t, j} w[t] K(κ(o), t, j)
+// dY[b, o, j].
+template <typename T>
+PAC_GLOBAL void pool_dx_kernel(int64_t n, Dev d, TileR tl, int64_t r0, int64_t R, KV<T> K,
+                               const T* w, const T* __restrict__ dY, T* __restrict__ dX) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t ic = idx % d.W;
+    const int64_t ir = r0 + (idx / d.W) % R;
+    const int64_t c = (idx / (d.W * R)) % d.C;
+    const int64_t bb = idx / (d.W * R * d.C);
+    const int64_t b = tl.b0 + bb;
+    // C > 1: output channel o = c only; C == 1: every output channel reads channel 0.
+    const int64_t o0 = d.C == 1 ? 0 : c, o1 = d.C == 1 ? d.O : c + 1;
+    T acc = T(0);
+    for (int64_t a = 0; a < d.kh; ++a) {
+      const int64_t y = tap_target(ir, a, d.sh, d.ph, d.dh, d.uh, d.Ho);
+      if (y < 0) continue;
+      for (int64_t e = 0; e < d.kw; ++e) {
+        const int64_t x = tap_target(ic, e, d.sw, d.pw, d.dw, d.uw, d.Wo);
+        if (x < 0) continue;
+        const int64_t j = y * d.Wo + x, jj = j - tl.j0;
+        if (jj < 0 || jj >= tl.P) continue;
+        const int64_t t = a * d.kw + e;
+        const T wt = w ? w[t] : T(1);
+        for (int64_t o = o0; o < o1; ++o) {
+          const int64_t ck = d.CK == 1 ? 0 : o;
+          acc += wt * K(bb, ck, t, jj) * dY[(b * d.O + o) * d.HW + j];
+        }
+      }
+    }
+    dX[((b * d.C + c) * d.H + ir) * d.W + ic] += acc;
+  }
+}
+
+// Conv kernel gradient: gK(bb, 0, t, jj) = Σ_c dcol[c*T + t, j] · X̄[b, c, tap t of j].
+template <typename T>
+PAC_GLOBAL void conv_dk_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X,
+                               const T* __restrict__ dcol, KV<T> gK) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t jj = idx % tl.P;
+    const int64_t t = (idx / tl.P) % d.T;
+    const int64_t bb = idx / (tl.P * d.T);
+    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+    T acc = T(0);
+    if (r >= 0 && q >= 0) {
+      const int64_t plane = d.H * d.W;
+      const T* xp = X + (tl.b0 + bb) * d.C * plane + r * d.W + q;
+      const T* dp = dcol + (t * tl.nb + bb) * tl.P + jj;
+      const int64_t dstride = d.T * tl.nb * tl.P;
+      for (int64_t c = 0; c < d.C; ++c) acc += dp[c * dstride] * xp[c * plane];
+    }
+    gK(bb, 0, t, jj) = acc;
+  }
+}
+
+// Pool kernel gradient: v = Σ_{o: κ(o) = k} dY[b, o, j] X̄[b, χ(o), tap t of j];
+// gK(bb, k, t, jj) = w[t] v (if gK.base) and dw_buf[bb, k, t, jj] = K v (if dw_buf).
+template <typename T>
+PAC_GLOBAL void pool_dk_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X,
+                               const T* __restrict__ dY, const T* w, KV<T> K, KV<T> gK,
+                               T* __restrict__ dw_buf) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t jj = idx % tl.P;
+    const int64_t t = (idx / tl.P) % d.T;
+    const int64_t k = (idx / (tl.P * d.T)) % d.CK;
+    const int64_t bb = idx / (tl.P * d.T * d.CK);
+    const int64_t b = tl.b0 + bb, j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+    T v = T(0);
+    if (r >= 0 && q >= 0) {
+      const int64_t o0 = d.CK == 1 ? 0 : k, o1 = d.CK == 1 ? d.O : k + 1;
+      for (int64_t o = o0; o < o1; ++o) {
+        const int64_t cx = d.C == 1 ? 0 : o;
+        v += dY[(b * d.O + o) * d.HW + j] * X[((b * d.C + cx) * d.H + r) * d.W + q];
+      }
+    }
+    if (gK.base) gK(bb, k, t, jj) = (w ? w[t] : T(1)) * v;
+    if (dw_buf) dw_buf[idx] = K(bb, k, t, jj) * v;
+  }
+}
+
+// Chain rule through the kernel function, in place on the tile buffer g: dL/dK -> dL/dD.
+// dlam[idx] = dL/dK · dK/dλ when dlam is given.
+template <typename T>
+PAC_GLOBAL void kernel_chain_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ F,
+                                    const T* __restrict__ phi, const T* alpha, const T* lambda,
+                                    const T* __restrict__ K, T* __restrict__ g,
+                                    T* __restrict__ dlam) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t jj = idx % tl.P;
+    const int64_t t = (idx / tl.P) % d.T;
+    const int64_t k = (idx / (tl.P * d.T)) % d.CK;
+    const int64_t bb = idx / (tl.P * d.T * d.CK);
+    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const T D = tap_distance(d, F, phi, tl.b0 + bb, k, t, y, x);
+    const T Kv = K[idx], gk = g[idx];
+    if (dlam) {
+      dlam[idx] = gk * kernel_grad_lambda(d.kernel_type, D, Kv, param_of(alpha, d.n_alpha, k));
+    }
+    g[idx] = gk * kernel_grad_D(d.kernel_type, D, Kv, param_of(lambda, d.n_lambda, k));
+  }
+}
+
+// dphi[b, c, j] = −Σ_t dD(κ_f(c), t, j) · 2Δ_c(t, j) (each pixel belongs to one tile).
+template <typename T>
+PAC_GLOBAL void dphi_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ F,
+                            const T* __restrict__ phi, const T* __restrict__ dD,
+                            T* __restrict__ dphi) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t jj = idx % tl.P;
+    const int64_t c = (idx / tl.P) % d.Cf;
+    const int64_t bb = idx / (tl.P * d.Cf);
+    const int64_t b = tl.b0 + bb, j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const int64_t k = d.channel_wise ? c : 0;
+    const T* Fp = F + (b * d.Cf + c) * d.Hg * d.Wg;
+    const T ph = phi[(b * d.Cf + c) * d.HW + j];
+    const T* g = dD + (bb * d.CK + k) * d.T * tl.P + jj;
+    T acc = T(0);
+    for (int64_t t = 0; t < d.T; ++t) {
+      const int64_t r = tap_source(y, t / d.kw, d.gsh, d.gph, d.dh, 1, d.Hg);
+      const int64_t q = tap_source(x, t % d.kw, d.gsw, d.gpw, d.dw, 1, d.Wg);
+      const T dl = guidance_delta(read_zero_ext(Fp, d.Wg, r, q), ph, d.asym);
+      acc += T(2) * dl * g[t * tl.P];
+    }
+    dphi[(b * d.Cf + c) * d.HW + j] = -acc;
+  }
+}
+
+// Guidance gradient, gathered: dF[b, c, r, q] += Σ_{t, j of the tile reading it} dD · 2Δ_c.
+template <typename T>
+PAC_GLOBAL void dguidance_kernel(int64_t n, Dev d, TileR tl, int64_t r0, int64_t R,
+                                 const T* __restrict__ F, const T* __restrict__ phi,
+                                 const T* __restrict__ dD, T* __restrict__ dF) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t q = idx % d.Wg;
+    const int64_t r = r0 + (idx / d.Wg) % R;
+    const int64_t c = (idx / (d.Wg * R)) % d.Cf;
+    const int64_t bb = idx / (d.Wg * R * d.Cf);
+    const int64_t b = tl.b0 + bb;
+    const int64_t k = d.channel_wise ? c : 0;
+    const int64_t fi = ((b * d.Cf + c) * d.Hg + r) * d.Wg + q;
+    const T f = F[fi];
+    const T* php = phi + (b * d.Cf + c) * d.HW;
+    const T* g = dD + (bb * d.CK + k) * d.T * tl.P;
+    T acc = T(0);
+    for (int64_t a = 0; a < d.kh; ++a) {
+      const int64_t y = tap_target(r, a, d.gsh, d.gph, d.dh, 1, d.Ho);
+      if (y < 0) continue;
+      for (int64_t e = 0; e < d.kw; ++e) {
+        const int64_t x = tap_target(q, e, d.gsw, d.gpw, d.dw, 1, d.Wo);
+        if (x < 0) continue;
+        const int64_t j = y * d.Wo + x, jj = j - tl.j0;
+        if (jj < 0 || jj >= tl.P) continue;
+        const T dl = guidance_delta(f, php[j], d.asym);
+        acc += T(2) * dl * g[(a * d.kw + e) * tl.P + jj];
+      }
+    }
+    dF[fi] += acc;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host drivers
+// ---------------------------------------------------------------------------------------------
+
+template <typename Kernel, typename... Args>
+void launch(Kernel kernel, int64_t n, Args... args) {
+  if (n <= 0) return;
+#if defined(__CUDACC__)
+  kernel<<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(n, args...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+#else
+  kernel(n, args...);
+#endif
+}
+
+template <typename T>
+const T* opt_ptr(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+// Tiles of output pixels such that per_pixel scratch elements per pixel stay under kTileElems.
+std::vector<TileR> make_tiles(const Dev& d, int64_t per_pixel) {
+  std::vector<TileR> tiles;
+  if (d.B == 0 || d.HW == 0) return tiles;
+  const int64_t max_px = std::max(kMinTilePixels, kTileElems / std::max<int64_t>(per_pixel, 1));
+  if (d.HW <= max_px) {
+    const int64_t nb = std::min(d.B, std::max<int64_t>(1, max_px / d.HW));
+    for (int64_t b0 = 0; b0 < d.B; b0 += nb) tiles.push_back({b0, std::min(nb, d.B - b0), 0, d.HW});
+  } else {
+    for (int64_t b = 0; b < d.B; ++b)
+      for (int64_t j0 = 0; j0 < d.HW; j0 += max_px)
+        tiles.push_back({b, 1, j0, std::min(max_px, d.HW - j0)});
+  }
+  return tiles;
+}
+
+// Rows [r0, r0 + R) of a sampled plane (extent rows, zero insertion `up`) that the taps of the
+// tile's output rows can read.
+void tile_rows(const Dev& d, const TileR& tl, int64_t stride, int64_t padding, int64_t dilation,
+               int64_t k, int64_t up, int64_t extent, int64_t& r0, int64_t& R) {
+  if (tl.j0 == 0 && tl.P == d.HW) {
+    r0 = 0;
+    R = extent;
+    return;
+  }
+  const int64_t y0 = tl.j0 / d.Wo, y1 = (tl.j0 + tl.P - 1) / d.Wo;
+  const int64_t lo = std::max<int64_t>(0, y0 * stride - padding);
+  const int64_t hi = y1 * stride - padding + (k - 1) * dilation;
+  if (hi < 0) {
+    r0 = 0;
+    R = 0;
+    return;
+  }
+  r0 = (lo + up - 1) / up;
+  const int64_t r1 = std::min(extent - 1, hi / up);
+  R = std::max<int64_t>(0, r1 - r0 + 1);
+}
+
+template <typename T>
+void forward_impl(const Problem& p, at::Tensor& out) {
+  const Dev d = make_dev(p);
+  const auto opts = p.input.options();
+  const int64_t T_ = d.T;
+  const int64_t per_px = (p.guided ? d.CK * T_ : 0) + (p.pool ? 0 : d.C * T_);
+  const T* X = p.input.data_ptr<T>();
+  const T* F = opt_ptr<T>(p.guidance);
+  const T* phi = opt_ptr<T>(p.phi);
+  const T* alpha = opt_ptr<T>(p.alpha);
+  const T* lambda = opt_ptr<T>(p.lambda);
+  const T* w = opt_ptr<T>(p.weight);
+  const int64_t G = p.groups, Og = p.O / G, Cg = p.C / G;
+
+  for (const TileR& tl : make_tiles(d, per_px)) {
+    at::Tensor Kbuf;
+    KV<T> K;
+    if (p.guided) {
+      Kbuf = at::empty({tl.nb * d.CK * T_ * tl.P}, opts);
+      launch(kernel_tile_kernel<T>, Kbuf.numel(), d, tl, F, phi, alpha, lambda,
+             Kbuf.data_ptr<T>());
+      K = tile_view<T>(Kbuf.data_ptr<T>(), d, tl);
+    } else {
+      K = kernel_view<T>(const_cast<T*>(p.kernel.data_ptr<T>()), d, tl);
+    }
+    if (p.pool) {
+      launch(pool_forward_kernel<T>, tl.nb * d.O * tl.P, d, tl, X, K, w, out.data_ptr<T>());
+      continue;
+    }
+    at::Tensor col = at::empty({d.C * T_, tl.nb * tl.P}, opts);
+    launch(fill_col_kernel<T>, col.numel(), d, tl, X, K, col.data_ptr<T>());
+    const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
+    for (int64_t g = 0; g < G; ++g) {
+      const at::Tensor wg = w2.narrow(0, g * Og, Og);
+      const at::Tensor cg = col.narrow(0, g * Cg * T_, Cg * T_);
+      if (tl.nb == 1) {
+        at::Tensor og = out.select(0, tl.b0).view({p.O, d.HW}).narrow(0, g * Og, Og)
+                            .narrow(1, tl.j0, tl.P);
+        at::mm_out(og, wg, cg);
+      } else {
+        at::Tensor res = at::mm(wg, cg);  // [Og, nb * HW]
+        out.narrow(0, tl.b0, tl.nb).view({tl.nb, p.O, d.HW}).narrow(1, g * Og, Og)
+            .copy_(res.view({Og, tl.nb, d.HW}).transpose(0, 1));
+      }
+    }
+  }
+  if (!p.pool && p.bias.defined()) out.add_(p.bias.view({1, p.O, 1, 1}));
+}
+
+at::Tensor run_forward(const Problem& p) {
+#if defined(__CUDACC__)
+  c10::cuda::CUDAGuard guard(p.input.device());
+#endif
+  at::Tensor out = at::empty({p.B, p.O, p.Ho, p.Wo}, p.input.options());
+  if (out.numel() == 0) return out;
+  if (p.C == 0 || (p.pool && p.CK == 0)) {
+    out.zero_();
+    if (!p.pool && p.bias.defined()) out.add_(p.bias.view({1, p.O, 1, 1}));
+    return out;
+  }
+  AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cuda",
+                             [&] { forward_impl<scalar_t>(p, out); });
+  return out;
+}
+
+struct Grads {
+  at::Tensor dx, dg, dphi, dw, dalpha, dlambda, dkernel;
+};
+
+template <typename T>
+void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
+  const Dev d = make_dev(p);
+  const auto opts = p.input.options();
+  const int64_t T_ = d.T;
+  const bool need_dx = gr.dx.defined(), need_dg = gr.dg.defined(), need_dphi = gr.dphi.defined();
+  const bool need_dw = gr.dw.defined(), need_dk = gr.dkernel.defined();
+  const bool inv = p.kernel_type == kInv;
+  const bool need_da = gr.dalpha.defined() && inv, need_dl = gr.dlambda.defined() && inv;
+  const bool need_gK = need_dg || need_dphi || need_da || need_dl || need_dk;
+  const bool guided_grads = p.guided && (need_dg || need_dphi || need_da || need_dl);
+
+  int64_t per_px = 0;
+  if (p.guided) per_px += d.CK * T_ * (1 + (need_gK ? 1 : 0) + (need_dl ? 1 : 0));
+  if (p.pool) {
+    if (need_dw) per_px += d.CK * T_;
+  } else {
+    per_px += d.C * T_ * ((need_dw ? 1 : 0) + ((need_dx || need_gK) ? 1 : 0)) + d.O;
+  }
+
+  const T* X = p.input.data_ptr<T>();
+  const T* F = opt_ptr<T>(p.guidance);
+  const T* phi = opt_ptr<T>(p.phi);
+  const T* alpha = opt_ptr<T>(p.alpha);
+  const T* lambda = opt_ptr<T>(p.lambda);
+  const T* w = opt_ptr<T>(p.weight);
+  const T* dY = grad.data_ptr<T>();
+  const int64_t G = std::max<int64_t>(p.groups, 1), Og = p.O / G, Cg = p.C / G;
+  at::Tensor acc_alpha = need_da ? at::zeros({d.CK}, opts) : at::Tensor();
+  at::Tensor acc_lambda = need_dl ? at::zeros({d.CK}, opts) : at::Tensor();
+
+  for (const TileR& tl : make_tiles(d, per_px)) {
+    const int64_t nK = tl.nb * d.CK * T_ * tl.P;
+    at::Tensor Kbuf, gKbuf;
+    KV<T> K, gK{nullptr, 0, 0, 0};
+    if (p.guided) {
+      Kbuf = at::empty({nK}, opts);
+      launch(kernel_tile_kernel<T>, nK, d, tl, F, phi, alpha, lambda, Kbuf.data_ptr<T>());
+      K = tile_view<T>(Kbuf.data_ptr<T>(), d, tl);
+      if (need_gK) {
+        gKbuf = at::empty({nK}, opts);  // fully written by the dk kernels
+        gK = tile_view<T>(gKbuf.data_ptr<T>(), d, tl);
+      }
+    } else {
+      K = kernel_view<T>(const_cast<T*>(p.kernel.data_ptr<T>()), d, tl);
+      if (need_dk) gK = kernel_view<T>(gr.dkernel.data_ptr<T>(), d, tl);
+    }
+
+    if (p.pool) {
+      if (need_dx) {
+        int64_t r0, R;
+        tile_rows(d, tl, d.sh, d.ph, d.dh, d.kh, d.uh, d.H, r0, R);
+        launch(pool_dx_kernel<T>, tl.nb * d.C * R * d.W, d, tl, r0, R, K, w, dY,
+               gr.dx.data_ptr<T>());
+      }
+      if (need_gK || need_dw) {
+        at::Tensor dwbuf = need_dw ? at::empty({nK}, opts) : at::Tensor();
+        launch(pool_dk_kernel<T>, nK, d, tl, X, dY, w, K, gK, need_dw ? dwbuf.data_ptr<T>() : nullptr);
+        if (need_dw) gr.dw.view({T_}).add_(dwbuf.view({tl.nb * d.CK, T_, tl.P}).sum({0, 2}));
+      }
+    } else {
+      at::Tensor gt;  // dY of the tile as [O, nb * P]
+      if (tl.nb == 1) {
+        gt = grad.select(0, tl.b0).view({p.O, d.HW}).narrow(1, tl.j0, tl.P);
+      } else {
+        gt = grad.narrow(0, tl.b0, tl.nb).view({tl.nb, p.O, d.HW}).permute({1, 0, 2})
+                 .reshape({p.O, tl.nb * d.HW});
+      }
+      const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
+      if (need_dw) {
+        at::Tensor col = at::empty({d.C * T_, tl.nb * tl.P}, opts);
+        launch(fill_col_kernel<T>, col.numel(), d, tl, X, K, col.data_ptr<T>());
+        at::Tensor dw2 = gr.dw.view({p.O, Cg * T_});
+        for (int64_t g = 0; g < G; ++g) {
+          dw2.narrow(0, g * Og, Og)
+              .addmm_(gt.narrow(0, g * Og, Og), col.narrow(0, g * Cg * T_, Cg * T_).t());
+        }
+      }
+      if (need_dx || need_gK) {
+        at::Tensor dcol = at::empty({d.C * T_, tl.nb * tl.P}, opts);
+        for (int64_t g = 0; g < G; ++g) {
+          at::Tensor dg = dcol.narrow(0, g * Cg * T_, Cg * T_);
+          at::mm_out(dg, w2.narrow(0, g * Og, Og).t(), gt.narrow(0, g * Og, Og));
+        }
+        if (need_dx) {
+          int64_t r0, R;
+          tile_rows(d, tl, d.sh, d.ph, d.dh, d.kh, d.uh, d.H, r0, R);
+          launch(conv_dx_kernel<T>, tl.nb * d.C * R * d.W, d, tl, r0, R, K,
+                 static_cast<const T*>(dcol.data_ptr<T>()), gr.dx.data_ptr<T>());
+        }
+        if (need_gK) {
+          launch(conv_dk_kernel<T>, tl.nb * T_ * tl.P, d, tl, X,
+                 static_cast<const T*>(dcol.data_ptr<T>()), gK);
+        }
+      }
+    }
+
+    if (guided_grads) {
+      T* g = gKbuf.data_ptr<T>();
+      if (need_da) {  // dK/dα = 1 for inv kernels
+        acc_alpha.add_(gKbuf.view({tl.nb, d.CK, T_ * tl.P}).sum({0, 2}));
+      }
+      at::Tensor dlam = need_dl ? at::empty({nK}, opts) : at::Tensor();
+      launch(kernel_chain_kernel<T>, nK, d, tl, F, phi, alpha, lambda,
+             static_cast<const T*>(Kbuf.data_ptr<T>()), g, need_dl ? dlam.data_ptr<T>() : nullptr);
+      if (need_dl) acc_lambda.add_(dlam.view({tl.nb, d.CK, T_ * tl.P}).sum({0, 2}));
+      if (need_dphi) {
+        launch(dphi_kernel<T>, tl.nb * d.Cf * tl.P, d, tl, F, phi, static_cast<const T*>(g),
+               gr.dphi.data_ptr<T>());
+      }
+      if (need_dg) {
+        int64_t r0, R;
+        tile_rows(d, tl, d.gsh, d.gph, d.dh, d.kh, 1, d.Hg, r0, R);
+        launch(dguidance_kernel<T>, tl.nb * d.Cf * R * d.Wg, d, tl, r0, R, F, phi,
+               static_cast<const T*>(g), gr.dg.data_ptr<T>());
+      }
+    }
+  }
+  if (need_da) {
+    gr.dalpha.copy_((gr.dalpha.numel() == 1 ? acc_alpha.sum() : acc_alpha).view(gr.dalpha.sizes()));
+  }
+  if (need_dl) {
+    gr.dlambda.copy_(
+        (gr.dlambda.numel() == 1 ? acc_lambda.sum() : acc_lambda).view(gr.dlambda.sizes()));
+  }
+}
+
+at::Tensor empty_grad(const Problem& p) { return at::empty({0}, p.input.options()); }
+
+// Allocates the requested gradients (zeros), runs the backward pass, returns them with empty
+// [0] tensors where absent (same contract as the CPU backend).
+Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bool want_dg,
+                   bool want_dphi, bool want_dw, bool want_da, bool want_dl, bool want_dk) {
+#if defined(__CUDACC__)
+  c10::cuda::CUDAGuard guard(p.input.device());
+#endif
+  const auto opts = p.input.options();
+  Grads gr;
+  if (want_dx) gr.dx = at::zeros({p.B, p.C, p.H, p.W}, opts);
+  if (want_dg && p.guided) gr.dg = at::zeros({p.B, p.Cf, p.Hg, p.Wg}, opts);
+  if (want_dphi && p.guided) gr.dphi = at::zeros({p.B, p.Cf, p.Ho, p.Wo}, opts);
+  if (want_dw && p.weight.defined()) gr.dw = at::zeros(p.weight.sizes(), opts);
+  if (want_da && p.alpha.defined()) gr.dalpha = at::zeros(p.alpha.sizes(), opts);
+  if (want_dl && p.lambda.defined()) gr.dlambda = at::zeros(p.lambda.sizes(), opts);
+  if (want_dk && !p.guided) gr.dkernel = at::zeros(p.kernel.sizes(), opts);
+  const bool any = gr.dx.defined() || gr.dg.defined() || gr.dphi.defined() || gr.dw.defined() ||
+                   gr.dalpha.defined() || gr.dlambda.defined() || gr.dkernel.defined();
+  const bool empty = p.B == 0 || p.O == 0 || p.Ho == 0 || p.Wo == 0 || p.C == 0;
+  if (any && !empty) {
+    at::Tensor grad = grad_in.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cuda",
+                               [&] { backward_impl<scalar_t>(p, grad, gr); });
+  }
+  auto fill = [&](at::Tensor& t) {
+    if (!t.defined()) t = empty_grad(p);
+  };
+  fill(gr.dx); fill(gr.dg); fill(gr.dphi); fill(gr.dw); fill(gr.dalpha); fill(gr.dlambda);
+  fill(gr.dkernel);
+  return gr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Op entry points (argument checks shared with the CPU backend: pac_args.h)
+// ---------------------------------------------------------------------------------------------
+Problem conv_guided_problem(const char* op, const at::Tensor& input, const at::Tensor& guidance,
+                            const at::Tensor& phi, const at::Tensor& weight,
+                            const c10::optional<at::Tensor>& bias,
+                            const c10::optional<at::Tensor>& alpha,
+                            const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef upsample, at::IntArrayRef gstride,
+                            at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+                            bool asym) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
+  check_conv_weight(op, p, weight, bias, groups, kCUDA);
+  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
+                 /*channel_wise=*/false, kCUDA);
+  return p;
+}
+
+at::Tensor conv2d_guided_cuda(const at::Tensor& input, const at::Tensor& guidance,
+                              const at::Tensor& phi, const at::Tensor& weight,
+                              const c10::optional<at::Tensor>& bias,
+                              const c10::optional<at::Tensor>& alpha,
+                              const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                              at::IntArrayRef upsample, at::IntArrayRef gstride,
+                              at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+                              bool asym) {
+  Problem p = conv_guided_problem("pac::conv2d_guided" PAC_OP_SUFFIX, input, guidance, phi, weight, bias,
+                                  alpha, lambda, stride, padding, dilation, upsample, gstride,
+                                  gpadding, groups, kernel_type, asym);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+conv2d_guided_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
+                            const at::Tensor& guidance, const at::Tensor& phi,
+                            const at::Tensor& weight, const c10::optional<at::Tensor>& alpha,
+                            const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef upsample, at::IntArrayRef gstride,
+                            at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+                            bool asym, std::array<bool, 6> output_mask) {
+  const char* op = "pac::conv2d_guided_backward" PAC_OP_SUFFIX;
+  Problem p = conv_guided_problem(op, input, guidance, phi, weight, c10::nullopt, alpha, lambda,
+                                  stride, padding, dilation, upsample, gstride, gpadding, groups,
+                                  kernel_type, asym);
+  check_grad_out(op, p, grad, kCUDA);
+  const auto& m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
+  return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
+}
+
+Problem pool_guided_problem(const char* op, const at::Tensor& input, const at::Tensor& guidance,
+                            const at::Tensor& phi, const c10::optional<at::Tensor>& weight,
+                            const c10::optional<at::Tensor>& alpha,
+                            const c10::optional<at::Tensor>& lambda,
+                            at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef upsample, at::IntArrayRef gstride,
+                            at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
+                            bool channel_wise) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
+  auto k = detail::pair_arg(op, kernel_size, "kernel_size", 1);
+  p.geo.kh = k[0];
+  p.geo.kw = k[1];
+  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
+                 channel_wise, kCUDA);
+  check_pool_weight(op, p, weight, kCUDA);
+  check_pool_channels(op, p);
+  return p;
+}
+
+at::Tensor pool2d_guided_cuda(const at::Tensor& input, const at::Tensor& guidance,
+                              const at::Tensor& phi, const c10::optional<at::Tensor>& weight,
+                              const c10::optional<at::Tensor>& alpha,
+                              const c10::optional<at::Tensor>& lambda,
+                              at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                              at::IntArrayRef upsample, at::IntArrayRef gstride,
+                              at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
+                              bool channel_wise) {
+  Problem p = pool_guided_problem("pac::pool2d_guided" PAC_OP_SUFFIX, input, guidance, phi, weight,
+                                  alpha, lambda, kernel_size, stride, padding, dilation,
+                                  upsample, gstride, gpadding, kernel_type, asym, channel_wise);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+pool2d_guided_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
+                            const at::Tensor& guidance, const at::Tensor& phi,
+                            const c10::optional<at::Tensor>& weight,
+                            const c10::optional<at::Tensor>& alpha,
+                            const c10::optional<at::Tensor>& lambda, at::IntArrayRef kernel_size,
+                            at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, at::IntArrayRef upsample,
+                            at::IntArrayRef gstride, at::IntArrayRef gpadding,
+                            int64_t kernel_type, bool asym, bool channel_wise,
+                            std::array<bool, 6> output_mask) {
+  const char* op = "pac::pool2d_guided_backward" PAC_OP_SUFFIX;
+  Problem p = pool_guided_problem(op, input, guidance, phi, weight, alpha, lambda, kernel_size,
+                                  stride, padding, dilation, upsample, gstride, gpadding,
+                                  kernel_type, asym, channel_wise);
+  check_grad_out(op, p, grad, kCUDA);
+  const auto& m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
+  return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
+}
+
+Problem conv_kernel_problem(const char* op, const at::Tensor& input, const at::Tensor& kernel,
+                            const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                            at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
+  check_kernel(op, p, kernel, kCUDA);
+  const int64_t kh = p.geo.kh, kw = p.geo.kw;
+  check_conv_weight(op, p, weight, bias, groups, kCUDA);
+  TORCH_CHECK(p.geo.kh == kh && p.geo.kw == kw, op, ": weight kernel size (", p.geo.kh, ", ",
+              p.geo.kw, ") != kernel tap dims (", kh, ", ", kw, ")");
+  TORCH_CHECK(p.CK == 1, op, ": the kernel of a convolution must have one channel, got ",
+              p.CK);
+  return p;
+}
+
+at::Tensor conv2d_kernel_cuda(const at::Tensor& input, const at::Tensor& kernel,
+                              const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                              at::IntArrayRef stride, at::IntArrayRef padding,
+                              at::IntArrayRef dilation, at::IntArrayRef upsample,
+                              int64_t groups) {
+  Problem p = conv_kernel_problem("pac::conv2d_kernel" PAC_OP_SUFFIX, input, kernel, weight, bias,
+                                  stride, padding, dilation, upsample, groups);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_kernel_backward_cuda(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
+    const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups,
+    std::array<bool, 3> output_mask) {
+  const char* op = "pac::conv2d_kernel_backward" PAC_OP_SUFFIX;
+  Problem p = conv_kernel_problem(op, input, kernel, weight, c10::nullopt, stride, padding,
+                                  dilation, upsample, groups);
+  check_grad_out(op, p, grad, kCUDA);
+  const auto& m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
+  return {gr.dx, gr.dkernel, gr.dw};
+}
+
+Problem pool_kernel_problem(const char* op, const at::Tensor& input, const at::Tensor& kernel,
+                            const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef upsample) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
+  check_kernel(op, p, kernel, kCUDA);
+  check_pool_weight(op, p, weight, kCUDA);
+  check_pool_channels(op, p);
+  return p;
+}
+
+at::Tensor pool2d_kernel_cuda(const at::Tensor& input, const at::Tensor& kernel,
+                              const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                              at::IntArrayRef upsample) {
+  Problem p = pool_kernel_problem("pac::pool2d_kernel" PAC_OP_SUFFIX, input, kernel, weight, stride,
+                                  padding, dilation, upsample);
+  return run_forward(p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pool2d_kernel_backward_cuda(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
+    const c10::optional<at::Tensor>& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, at::IntArrayRef upsample, std::array<bool, 3> output_mask) {
+  const char* op = "pac::pool2d_kernel_backward" PAC_OP_SUFFIX;
+  Problem p = pool_kernel_problem(op, input, kernel, weight, stride, padding, dilation, upsample);
+  check_grad_out(op, p, grad, kCUDA);
+  const auto& m = output_mask;
+  Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
+  return {gr.dx, gr.dkernel, gr.dw};
+}
+
+}  // namespace cuda_impl
+}  // namespace pac
