@@ -40,7 +40,23 @@ constexpr int64_t kMaxTilePixels = 4096;
 struct SourceTables {
   std::vector<int64_t> in_row, in_col;  // [kh*Ho], [kw*Wo] on the input
   std::vector<int64_t> g_row, g_col;    // same on the guidance (guided ops)
+  // Without zero insertion (upsample 1) the column of tap e is affine in x: q = x*s + base[e],
+  // inside the image for x in [lo[e], hi[e]). The inner loops use this (contiguous for s = 1).
+  bool in_affine = false;
+  std::vector<int64_t> in_lo, in_hi, in_base, g_lo, g_hi, g_base;
 };
+
+// Affine column range of tap e: q = x*s + (e*d - p) in [0, extent).
+void affine_range(int64_t e, int64_t s, int64_t p, int64_t d, int64_t extent, int64_t Wo,
+                  int64_t& lo, int64_t& hi, int64_t& base) {
+  base = e * d - p;
+  // smallest x with x*s + base >= 0, and one past the largest with x*s + base <= extent - 1
+  lo = base >= 0 ? 0 : (-base + s - 1) / s;
+  const int64_t last = extent - 1 - base;
+  hi = last < 0 ? 0 : last / s + 1;
+  lo = std::min(std::max<int64_t>(lo, 0), Wo);
+  hi = std::min(std::max(hi, lo), Wo);
+}
 
 SourceTables make_tables(const Problem& p) {
   const Geometry& g = p.geo;
@@ -53,6 +69,10 @@ SourceTables make_tables(const Problem& p) {
   for (int64_t e = 0; e < g.kw; ++e)
     for (int64_t x = 0; x < p.Wo; ++x)
       t.in_col[e * p.Wo + x] = tap_source(x, e, g.sw, g.pw, g.dw, g.uw, p.W);
+  t.in_affine = g.uw == 1;
+  t.in_lo.resize(g.kw); t.in_hi.resize(g.kw); t.in_base.resize(g.kw);
+  for (int64_t e = 0; e < g.kw; ++e)
+    affine_range(e, g.sw, g.pw, g.dw, p.W, p.Wo, t.in_lo[e], t.in_hi[e], t.in_base[e]);
   if (p.guided) {
     t.g_row.resize(g.kh * p.Ho);
     t.g_col.resize(g.kw * p.Wo);
@@ -62,6 +82,9 @@ SourceTables make_tables(const Problem& p) {
     for (int64_t e = 0; e < g.kw; ++e)
       for (int64_t x = 0; x < p.Wo; ++x)
         t.g_col[e * p.Wo + x] = tap_source(x, e, g.gsw, g.gpw, g.dw, 1, p.Wg);
+    t.g_lo.resize(g.kw); t.g_hi.resize(g.kw); t.g_base.resize(g.kw);
+    for (int64_t e = 0; e < g.kw; ++e)
+      affine_range(e, g.gsw, g.gpw, g.dw, p.Wg, p.Wo, t.g_lo[e], t.g_hi[e], t.g_base[e]);
   }
   return t;
 }
@@ -151,9 +174,26 @@ void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
         T* Dr = Dt + (y - tile.y0) * Wo;
         if (r >= 0) {
           const T* Fr = Fc + r * p.Wg;
-          for (int64_t x = 0; x < Wo; ++x) {
-            const T f = read_zero_ext(Fr, 0, 0, gcol[x]);
-            const T dl = guidance_delta(f, phir[x], p.asym);
+          const int64_t lo = st.g_lo[e], hi = st.g_hi[e], base = st.g_base[e], gs = g.gsw;
+          (void)gcol;
+          for (int64_t x = 0; x < lo; ++x) {
+            const T dl = guidance_delta(T(0), phir[x], p.asym);
+            Dr[x] += dl * dl;
+          }
+          if (gs == 1) {
+            const T* Fs = Fr + base;
+            for (int64_t x = lo; x < hi; ++x) {
+              const T dl = guidance_delta(Fs[x], phir[x], p.asym);
+              Dr[x] += dl * dl;
+            }
+          } else {
+            for (int64_t x = lo; x < hi; ++x) {
+              const T dl = guidance_delta(Fr[x * gs + base], phir[x], p.asym);
+              Dr[x] += dl * dl;
+            }
+          }
+          for (int64_t x = hi; x < Wo; ++x) {
+            const T dl = guidance_delta(T(0), phir[x], p.asym);
             Dr[x] += dl * dl;
           }
         } else {
@@ -247,8 +287,22 @@ void scaled_im2col_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
           continue;
         }
         const T* Xr = Xc + r * p.W;
-        for (int64_t x = 0; x < Wo; ++x)
-          colr[off + x] = scaled_im2col(Kt[off + x], Xr, 0, 0, icol[x]);
+        if (st.in_affine) {
+          const int64_t lo = st.in_lo[e], hi = st.in_hi[e], base = st.in_base[e];
+          T* cr = colr + off;
+          const T* Kr = Kt + off;
+          std::fill(cr, cr + lo, T(0));
+          if (g.sw == 1) {
+            const T* Xs = Xr + base;
+            for (int64_t x = lo; x < hi; ++x) cr[x] = Kr[x] * Xs[x];
+          } else {
+            for (int64_t x = lo; x < hi; ++x) cr[x] = Kr[x] * Xr[x * g.sw + base];
+          }
+          std::fill(cr + hi, cr + Wo, T(0));
+        } else {
+          for (int64_t x = 0; x < Wo; ++x)
+            colr[off + x] = scaled_im2col(Kt[off + x], Xr, 0, 0, icol[x]);
+        }
       }
     }
   }
@@ -289,6 +343,8 @@ void forward_impl(const Problem& p, at::Tensor& out) {
   const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
 
   at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+    // Plain tensor math on buffers: no autograd (also on the worker threads).
+    at::AutoDispatchBelowADInplaceOrView no_autograd;
     at::Tensor Kbuf, Dbuf, colbuf;
     if (p.guided) {
       Kbuf = at::empty({p.CK * kk * nmax}, opts);
@@ -323,8 +379,16 @@ void forward_impl(const Problem& p, at::Tensor& out) {
               if (r < 0) continue;
               const int64_t off = (y - tile.y0) * Wo;
               const T* Xr = Xc + r * p.W;
-              for (int64_t x = 0; x < Wo; ++x)
-                Yc[off + x] += wt * scaled_im2col(Kt[off + x], Xr, 0, 0, icol[x]);
+              if (st.in_affine) {
+                const int64_t lo = st.in_lo[e], hi = st.in_hi[e], base = st.in_base[e];
+                const int64_t sw = g.sw;
+                T* Yr = Yc + off;
+                const T* Kr = Kt + off;
+                for (int64_t x = lo; x < hi; ++x) Yr[x] += wt * (Kr[x] * Xr[x * sw + base]);
+              } else {
+                for (int64_t x = 0; x < Wo; ++x)
+                  Yc[off + x] += wt * scaled_im2col(Kt[off + x], Xr, 0, 0, icol[x]);
+              }
             }
           }
         }
@@ -350,6 +414,7 @@ void forward_impl(const Problem& p, at::Tensor& out) {
 }
 
 at::Tensor run_forward(const Problem& p) {
+  at::AutoDispatchBelowADInplaceOrView no_autograd;
   at::Tensor out = at::empty({p.B, p.O, p.Ho, p.Wo}, p.input.options());
   if (out.numel() == 0) return out;
   if (p.C == 0 || (p.pool && p.CK == 0)) {
@@ -396,6 +461,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
   for (int phase = phased ? 0 : -1; phase < (phased ? 2 : 0); ++phase) {
     const std::vector<Tile> tiles = make_tiles(p, rows, phase);
     at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+      at::AutoDispatchBelowADInplaceOrView no_autograd;
       Scratch s;
       if (p.guided) {
         s.K = at::empty({p.CK * kk * nmax}, opts);
@@ -493,12 +559,25 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
                   const int64_t off = (y - tile.y0) * Wo;
                   const T* Xr = Xc + r * p.W;
                   T* dXr = dXc ? dXc + r * p.W : nullptr;
-                  for (int64_t x = 0; x < Wo; ++x) {
-                    const int64_t q = icol[x];
-                    if (q < 0) continue;
-                    const T d = dcr[off + x];
-                    if (gKt) gKt[off + x] += d * Xr[q];
-                    if (dXr) col2im_accumulate(dXr, 0, 0, q, Kt[off + x], d);
+                  if (st.in_affine) {
+                    const int64_t lo = st.in_lo[e], hi = st.in_hi[e], base = st.in_base[e];
+                    const int64_t sw = g.sw;
+                    const T* dr = dcr + off;
+                    const T* Kr = Kt + off;
+                    if (gKt) {
+                      T* gr = gKt + off;
+                      for (int64_t x = lo; x < hi; ++x) gr[x] += dr[x] * Xr[x * sw + base];
+                    }
+                    if (dXr)
+                      for (int64_t x = lo; x < hi; ++x) dXr[x * sw + base] += Kr[x] * dr[x];
+                  } else {
+                    for (int64_t x = 0; x < Wo; ++x) {
+                      const int64_t q = icol[x];
+                      if (q < 0) continue;
+                      const T d = dcr[off + x];
+                      if (gKt) gKt[off + x] += d * Xr[q];
+                      if (dXr) col2im_accumulate(dXr, 0, 0, q, Kt[off + x], d);
+                    }
                   }
                 }
               }
@@ -530,6 +609,7 @@ at::Tensor empty_grad(const Problem& p) { return at::empty({0}, p.input.options(
 // (dx, dguidance, dphi, dweight, dalpha, dlambda, dkernel) with empty [0] tensors where absent.
 Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bool want_dg,
                    bool want_dphi, bool want_dw, bool want_da, bool want_dl, bool want_dk) {
+  at::AutoDispatchBelowADInplaceOrView no_autograd;
   const auto opts = p.input.options();
   Grads gr;
   if (want_dx) gr.dx = at::zeros({p.B, p.C, p.H, p.W}, opts);
