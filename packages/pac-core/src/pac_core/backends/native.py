@@ -84,7 +84,7 @@ def _register_ops() -> None:
                 _grad_like(m[4], inv_alpha, input), _grad_like(m[5], inv_lambda, input))
 
     def _conv2d_guided_setup(ctx, inputs, output):
-        input, guidance, phi, weight, bias, alpha, lam = inputs[:7]
+        input, guidance, phi, weight, _bias, alpha, lam = inputs[:7]
         ctx.save_for_backward(input, guidance, phi, weight, alpha, lam)
         ctx.params = inputs[7:]
 
@@ -222,7 +222,7 @@ def _centre_feature(
     """``φ`` of spec §2.2 on the kernel windows ``(kernel_size, stride, padding, dilation)``."""
     hg, wg = guidance.shape[-2:]
     k, s, p, d = kernel_size, stride, padding, dilation
-    out = tuple((( hg, wg)[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
+    out = tuple(((hg, wg)[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
     off = tuple((k[i] - 1) // 2 * d[i] for i in range(2))  # centre tap offset c·d
     if smooth_kernel is None:
         if s == (1, 1) and p == off:
@@ -253,10 +253,10 @@ def _rho(
     dilation: Pair,
     transposed: bool,
 ) -> Tensor:
-    """``ρ = Σ_taps M_col / Σ_taps V`` (spec §2.4, mask without normalisation), ``[B, C_M, H', W']``."""
+    """``ρ = Σ_taps M_col / Σ_taps V`` (spec §2.4, mask, no normalisation): ``[B, C_M, H', W']``."""
     c_m = mask.shape[1]
-    ones_k = mask.new_ones((c_m, 1) + tuple(kernel_size))
-    ones_in = mask.new_ones((1, 1) + tuple(mask.shape[-2:]))
+    ones_k = mask.new_ones((c_m, 1, *kernel_size))
+    ones_in = mask.new_ones((1, 1, *mask.shape[-2:]))
 
     def window_sum(t: Tensor, channels: int) -> Tensor:
         if transposed:
@@ -343,7 +343,7 @@ class NativeBackend(Backend):
         return torch.ops.pac.pool2d_kernel(input, kernel, None, list(stride), list(padding),
                                            list(dilation), [1, 1])
 
-    # -- fused guided ops ---------------------------------------------------------------------------
+    # -- fused guided ops -------------------------------------------------------------------------
     def _fused(
         self,
         input: Tensor,
@@ -397,7 +397,7 @@ class NativeBackend(Backend):
 
         out_mask: Optional[Tensor] = None
         if normalize_kernel:
-            src = m if m is not None else input.new_ones((input.shape[0], 1) + input.shape[2:])
+            src = m if m is not None else input.new_ones((input.shape[0], 1, *input.shape[2:]))
             norm = torch.ops.pac.pool2d_guided(src, guidance, phi, None, alpha, lam, list(k), *geo,
                                                kind, asym, channel_wise)
             out = out / _nonzero(norm)
