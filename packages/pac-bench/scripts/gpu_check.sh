@@ -17,9 +17,9 @@ cd "$ROOT" || exit 1
 OUT="${OUT:-$ROOT/gpu-check-out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-T_BUILD="${T_BUILD:-240}"     # seconds
-T_TESTS="${T_TESTS:-150}"
-T_BENCH="${T_BENCH:-100}"
+T_BUILD="${T_BUILD:-210}"     # seconds
+T_TESTS="${T_TESTS:-140}"
+T_BENCH="${T_BENCH:-80}"
 export PYTHONPATH="$ROOT/packages/pac-bench/src${PYTHONPATH:+:$PYTHONPATH}"
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1
 export TORCHINDUCTOR_CACHE_DIR="$OUT/.inductor-cache"

@@ -469,43 +469,6 @@ def test_opcheck_cuda(index):
     torch.library.opcheck(op, args)
 
 
-class _Small(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = PacConv2d(3, 8, 3, padding=1)
-        self.up = PacConvTranspose2d(8, 4, 5, stride=2, padding=2, output_padding=1)
-        self.pool = PacPool2d(3, padding=1, normalize_kernel=True)
-
-    def forward(self, x, g_low, g_high):
-        y = torch.relu(self.conv(x, g_low))
-        y = self.up(y, g_high)
-        return self.pool(y, g_high)
-
-
-@needs_cuda_build
-@pytest.mark.compile
-@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
-def test_compile_fullgraph_cuda(backend):
-    if backend == "inductor":
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            pytest.skip("inductor on CUDA needs triton")
-    torch._dynamo.reset()
-    model = _Small().to(DEV)
-    x = _randn(2, 3, 16, 16, seed=1, dtype=torch.float32)
-    gl = _randn(2, 3, 16, 16, seed=2, dtype=torch.float32)
-    gh = _randn(2, 3, 32, 32, seed=3, dtype=torch.float32)
-    with backends.use("native"):
-        eager = model(x, gl, gh)
-        compiled = torch.compile(model, fullgraph=True, backend=backend)
-        xc = x.clone().requires_grad_()
-        out = compiled(xc, gl, gh)
-        out.sum().backward()
-    torch.testing.assert_close(out, eager, **F32)
-    assert xc.grad is not None and torch.isfinite(xc.grad).all()
-
-
 # ------------------------------------------------------------------------------------------------
 # dtypes, streams, determinism, errors, devices
 # ------------------------------------------------------------------------------------------------
@@ -636,3 +599,40 @@ def test_second_device():
         with backends.use("native"):
             layer(x, g.to("cuda:0"))
 
+
+# torch.compile last: the slowest tests (inductor compiles Triton kernels).
+class _Small(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = PacConv2d(3, 8, 3, padding=1)
+        self.up = PacConvTranspose2d(8, 4, 5, stride=2, padding=2, output_padding=1)
+        self.pool = PacPool2d(3, padding=1, normalize_kernel=True)
+
+    def forward(self, x, g_low, g_high):
+        y = torch.relu(self.conv(x, g_low))
+        y = self.up(y, g_high)
+        return self.pool(y, g_high)
+
+
+@needs_cuda_build
+@pytest.mark.compile
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph_cuda(backend):
+    if backend == "inductor":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            pytest.skip("inductor on CUDA needs triton")
+    torch._dynamo.reset()
+    model = _Small().to(DEV)
+    x = _randn(2, 3, 16, 16, seed=1, dtype=torch.float32)
+    gl = _randn(2, 3, 16, 16, seed=2, dtype=torch.float32)
+    gh = _randn(2, 3, 32, 32, seed=3, dtype=torch.float32)
+    with backends.use("native"):
+        eager = model(x, gl, gh)
+        compiled = torch.compile(model, fullgraph=True, backend=backend)
+        xc = x.clone().requires_grad_()
+        out = compiled(xc, gl, gh)
+        out.sum().backward()
+    torch.testing.assert_close(out, eager, **F32)
+    assert xc.grad is not None and torch.isfinite(xc.grad).all()

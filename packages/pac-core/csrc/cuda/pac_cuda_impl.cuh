@@ -135,6 +135,23 @@ inline unsigned int blocks_for(int64_t n) {
   return static_cast<unsigned int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20));
 }
 
+// Quotient and remainder of a non-negative a by a positive b. On the device the 32-bit hardware
+// path is taken when both fit (64-bit division is emulated and much slower).
+struct QR {
+  int64_t q, r;
+};
+
+PAC_DEVICE QR divmod(int64_t a, int64_t b) {
+#if defined(__CUDA_ARCH__)
+  if (((a | b) >> 31) == 0) {
+    const uint32_t q = static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
+    return {static_cast<int64_t>(q), a - static_cast<int64_t>(q) * b};
+  }
+#endif
+  const int64_t q = a / b;
+  return {q, a - q * b};
+}
+
 // The output coordinate whose tap `a` reads sample `i` along one axis (the inverse of
 // kernels::tap_source), or -1 when no output coordinate in [0, extent) does.
 PAC_DEVICE int64_t tap_target(int64_t i, int64_t a, int64_t stride,
@@ -142,8 +159,12 @@ PAC_DEVICE int64_t tap_target(int64_t i, int64_t a, int64_t stride,
                                               int64_t upsample, int64_t extent) {
   const int64_t num = i * upsample + padding - a * dilation;
   if (num < 0) return -1;
-  if (stride != 1 && num % stride != 0) return -1;
-  const int64_t y = num / stride;
+  int64_t y = num;
+  if (stride != 1) {
+    const QR qr = divmod(num, stride);
+    if (qr.r != 0) return -1;
+    y = qr.q;
+  }
   return y < extent ? y : -1;
 }
 
@@ -156,7 +177,8 @@ PAC_DEVICE T param_of(const T* p, int64_t n, int64_t k) {
 template <typename T>
 PAC_DEVICE T tap_distance(const Dev& d, const T* F, const T* phi, int64_t b, int64_t k,
                           int64_t t, int64_t y, int64_t x) {
-  const int64_t a = t / d.kw, e = t % d.kw;
+  const QR ae = divmod(t, d.kw);
+  const int64_t a = ae.q, e = ae.r;
   const int64_t r = tap_source(y, a, d.gsh, d.gph, d.dh, 1, d.Hg);
   const int64_t q = tap_source(x, e, d.gsw, d.gpw, d.dw, 1, d.Wg);
   const int64_t c0 = d.channel_wise ? k : 0, c1 = d.channel_wise ? k + 1 : d.Cf;
@@ -179,11 +201,11 @@ PAC_GLOBAL void kernel_tile_kernel(int64_t n, Dev d, TileR tl, const T* __restri
                                    const T* __restrict__ phi, const T* alpha, const T* lambda,
                                    T* __restrict__ K) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t jj = idx % tl.P;
-    const int64_t t = (idx / tl.P) % d.T;
-    const int64_t k = (idx / (tl.P * d.T)) % d.CK;
-    const int64_t bb = idx / (tl.P * d.T * d.CK);
-    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T), i3 = divmod(i2.q, d.CK);
+    const int64_t jj = i1.r, t = i2.r, k = i3.r, bb = i3.q;
+    const int64_t j = tl.j0 + jj;
+    const QR yx = divmod(j, d.Wo);
+    const int64_t y = yx.q, x = yx.r;
     const T D = tap_distance(d, F, phi, tl.b0 + bb, k, t, y, x);
     K[idx] = kernel_value(d.kernel_type, D, param_of(alpha, d.n_alpha, k),
                           param_of(lambda, d.n_lambda, k));
@@ -195,13 +217,14 @@ template <typename T>
 PAC_GLOBAL void fill_col_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X, KV<T> K,
                                 T* __restrict__ col) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t jj = idx % tl.P;
-    const int64_t t = (idx / tl.P) % d.T;
-    const int64_t c = (idx / (tl.P * d.T)) % d.C;
-    const int64_t bb = idx / (tl.P * d.T * d.C);
-    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
-    const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
-    const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T), i3 = divmod(i2.q, d.C);
+    const int64_t jj = i1.r, t = i2.r, c = i3.r, bb = i3.q;
+    const int64_t j = tl.j0 + jj;
+    const QR yx = divmod(j, d.Wo);
+    const int64_t y = yx.q, x = yx.r;
+    const QR ae = divmod(t, d.kw);
+    const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
     const T* plane = X + ((tl.b0 + bb) * d.C + c) * d.H * d.W;
     col[((c * d.T + t) * tl.nb + bb) * tl.P + jj] = scaled_im2col(K(bb, 0, t, jj), plane, d.W, r, q);
   }
@@ -212,16 +235,18 @@ template <typename T>
 PAC_GLOBAL void pool_forward_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X,
                                     KV<T> K, const T* w, T* __restrict__ out) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t jj = idx % tl.P;
-    const int64_t o = (idx / tl.P) % d.O;
-    const int64_t bb = idx / (tl.P * d.O);
-    const int64_t b = tl.b0 + bb, j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.O);
+    const int64_t jj = i1.r, o = i2.r, bb = i2.q;
+    const int64_t b = tl.b0 + bb, j = tl.j0 + jj;
+    const QR yx = divmod(j, d.Wo);
+    const int64_t y = yx.q, x = yx.r;
     const int64_t ck = d.CK == 1 ? 0 : o, cx = d.C == 1 ? 0 : o;
     const T* plane = X + (b * d.C + cx) * d.H * d.W;
     T acc = T(0);
     for (int64_t t = 0; t < d.T; ++t) {
-      const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
-      const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+      const QR ae = divmod(t, d.kw);
+      const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
+      const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
       const T wt = w ? w[t] : T(1);
       acc += wt * scaled_im2col(K(bb, ck, t, jj), plane, d.W, r, q);
     }
@@ -239,10 +264,8 @@ template <typename T>
 PAC_GLOBAL void conv_dx_kernel(int64_t n, Dev d, TileR tl, int64_t r0, int64_t R, KV<T> K,
                                const T* __restrict__ dcol, T* __restrict__ dX) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t ic = idx % d.W;
-    const int64_t ir = r0 + (idx / d.W) % R;
-    const int64_t c = (idx / (d.W * R)) % d.C;
-    const int64_t bb = idx / (d.W * R * d.C);
+    const QR i1 = divmod(idx, d.W), i2 = divmod(i1.q, R), i3 = divmod(i2.q, d.C);
+    const int64_t ic = i1.r, ir = r0 + i2.r, c = i3.r, bb = i3.q;
     T acc = T(0);
     for (int64_t a = 0; a < d.kh; ++a) {
       const int64_t y = tap_target(ir, a, d.sh, d.ph, d.dh, d.uh, d.Ho);
@@ -266,10 +289,8 @@ template <typename T>
 PAC_GLOBAL void pool_dx_kernel(int64_t n, Dev d, TileR tl, int64_t r0, int64_t R, KV<T> K,
                                const T* w, const T* __restrict__ dY, T* __restrict__ dX) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t ic = idx % d.W;
-    const int64_t ir = r0 + (idx / d.W) % R;
-    const int64_t c = (idx / (d.W * R)) % d.C;
-    const int64_t bb = idx / (d.W * R * d.C);
+    const QR i1 = divmod(idx, d.W), i2 = divmod(i1.q, R), i3 = divmod(i2.q, d.C);
+    const int64_t ic = i1.r, ir = r0 + i2.r, c = i3.r, bb = i3.q;
     const int64_t b = tl.b0 + bb;
     // C > 1: output channel o = c only; C == 1: every output channel reads channel 0.
     const int64_t o0 = d.C == 1 ? 0 : c, o1 = d.C == 1 ? d.O : c + 1;
@@ -299,12 +320,14 @@ template <typename T>
 PAC_GLOBAL void conv_dk_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X,
                                const T* __restrict__ dcol, KV<T> gK) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t jj = idx % tl.P;
-    const int64_t t = (idx / tl.P) % d.T;
-    const int64_t bb = idx / (tl.P * d.T);
-    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
-    const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
-    const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T);
+    const int64_t jj = i1.r, t = i2.r, bb = i2.q;
+    const int64_t j = tl.j0 + jj;
+    const QR yx = divmod(j, d.Wo);
+    const int64_t y = yx.q, x = yx.r;
+    const QR ae = divmod(t, d.kw);
+    const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
     T acc = T(0);
     if (r >= 0 && q >= 0) {
       const int64_t plane = d.H * d.W;
@@ -324,13 +347,14 @@ PAC_GLOBAL void pool_dk_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__
                                const T* __restrict__ dY, const T* w, KV<T> K, KV<T> gK,
                                T* __restrict__ dw_buf) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t jj = idx % tl.P;
-    const int64_t t = (idx / tl.P) % d.T;
-    const int64_t k = (idx / (tl.P * d.T)) % d.CK;
-    const int64_t bb = idx / (tl.P * d.T * d.CK);
-    const int64_t b = tl.b0 + bb, j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
-    const int64_t r = tap_source(y, t / d.kw, d.sh, d.ph, d.dh, d.uh, d.H);
-    const int64_t q = tap_source(x, t % d.kw, d.sw, d.pw, d.dw, d.uw, d.W);
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T), i3 = divmod(i2.q, d.CK);
+    const int64_t jj = i1.r, t = i2.r, k = i3.r, bb = i3.q;
+    const int64_t b = tl.b0 + bb, j = tl.j0 + jj;
+    const QR yx = divmod(j, d.Wo);
+    const int64_t y = yx.q, x = yx.r;
+    const QR ae = divmod(t, d.kw);
+    const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
     T v = T(0);
     if (r >= 0 && q >= 0) {
       const int64_t o0 = d.CK == 1 ? 0 : k, o1 = d.CK == 1 ? d.O : k + 1;
@@ -352,11 +376,11 @@ PAC_GLOBAL void kernel_chain_kernel(int64_t n, Dev d, TileR tl, const T* __restr
                                     const T* __restrict__ K, T* __restrict__ g,
                                     T* __restrict__ dlam) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t jj = idx % tl.P;
-    const int64_t t = (idx / tl.P) % d.T;
-    const int64_t k = (idx / (tl.P * d.T)) % d.CK;
-    const int64_t bb = idx / (tl.P * d.T * d.CK);
-    const int64_t j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T), i3 = divmod(i2.q, d.CK);
+    const int64_t jj = i1.r, t = i2.r, k = i3.r, bb = i3.q;
+    const int64_t j = tl.j0 + jj;
+    const QR yx = divmod(j, d.Wo);
+    const int64_t y = yx.q, x = yx.r;
     const T D = tap_distance(d, F, phi, tl.b0 + bb, k, t, y, x);
     const T Kv = K[idx], gk = g[idx];
     if (dlam) {
@@ -372,18 +396,20 @@ PAC_GLOBAL void dphi_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ F,
                             const T* __restrict__ phi, const T* __restrict__ dD,
                             T* __restrict__ dphi) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t jj = idx % tl.P;
-    const int64_t c = (idx / tl.P) % d.Cf;
-    const int64_t bb = idx / (tl.P * d.Cf);
-    const int64_t b = tl.b0 + bb, j = tl.j0 + jj, y = j / d.Wo, x = j % d.Wo;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.Cf);
+    const int64_t jj = i1.r, c = i2.r, bb = i2.q;
+    const int64_t b = tl.b0 + bb, j = tl.j0 + jj;
+    const QR yx = divmod(j, d.Wo);
+    const int64_t y = yx.q, x = yx.r;
     const int64_t k = d.channel_wise ? c : 0;
     const T* Fp = F + (b * d.Cf + c) * d.Hg * d.Wg;
     const T ph = phi[(b * d.Cf + c) * d.HW + j];
     const T* g = dD + (bb * d.CK + k) * d.T * tl.P + jj;
     T acc = T(0);
     for (int64_t t = 0; t < d.T; ++t) {
-      const int64_t r = tap_source(y, t / d.kw, d.gsh, d.gph, d.dh, 1, d.Hg);
-      const int64_t q = tap_source(x, t % d.kw, d.gsw, d.gpw, d.dw, 1, d.Wg);
+      const QR ae = divmod(t, d.kw);
+      const int64_t r = tap_source(y, ae.q, d.gsh, d.gph, d.dh, 1, d.Hg);
+      const int64_t q = tap_source(x, ae.r, d.gsw, d.gpw, d.dw, 1, d.Wg);
       const T dl = guidance_delta(read_zero_ext(Fp, d.Wg, r, q), ph, d.asym);
       acc += T(2) * dl * g[t * tl.P];
     }
@@ -397,10 +423,8 @@ PAC_GLOBAL void dguidance_kernel(int64_t n, Dev d, TileR tl, int64_t r0, int64_t
                                  const T* __restrict__ F, const T* __restrict__ phi,
                                  const T* __restrict__ dD, T* __restrict__ dF) {
   PAC_KERNEL_LOOP(idx, n) {
-    const int64_t q = idx % d.Wg;
-    const int64_t r = r0 + (idx / d.Wg) % R;
-    const int64_t c = (idx / (d.Wg * R)) % d.Cf;
-    const int64_t bb = idx / (d.Wg * R * d.Cf);
+    const QR i1 = divmod(idx, d.Wg), i2 = divmod(i1.q, R), i3 = divmod(i2.q, d.Cf);
+    const int64_t q = i1.r, r = r0 + i2.r, c = i3.r, bb = i3.q;
     const int64_t b = tl.b0 + bb;
     const int64_t k = d.channel_wise ? c : 0;
     const int64_t fi = ((b * d.Cf + c) * d.Hg + r) * d.Wg + q;
