@@ -236,7 +236,8 @@ def _centre_feature(
     c_f = guidance.shape[1]
     phi = F.conv2d(fp, sk.reshape(1, 1, m[0], m[1]).expand(c_f, 1, m[0], m[1]), stride=s,
                    groups=c_f)
-    return phi[:, :, : out[0], : out[1]]
+    # .to: under autocast F.conv2d returns float16/bfloat16; the ops take the guidance dtype.
+    return phi[:, :, : out[0], : out[1]].to(guidance.dtype)
 
 
 def _nonzero(t: Tensor) -> Tensor:
@@ -265,7 +266,8 @@ def _rho(
         return F.conv2d(t, ones_k[:channels], stride=stride, padding=padding, dilation=dilation,
                         groups=channels)
 
-    return window_sum(mask, c_m) / _nonzero(window_sum(ones_in, 1))
+    # .to: under autocast F.conv2d returns float16/bfloat16; keep the mask dtype.
+    return (window_sum(mask, c_m) / _nonzero(window_sum(ones_in, 1))).to(mask.dtype)
 
 
 def _transposed_weight(weight: Tensor, groups: int) -> Tensor:
