@@ -493,17 +493,36 @@ def test_half_inputs(dtype):
     assert out.dtype == dtype and torch.isfinite(out).all()
 
 
+AUTOCAST_LAYERS = {
+    "conv": lambda: PacConv2d(3, 4, 3, padding=1),
+    "conv_smooth_norm": lambda: PacConv2d(3, 4, 3, padding=1, smooth_kernel_type="gaussian",
+                                          normalize_kernel=True),
+    "convT_mask": lambda: PacConvTranspose2d(3, 4, 5, stride=2, padding=2, output_padding=1),
+    "pool_mask": lambda: PacPool2d(3, padding=1, kernel_type="inv_0.5_-1"),
+}
+
+
 @needs_cuda_build
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_autocast(dtype):
-    """Under autocast the layers run (the native ops see float32) and stay close to float32."""
-    layer = PacConv2d(3, 4, 3, padding=1).to(DEV)
-    x = _randn(2, 3, 12, 12, seed=1, dtype=torch.float32).requires_grad_()
+@pytest.mark.parametrize("which", list(AUTOCAST_LAYERS))
+def test_autocast(dtype, which):
+    """Under autocast the layers run (the native ops see float32) and stay close to float32,
+    also where the native backend uses autocast-affected torch ops (smoothing, mask ρ)."""
+    layer = AUTOCAST_LAYERS[which]().to(DEV)
+    transposed = which.startswith("convT")
+    x = _randn(2, 3, 6 if transposed else 12, 6 if transposed else 12, seed=1,
+               dtype=torch.float32).requires_grad_()
     g = _randn(2, 3, 12, 12, seed=2, dtype=torch.float32)
+    mask = (_randn(2, 1, *x.shape[-2:], seed=3, dtype=torch.float32) > -0.3).float()
+    args = (x, g, None, mask) if which.endswith("mask") else (x, g)
+
+    def first(res):
+        return res[0] if isinstance(res, tuple) else res
+
     with backends.use("native"):
-        ref = layer(x, g)
+        ref = first(layer(*args))
         with torch.autocast("cuda", dtype=dtype):
-            out = layer(x, g)
+            out = first(layer(*args))
         out.float().sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
     torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=5e-2)
