@@ -41,7 +41,10 @@ def emu(tmp_path_factory):
         pytest.skip("no CUDA sources next to the tests (installed package)")
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler")
-    from torch.utils.cpp_extension import load_inline
+    from torch.utils.cpp_extension import is_ninja_available, load_inline
+
+    if not is_ninja_available():
+        pytest.skip("torch.utils.cpp_extension needs ninja")
 
     src = '#define PAC_CUDA_EMULATE 1\n#include "cuda/pac_cuda_impl.cuh"\n' + "".join(
         f"using pac::cuda_impl::{n}_cuda;\n" for n in OPS)
