@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import Any, Optional
 
 import pytest
 import torch
@@ -305,15 +304,28 @@ def test_functional_precomputed_ops_parity():
         torch.testing.assert_close(n, r, **TOL[dt])
 
 
-# -- half precision falls back ----------------------------------------------------------------
+# -- dtypes ---------------------------------------------------------------------------------------
 def test_native_supports():
     nat = backends.get("native")
     assert nat.name == "native" and nat.priority == 10
-    assert nat.supports(torch.device("cpu"), torch.float32)
-    assert nat.supports(torch.device("cpu"), torch.float64)
-    assert not nat.supports(torch.device("cpu"), torch.float16)
-    assert not nat.supports(torch.device("cpu"), torch.bfloat16)
+    for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        assert nat.supports(torch.device("cpu"), dt)
+    assert not nat.supports(torch.device("cpu"), torch.int64)
 
 
-def _maybe(v: Optional[Any]):
-    return v
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_computed_in_float32(dtype):
+    """Half inputs: the same result as the reference backend (both compute in float32)."""
+    layer = _perturb(PacConv2d(3, 4, 3, padding=1, normalize_kernel=True)).to(dtype)
+    x = _rand(2, 3, 6, 7, dtype=torch.float32, seed=1).to(dtype)
+    g = _rand(2, 2, 6, 7, dtype=torch.float32, seed=2).to(dtype)
+    outs = {}
+    for name in ("reference", "native"):
+        xs = x.clone().requires_grad_(True)
+        with backends.use(name):
+            y = layer(xs, g)
+        y.float().sum().backward()
+        assert y.dtype == dtype and xs.grad.dtype == dtype
+        outs[name] = (y.float(), xs.grad.float())
+    for r, n in zip(outs["reference"], outs["native"]):
+        torch.testing.assert_close(n, r, rtol=2e-2, atol=2e-2)

@@ -19,12 +19,14 @@ How the spec's formulas (spec §2–§3) map onto the ops:
 * transposed: the zero-inserted grid is never built; the op reads the low-resolution input with
   ``upsample = stride``, ``stride = 1``, ``padding = (k−1)d − p`` and the weight in conv layout.
 
-dtypes: float32 and float64. float16/bfloat16 are not supported here (``supports`` returns False),
-so ``'auto'`` runs them on the ``reference`` backend, which computes them in float32.
+dtypes: the operators run float32 and float64; float16/bfloat16 inputs are computed in float32 (the
+tensors are cast in Python, autograd flows through the casts) and the results cast back, as the
+reference backend does.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import torch
@@ -38,7 +40,8 @@ from .base import Backend, Pair
 
 __all__ = ["NativeBackend", "make_backend"]
 
-_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+_SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 _GAUSSIAN, _INV = 0, 1
 _registered = False
 
@@ -283,6 +286,27 @@ def _transposed_geometry(kernel_size: Pair, stride: Pair, padding: Pair, dilatio
     return [1, 1], list(pad), list(stride)
 
 
+def _in_float32(method):
+    """Run ``method`` in float32 when the input is float16/bfloat16; cast the output back."""
+
+    @functools.wraps(method)
+    def wrapper(self, input, *args, **kwargs):
+        dtype = input.dtype
+        if dtype not in _LOW_PRECISION:
+            return method(self, input, *args, **kwargs)
+
+        def up(v):
+            return v.float() if isinstance(v, Tensor) and v.is_floating_point() else v
+
+        res = method(self, up(input), *(up(a) for a in args),
+                     **{k: up(v) for k, v in kwargs.items()})
+        if isinstance(res, tuple):
+            return (res[0].to(dtype), *res[1:])
+        return res.to(dtype)
+
+    return wrapper
+
+
 # -- the backend ---------------------------------------------------------------------------------
 class NativeBackend(Backend):
     """Fused C++ PAC ops (``torch.ops.pac``): CPU, and CUDA when the extension was built with it.
@@ -301,7 +325,7 @@ class NativeBackend(Backend):
         self._reference = ReferenceBackend()
 
     def supports(self, device: torch.device, dtype: torch.dtype) -> bool:
-        """CPU (and CUDA when compiled in), float32 and float64."""
+        """CPU (and CUDA when compiled in); float32/float64 (float16/bfloat16 run in float32)."""
         return torch.device(device).type in self._devices and dtype in _SUPPORTED_DTYPES
 
     # -- kernel ---------------------------------------------------------------------------------
@@ -310,6 +334,7 @@ class NativeBackend(Backend):
         return self._reference.packernel2d(guidance, mask, **kwargs)
 
     # -- precomputed-kernel ops -------------------------------------------------------------------
+    @_in_float32
     def pacconv2d(self, input, kernel, weight, bias, *, stride, padding, dilation,
                   shared_filters, groups):
         """Spec §3.1 on ``pac::conv2d_kernel`` (``pac::pool2d_kernel`` for shared filters)."""
@@ -323,6 +348,7 @@ class NativeBackend(Backend):
             return out if bias is None else out + bias.reshape(1, -1, 1, 1)
         return torch.ops.pac.conv2d_kernel(input, kernel, weight, bias, s, p, d, [1, 1], groups)
 
+    @_in_float32
     def pacconv_transpose2d(self, input, kernel, weight, bias, *, stride, padding, output_padding,
                             dilation, shared_filters, groups):
         """Spec §3.2: the op reads the zero-inserted grid through ``upsample = stride``."""
@@ -340,6 +366,7 @@ class NativeBackend(Backend):
         w = _transposed_weight(weight, groups)
         return torch.ops.pac.conv2d_kernel(input, kernel, w, bias, s, p, d, u, groups)
 
+    @_in_float32
     def pacpool2d(self, input, kernel, *, kernel_size, stride, padding, dilation):
         """Spec §3.3 on ``pac::pool2d_kernel``."""
         return torch.ops.pac.pool2d_kernel(input, kernel, None, list(stride), list(padding),
@@ -413,6 +440,7 @@ class NativeBackend(Backend):
             out = out + add_bias.reshape(1, -1, 1, 1)
         return out, out_mask
 
+    @_in_float32
     def pacconv2d_guided(self, input, guidance, mask, weight, bias, *, stride, padding, dilation,
                          shared_filters, groups, kernel_type, smooth_kernel_type, smooth_kernel,
                          inv_alpha, inv_lambda, normalize_kernel):
@@ -425,6 +453,7 @@ class NativeBackend(Backend):
             inv_alpha=inv_alpha, inv_lambda=inv_lambda, channel_wise=False,
             normalize_kernel=normalize_kernel, transposed=False)
 
+    @_in_float32
     def pacconv_transpose2d_guided(self, input, guidance, mask, weight, bias, *, stride, padding,
                                    output_padding, dilation, shared_filters, groups, kernel_type,
                                    smooth_kernel_type, smooth_kernel, inv_alpha, inv_lambda,
@@ -439,6 +468,7 @@ class NativeBackend(Backend):
             inv_alpha=inv_alpha, inv_lambda=inv_lambda, channel_wise=False,
             normalize_kernel=normalize_kernel, transposed=True)
 
+    @_in_float32
     def pacpool2d_guided(self, input, guidance, mask, *, kernel_size, stride, padding, dilation,
                          kernel_type, smooth_kernel_type, smooth_kernel, inv_alpha, inv_lambda,
                          channel_wise, normalize_kernel):
