@@ -6,7 +6,7 @@
 #     OUT=/some/dir bash packages/pac-bench/scripts/gpu_check.sh
 # Steps (each time-boxed; the whole script stays well under 8 minutes):
 #   1. build and install pac-core with PAC_CUDA=on           -> $OUT/build.log
-#   2. pytest packages/pac-core/tests -m cuda                 -> $OUT/cuda-tests.log, cuda-tests.xml
+#   2. pytest packages/pac-core/tests -m cuda                 -> $OUT/cuda-tests.log
 #   3. python3 -m pac_bench.gpu --out $OUT                    -> $OUT/gpu-bench.{md,json}, bench.log
 #   4. a short summary, printed last (also $OUT/summary.txt)
 # Later steps run even if earlier tests fail; the benchmark is skipped only when the build failed.
@@ -22,7 +22,7 @@ T_TESTS="${T_TESTS:-140}"
 T_BENCH="${T_BENCH:-80}"
 export PYTHONPATH="$ROOT/packages/pac-bench/src${PYTHONPATH:+:$PYTHONPATH}"
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1
-export TORCHINDUCTOR_CACHE_DIR="$OUT/.inductor-cache"
+export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"
 export PYTHONDONTWRITEBYTECODE=1
 T0=$SECONDS
 stamp() { echo "[gpu_check +$((SECONDS - T0))s] $*"; }
@@ -68,7 +68,7 @@ TESTS_RC=-1
 if [ "$BUILD_RC" -eq 0 ]; then
   stamp "running pytest -m cuda -> $OUT/cuda-tests.log"
   (cd "$OUT" && timeout "$T_TESTS" "$PY" -m pytest "$ROOT/packages/pac-core/tests" -m cuda -q \
-      -p no:cacheprovider -rfE --tb=short --continue-on-collection-errors --junitxml="$OUT/cuda-tests.xml" \
+      -p no:cacheprovider -rfE --tb=short --continue-on-collection-errors \
       --rootdir="$ROOT/packages/pac-core" 2>&1) | tee "$OUT/cuda-tests.log" | tail -n 25
   TESTS_RC=${PIPESTATUS[0]}
 fi
