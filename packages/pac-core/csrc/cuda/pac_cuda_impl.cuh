@@ -633,7 +633,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
       if (need_gK || need_dw) {
         at::Tensor dwbuf = need_dw ? at::empty({nK}, opts) : at::Tensor();
         launch(pool_dk_kernel<T>, nK, d, tl, X, dY, w, K, gK, need_dw ? dwbuf.data_ptr<T>() : nullptr);
-        if (need_dw) gr.dw.view({T_}).add_(dwbuf.view({tl.nb * d.CK, T_, tl.P}).sum({0, 2}));
+        if (need_dw) gr.dw.view({T_}).add_(dwbuf.view({tl.nb * d.CK, T_, tl.P}).sum(at::IntArrayRef{0, 2}));
       }
     } else {
       at::Tensor gt;  // dY of the tile as [O, nb * P]
@@ -675,12 +675,12 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
     if (guided_grads) {
       T* g = gKbuf.data_ptr<T>();
       if (need_da) {  // dK/dα = 1 for inv kernels
-        acc_alpha.add_(gKbuf.view({tl.nb, d.CK, T_ * tl.P}).sum({0, 2}));
+        acc_alpha.add_(gKbuf.view({tl.nb, d.CK, T_ * tl.P}).sum(at::IntArrayRef{0, 2}));
       }
       at::Tensor dlam = need_dl ? at::empty({nK}, opts) : at::Tensor();
       launch(kernel_chain_kernel<T>, nK, d, tl, F, phi, alpha, lambda,
              static_cast<const T*>(Kbuf.data_ptr<T>()), g, need_dl ? dlam.data_ptr<T>() : nullptr);
-      if (need_dl) acc_lambda.add_(dlam.view({tl.nb, d.CK, T_ * tl.P}).sum({0, 2}));
+      if (need_dl) acc_lambda.add_(dlam.view({tl.nb, d.CK, T_ * tl.P}).sum(at::IntArrayRef{0, 2}));
       if (need_dphi) {
         launch(dphi_kernel<T>, tl.nb * d.Cf * tl.P, d, tl, F, phi, static_cast<const T*>(g),
                gr.dphi.data_ptr<T>());

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Follow-up device check: build, the cuda tests minus the crashing one, then each bad-argument call
+# of test_errors_are_clear in its own process (so a crash names the case).
+set -u -o pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"; cd "$ROOT"
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_INDEX=1 TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"
+PAC_CUDA=on TORCH_CUDA_ARCH_LIST=9.0 CMAKE_BUILD_PARALLEL_LEVEL=16 timeout 200 \
+  python3 -m pip install -q --no-build-isolation --no-deps packages/pac-core > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+cd "$OUT"
+for case in weight_cpu guidance_cpu phi_cpu half phi_shape inv_missing bias_cpu; do
+  timeout 60 python3 - "$case" <<'PY' 2>&1 | tail -n 2
+import sys, torch, pac_core, pac_core._C
+c = sys.argv[1]; d = "cuda"
+x = torch.randn(2, 4, 7, 9, device=d); g = torch.randn(2, 3, 7, 9, device=d)
+phi = torch.randn(2, 3, 7, 9, device=d); w = torch.randn(6, 4, 3, 3, device=d); b = None
+geo = [[1, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1]]; kt = 0
+if c == "weight_cpu": w = w.cpu()
+if c == "guidance_cpu": g = g.cpu()
+if c == "phi_cpu": phi = phi.cpu()
+if c == "half": x, g, phi, w = x.half(), g.half(), phi.half(), w.half()
+if c == "phi_shape": phi = phi[:, :, 1:]
+if c == "inv_missing": kt = 1
+if c == "bias_cpu": b = torch.zeros(6)
+try:
+    torch.ops.pac.conv2d_guided(x, g, phi, w, b, None, None, *geo, 1, kt, False)
+    print(c, "NO ERROR")
+except Exception as e:
+    print(c, "->", type(e).__name__, str(e).splitlines()[0][:150])
+PY
+  echo "$case rc=$?"
+done
+timeout 200 python3 -m pytest "$ROOT/packages/pac-core/tests/test_cuda.py" -m cuda -q -p no:cacheprovider \
+  -rfE --tb=line \
+  --rootdir="$ROOT/packages/pac-core" > "$OUT/cuda-tests.log" 2>&1
+echo "pytest rc=$?"; grep -E "^(FAILED|ERROR)" "$OUT/cuda-tests.log" | head -20; tail -n 3 "$OUT/cuda-tests.log"
