@@ -7,9 +7,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .cases import CASES, QUICK_CASES, get_case
-from .report import compare, environment, load_result, markdown_table, write_result
-from .timing import MODES, time_case
+from .cases import CASES, CRF_CASES, NATIVE_SUITE, QUICK_CASES, get_case, get_crf_case
+from .report import compare, environment, load_result, render_markdown, write_result
+from .timing import MODES, time_case, time_crf
+
+SUITES = ("native",)
+"""Named case selections for ``run --suite`` (see :data:`pac_bench.cases.NATIVE_SUITE`)."""
 
 
 def run(cases: Sequence[str], backends: Sequence[str] | None, modes: Sequence[str], runs: int,
@@ -44,6 +47,61 @@ def run(cases: Sequence[str], backends: Sequence[str] | None, modes: Sequence[st
     return {"environment": {**environment(device), "backends": available}, "results": records}
 
 
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (or ``platform.processor()`` elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_extras(result: dict[str, Any], memory_cases: Sequence[str], crf_cases: Sequence[str],
+               backends: Sequence[str], runs: int, warmup: int, crf_steps: tuple[int, int],
+               memory_limit_gb: float) -> dict[str, Any]:
+    """Add memory records (``result['memory']``) and CRF step records (``result['crf']``).
+
+    Args:
+        result: A record from :func:`run` (changed in place and returned).
+        memory_cases: Case names whose inference-forward peak memory is measured, the torch op
+            and each backend in a fresh process.
+        crf_cases: CRF case names (:data:`pac_bench.cases.CRF_CASES`) to time per step.
+        backends: pac_core backends.
+        runs: Timed repetitions.
+        warmup: Untimed repetitions.
+        crf_steps: The two step counts whose time difference gives the step time.
+        memory_limit_gb: ``reference`` memory runs estimated above this are skipped.
+    """
+    from .memory import GiB, memory_records
+
+    mem: list[dict[str, Any]] = []
+    for name in memory_cases:
+        for rec in memory_records(get_case(name), list(backends),
+                                  limit_bytes=int(memory_limit_gb * GiB)):
+            mem.append(rec)
+            peak = rec["peak_bytes"]
+            shown = "—" if peak is None else f"{peak / 2**20:.1f} MiB"
+            print(f"  {name:28s} {rec['backend']:10s} memory            {shown} {rec['note']}",
+                  file=sys.stderr, flush=True)
+    crf: list[dict[str, Any]] = []
+    for name in crf_cases:
+        for backend in backends:
+            rec = time_crf(get_crf_case(name), backend, crf_steps, runs=runs, warmup=warmup)
+            crf.append(rec)
+            print(f"  {name:28s} {backend:10s} mf_step           {rec['step_s'] * 1e3:.2f} ms",
+                  file=sys.stderr, flush=True)
+    if mem:
+        result["memory"] = mem
+    if crf:
+        result["crf"] = crf
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pac-bench``."""
     parser = argparse.ArgumentParser(prog="pac-bench", description=__doc__)
@@ -61,6 +119,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--device", default="cpu")
     p_run.add_argument("--memory", action="store_true",
                        help="also measure forward peak memory in a subprocess (CPU)")
+    p_run.add_argument("--suite", choices=SUITES, default=None,
+                       help="named selection: 'native' = conv, conv-transpose and pool timings, "
+                            "512x512 forward memory and PacCRF step times (overrides --cases, "
+                            "--memory-cases and --crf-cases)")
+    p_run.add_argument("--memory-cases", nargs="*", default=[],
+                       help="cases whose forward peak memory alone is measured (torch op and "
+                            "each backend, fresh process each)")
+    p_run.add_argument("--crf-cases", nargs="*", default=[],
+                       help="PacCRF cases timed per mean-field step (known: "
+                            f"{', '.join(CRF_CASES)})")
+    p_run.add_argument("--crf-steps", nargs=2, type=int, default=[1, 3], metavar=("N1", "N2"),
+                       help="step counts; step time = (t(N2) - t(N1)) / (N2 - N1)")
+    p_run.add_argument("--memory-limit-gb", type=float, default=8.0,
+                       help="skip reference memory runs estimated above this (default 8)")
+    p_run.add_argument("--note", action="append", default=[],
+                       help="a note for the report (repeatable)")
 
     p_cmp = sub.add_parser("compare", help="compare two result JSON files")
     p_cmp.add_argument("old")
@@ -70,10 +144,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "run":
-        result = run(args.cases, args.backends, args.modes, args.runs, args.warmup, args.device,
+        import os
+
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        cases, memory_cases, crf_cases = args.cases, args.memory_cases, args.crf_cases
+        if args.suite == "native":
+            cases = list(NATIVE_SUITE["time"])
+            memory_cases, crf_cases = list(NATIVE_SUITE["memory"]), list(NATIVE_SUITE["crf"])
+        result = run(cases, args.backends, args.modes, args.runs, args.warmup, args.device,
                      args.memory)
+        backends = args.backends or result["environment"]["backends"]
+        if args.device == "cpu":
+            run_extras(result, memory_cases, crf_cases, backends, args.runs, args.warmup,
+                       (args.crf_steps[0], args.crf_steps[1]), args.memory_limit_gb)
+        import pac_core
+
+        result["environment"].update(
+            cpu_model=cpu_model(), cpus=os.cpu_count(),
+            pac_core=getattr(pac_core, "__version__", "unknown"),
+            command="pac-bench " + " ".join(sys.argv[1:] if argv is None else argv))
+        if load is not None:
+            result["environment"]["load_before"] = " ".join(f"{v:.2f}" for v in load)
+        if args.note:
+            result["notes"] = list(args.note)
         json_path, md_path = write_result(result, args.out)
-        print(markdown_table(result["results"]))
+        print(render_markdown(result))
         print(f"wrote {json_path} and {md_path}")
         return 0
     lines, regressed = compare(load_result(args.old), load_result(args.new), args.threshold)

@@ -15,8 +15,11 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict
+from typing import Any
 
 from .cases import Case
+
+GiB = 1024**3
 
 _CHILD = r"""
 import gc, json, resource, sys
@@ -27,12 +30,19 @@ torch.set_num_threads(int(sys.argv[4]))
 scale = 1 if sys.platform == "darwin" else 1024
 x, g = case.inputs()
 layer = case.pac_layer() if which == "pac" else case.conv_layer()
-if which == "pac":
-    from pac_core import backends
-    ctx = backends.use(backend)
-else:
-    import contextlib
-    ctx = contextlib.nullcontext()
+import contextlib
+from pac_core import backends
+ctx = backends.use(backend) if which == "pac" else contextlib.nullcontext()
+if int(sys.argv[5]):
+    # one small call first: library initialisation (oneDNN primitives, thread pools, the native
+    # extension) is a one-time cost, not part of a forward's working memory
+    import dataclasses
+    small = dataclasses.replace(case, batch=1, size=max(4 * case.kernel, 2 * case.stride))
+    xs, gs = small.inputs()
+    with ctx, torch.no_grad():
+        layer(xs, gs) if which == "pac" else layer(xs)
+    del xs, gs
+    ctx = backends.use(backend) if which == "pac" else contextlib.nullcontext()
 gc.collect()
 try:
     with open("/proc/self/clear_refs", "w") as fh:
@@ -50,7 +60,7 @@ print(json.dumps({"peak_extra_bytes": max(0, after - before), "output_bytes": ou
 
 
 def peak_forward_bytes(case: Case, which: str = "pac", backend: str = "reference",
-                       threads: int = 1, timeout: float = 600.0) -> int:
+                       threads: int = 1, timeout: float = 600.0, warm: bool = False) -> int:
     """Peak extra resident memory (bytes) of one forward of ``which`` (``'pac'`` or ``'conv'``).
 
     Args:
@@ -59,6 +69,8 @@ def peak_forward_bytes(case: Case, which: str = "pac", backend: str = "reference
         backend: pac_core backend name (ignored for ``'conv'``).
         threads: torch intra-op threads in the child.
         timeout: Seconds before the child is killed.
+        warm: Run the layer once on a small input (batch 1, ``4·k`` pixels square) before the
+            measurement, so that one-time library initialisation is not counted.
 
     Raises:
         RuntimeError: the child failed (its stderr is included).
@@ -69,9 +81,55 @@ def peak_forward_bytes(case: Case, which: str = "pac", backend: str = "reference
     src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(asdict(case)), which, backend, str(threads)],
+        [sys.executable, "-c", _CHILD, json.dumps(asdict(case)), which, backend, str(threads),
+         str(int(warm))],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_extra_bytes"])
+
+
+def reference_estimate_bytes(case: Case) -> int:
+    """Rough peak of a ``reference`` forward: it materialises ``C·k²`` columns per output pixel.
+
+    ``2.5 ×`` the float32 column tensor (columns, kernel-weighted columns, slack); the H100 run
+    measured about ``2 ×`` for ``mem_b1_c64_512_k5``.
+    """
+    cols = case.batch * case.channels * case.kernel**2 * case.size * case.size * 4
+    return int(2.5 * cols)
+
+
+def memory_records(case: Case, backends: list[str], threads: int = 1,
+                   limit_bytes: int = 8 * GiB, warm: bool = True) -> list[dict[str, Any]]:
+    """Peak extra memory of one inference forward of the torch op and of the PAC layer.
+
+    Each measurement runs in a fresh subprocess (:func:`peak_forward_bytes`). The ``reference``
+    backend is skipped, with a note, when :func:`reference_estimate_bytes` exceeds
+    ``limit_bytes``. With ``warm`` (default) each child first runs the layer on a small input
+    (see :func:`peak_forward_bytes`).
+
+    Returns:
+        Records ``{"case", "op", "backend", "peak_bytes", "ratio", "note"}``; the torch op's
+        record has backend ``'torch'`` and ratio 1; ``ratio`` is ``peak / torch op's peak``
+        (None where skipped or failed).
+    """
+    conv = peak_forward_bytes(case, "conv", threads=threads, warm=warm)
+    records: list[dict[str, Any]] = [{"case": case.name, "op": case.op, "backend": "torch",
+                                      "peak_bytes": conv, "ratio": 1.0, "note": case.names[1]}]
+    for backend in backends:
+        rec: dict[str, Any] = {"case": case.name, "op": case.op, "backend": backend,
+                               "peak_bytes": None, "ratio": None, "note": ""}
+        est = reference_estimate_bytes(case)
+        if backend == "reference" and est > limit_bytes:
+            rec["note"] = (f"skipped: estimated {est / GiB:.1f} GiB > limit "
+                           f"{limit_bytes / GiB:.1f} GiB")
+        else:
+            try:
+                rec["peak_bytes"] = peak_forward_bytes(case, "pac", backend, threads=threads,
+                                                       warm=warm)
+                rec["ratio"] = rec["peak_bytes"] / conv if conv else None
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                rec["note"] = f"failed: {str(exc).strip().splitlines()[-1][:160]}"
+        records.append(rec)
+    return records

@@ -41,14 +41,20 @@ def _fmt_bytes(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**20:.1f} MiB"
 
 
-def markdown_table(records: Iterable[Record]) -> str:
+def markdown_table(records: Iterable[Record], pac_name: str = "PacConv2d",
+                   peer_name: str = "nn.Conv2d") -> str:
     """Markdown table of timing records (``case, backend, mode, pac_s, conv_s, ratio``).
 
     Optional keys ``pac_peak_bytes`` / ``conv_peak_bytes`` add memory columns.
+
+    Args:
+        records: The timing records.
+        pac_name: Header of the PAC layer's time column.
+        peer_name: Header of the torch op's time column.
     """
     records = list(records)
     has_mem = any("pac_peak_bytes" in r for r in records)
-    head = ["case", "backend", "mode", "PacConv2d", "nn.Conv2d", "ratio"]
+    head = ["case", "backend", "mode", pac_name, peer_name, "ratio"]
     if has_mem:
         head += ["PAC peak mem", "conv peak mem", "mem ratio"]
     align = ["---"] * 3 + ["---:"] * (len(head) - 3)
@@ -64,8 +70,63 @@ def markdown_table(records: Iterable[Record]) -> str:
     return "\n".join(lines)
 
 
+def memory_table(records: Iterable[Record]) -> str:
+    """Markdown table of memory records (``case, op, backend, peak_bytes, ratio, note``)."""
+    lines = ["| case | backend | peak extra memory | ratio to torch op | note |",
+             "|---|---|---:|---:|---|"]
+    for r in records:
+        ratio = "—" if r.get("ratio") is None else f"{r['ratio']:.2f}×"
+        lines.append(f"| {r['case']} | {r['backend']} | {_fmt_bytes(r.get('peak_bytes'))} | "
+                     f"{ratio} | {r.get('note', '')} |")
+    return "\n".join(lines)
+
+
+def crf_table(records: Iterable[Record]) -> str:
+    """Markdown table of ``PacCRF`` step records (see :func:`pac_bench.timing.time_crf`).
+
+    The last column is the step time relative to the ``reference`` backend's on the same case.
+    """
+    records = list(records)
+    ref = {r["case"]: r["step_s"] for r in records if r["backend"] == "reference"}
+    lines = ["| case | backend | t(n₁ steps) | t(n₂ steps) | ms per step | vs reference |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in records:
+        (n1, n2), (t1, t2) = r["steps"], r["times_s"]
+        base = ref.get(r["case"])
+        rel = f"{r['step_s'] / base:.2f}×" if base and base > 0 else "—"
+        lines.append(f"| {r['case']} | {r['backend']} | {_fmt_time(t1)} ({n1}) | "
+                     f"{_fmt_time(t2)} ({n2}) | {r['step_s'] * 1e3:.2f} | {rel} |")
+    return "\n".join(lines)
+
+
+def target_lines(result: Record, targets: Mapping[tuple[str, str], float]) -> list[str]:
+    """Markdown bullet lines: each measured ``(op, mode)`` with a target, met or missed.
+
+    ``mode`` ``'memory'`` refers to the memory records, others to the timing records.
+    """
+    lines = []
+    rows = [(r.get("op", "conv2d"), r["mode"], r["backend"], r["case"], r["ratio"])
+            for r in result.get("results", [])]
+    rows += [(r.get("op", "conv2d"), "memory", r["backend"], r["case"], r["ratio"])
+             for r in result.get("memory", []) if r["backend"] != "torch"]
+    for op, mode, backend, case, ratio in rows:
+        limit = targets.get((op, mode))
+        if limit is None:
+            continue
+        verdict = "—" if ratio is None else ("met" if ratio <= limit else "**missed**")
+        shown = "—" if ratio is None else f"{ratio:.2f}×"
+        lines.append(f"- {case} {backend} {mode}: {shown} (target ≤ {limit:g}×) {verdict}")
+    return lines
+
+
 def render_markdown(result: Record) -> str:
-    """The whole ``.md`` report: environment header plus the ratio table."""
+    """The whole ``.md`` report: environment header, ratio tables per op, memory and CRF.
+
+    Timing records are grouped by their ``op`` (default ``'conv2d'``); ``result['memory']`` and
+    ``result['crf']`` add their tables and ``result['notes']`` (a list of strings) a notes list.
+    """
+    from .cases import PEER_NAMES, TARGETS
+
     env = result.get("environment", {})
     header = [
         "# pac-bench results",
@@ -75,12 +136,40 @@ def render_markdown(result: Record) -> str:
         f"- device: {env.get('device', '?')} ({env.get('device_name', '?')}), "
         f"threads: {env.get('threads', '?')}",
         f"- torch {env.get('torch', '?')}, python {env.get('python', '?')}",
+    ]
+    for key, label in (("cpu_model", "CPU"), ("cpus", "CPUs"), ("pac_core", "pac-core"),
+                       ("backends", "pac-core backends"), ("load_before", "load average before"),
+                       ("command", "command")):
+        if key in env:
+            header.append(f"- {label}: {env[key]}")
+    header += [
         "",
-        "Times are medians; ratio = PacConv2d time / nn.Conv2d time for the same shape "
-        "(lower is better, 1.0 = as fast as nn.Conv2d).",
+        "Times are medians; ratio = PAC layer time / time of the torch op of the same shape "
+        "(lower is better, 1.0 = as fast as the torch op).",
         "",
     ]
-    return "\n".join(header) + markdown_table(result.get("results", [])) + "\n"
+    records = list(result.get("results", []))
+    ops = list(dict.fromkeys(r.get("op", "conv2d") for r in records))
+    body: list[str] = []
+    if ops == ["conv2d"]:
+        body += [markdown_table(records), ""]
+    else:
+        for op in ops:
+            pac, peer = PEER_NAMES.get(op, (op, "torch op"))
+            body += [f"## {pac} vs {peer}", "",
+                     markdown_table([r for r in records if r.get("op", "conv2d") == op], pac, peer),
+                     ""]
+    if result.get("memory"):
+        body += ["## Peak extra memory of one inference forward (fresh process each)", "",
+                 memory_table(result["memory"]), ""]
+    if result.get("crf"):
+        body += ["## PacCRF mean-field step (inference)", "", crf_table(result["crf"]), ""]
+    targets = target_lines(result, TARGETS)
+    if targets:
+        body += ["## Targets", "", *targets, ""]
+    if result.get("notes"):
+        body += ["## Notes", "", *[f"- {n}" for n in result["notes"]], ""]
+    return "\n".join(header) + "\n".join(body).strip("\n") + "\n"
 
 
 def write_result(result: Record, out_dir: str | Path) -> tuple[Path, Path]:

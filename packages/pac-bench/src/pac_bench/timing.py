@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .cases import Case
+from .cases import Case, CrfCase
 
 MODES = ("forward", "forward_backward")
 
@@ -65,13 +65,18 @@ def _callable(layer: torch.nn.Module, x: torch.Tensor, g: torch.Tensor | None,
 
 @dataclass(frozen=True)
 class Timing:
-    """One measurement: PacConv2d on ``backend`` against nn.Conv2d, same shape and mode."""
+    """One measurement: a PAC layer on ``backend`` against the torch op, same shape and mode.
+
+    ``conv_s`` is the time of the torch op of the case (``nn.Conv2d``, ``nn.ConvTranspose2d`` or
+    ``F.avg_pool2d`` according to ``op``).
+    """
 
     case: str
     backend: str
     mode: str
     pac_s: float
     conv_s: float
+    op: str = "conv2d"
 
     @property
     def ratio(self) -> float:
@@ -80,13 +85,16 @@ class Timing:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
-        return {"case": self.case, "backend": self.backend, "mode": self.mode,
+        return {"case": self.case, "op": self.op, "backend": self.backend, "mode": self.mode,
                 "pac_s": self.pac_s, "conv_s": self.conv_s, "ratio": self.ratio}
 
 
 def time_case(case: Case, backend: str, mode: str = "forward", runs: int = 5, warmup: int = 1,
               device: str | torch.device = "cpu") -> Timing:
-    """Time ``PacConv2d`` (under ``pac_core.backends.use(backend)``) and ``nn.Conv2d``."""
+    """Time the PAC layer (under ``pac_core.backends.use(backend)``) and the torch op of ``case``.
+
+    Both are timed in this process, one after the other, on the same inputs.
+    """
     from pac_core import backends
 
     torch.manual_seed(0)
@@ -96,4 +104,43 @@ def time_case(case: Case, backend: str, mode: str = "forward", runs: int = 5, wa
     with backends.use(backend):
         pac_s = median_time(_callable(pac, x, g, mode), runs, warmup, device)
     conv_s = median_time(_callable(conv, x, None, mode), runs, warmup, device)
-    return Timing(case.name, backend, mode, pac_s, conv_s)
+    return Timing(case.name, backend, mode, pac_s, conv_s, case.op)
+
+
+def time_crf(case: CrfCase, backend: str, steps: tuple[int, int] = (1, 3), runs: int = 5,
+             warmup: int = 1) -> dict[str, Any]:
+    """Time ``PacCRF`` inference (``torch.no_grad``) with two step counts; derive the step time.
+
+    The per-step time is ``(t(steps[1]) - t(steps[0])) / (steps[1] - steps[0])``, which removes
+    the once-per-call work (kernel computation from the guidance, final output); the kernels
+    are computed by the same backend.
+
+    Args:
+        case: The CRF shape.
+        backend: ``pac_core`` backend name.
+        steps: Two different step counts, e.g. ``(1, 3)``.
+        runs: Timed repetitions of each.
+        warmup: Untimed repetitions first.
+
+    Returns:
+        ``{"case", "backend", "mode": "mf_step", "steps", "times_s", "step_s"}`` where
+        ``times_s[i]`` is the median time of a ``steps[i]``-step call.
+    """
+    from pac_core import backends
+
+    lo, hi = steps
+    if hi <= lo:
+        raise ValueError(f"steps must be increasing, got {steps}")
+    unary, guide = case.inputs()
+    times = []
+    for n in (lo, hi):
+        crf = case.crf(n)
+
+        def call(crf: torch.nn.Module = crf) -> Any:
+            with torch.no_grad():
+                return crf(unary, guide)
+
+        with backends.use(backend):
+            times.append(median_time(call, runs, warmup))
+    return {"case": case.name, "backend": backend, "mode": "mf_step", "steps": [lo, hi],
+            "times_s": times, "step_s": (times[1] - times[0]) / (hi - lo)}
