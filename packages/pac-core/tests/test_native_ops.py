@@ -10,7 +10,7 @@ import torch
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
-    from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d, backends
+    from pac_core import PacConv2d, PacConvTranspose2d, PacCRF, PacPool2d, backends
     from pac_core.compat.torch_version import HAS_COMPILE, HAS_OPCHECK
 
 pytestmark = pytest.mark.skipif(
@@ -261,11 +261,15 @@ class _Net(torch.nn.Module):
         self.pool = PacPool2d(3, stride=2, padding=1, normalize_kernel=True)
         self.up = PacConvTranspose2d(4, 2, 5, stride=2, padding=2, output_padding=1,
                                      normalize_kernel=True)
+        self.crf = PacCRF(2, 2, pairwise_kernels=[dict(compat_type="4d"),
+                                                  dict(compat_type="potts", spatial_filter=False,
+                                                       blur=2)])
 
     def forward(self, x, g):
         y = torch.relu(self.conv(x, g))
         y = self.pool(y, g)  # 8x10 -> 4x5
-        return self.up(y, g)  # 4x5 -> 8x10
+        y = self.up(y, g)  # 4x5 -> 8x10
+        return self.crf(y, g)  # two mean-field steps guided by g
 
 
 @pytest.mark.compile
