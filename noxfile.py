@@ -125,6 +125,62 @@ def bench(session: nox.Session) -> None:
     session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs)
 
 
+# -- the torch matrix ----------------------------------------------------------------------------
+#: One entry per tested torch release (first: the oldest supported). 2.13.0 resolves to the local
+#: CPU wheel, the others to CUDA builds (they import and run on the CPU once their nvidia wheels
+#: are installed). docs/torch-compat.md records the measured results.
+MATRIX_TORCH = ["2.1.2", "2.4.1", "2.8.0", "2.13.0", "2.14.1"]
+MATRIX_IDS = [".".join(v.split(".")[:2]) for v in MATRIX_TORCH]
+TEST_REQS = ["pytest>=7", "hypothesis>=6", "expecttest"]
+_MATRIX_INFO = """
+import sys, torch, pac_core
+from pac_core import _ext, backends
+info = _ext.build_info()
+print(f"python {sys.version.split()[0]}, torch {torch.__version__}, pac_core._C: {info}")
+assert info is not None, f"pac_core._C did not load: {_ext.error()}"
+assert info["torch"].split("+")[0] == torch.__version__.split("+")[0], info
+assert "native" in backends.available(), backends.available()
+"""
+
+
+def _numpy_spec(torch_version: str) -> str:
+    """numpy that the torch release was built against: torch < 2.3 predates numpy 2."""
+    major, minor = (int(p) for p in torch_version.split(".")[:2])
+    return "numpy<2" if (major, minor) < (2, 3) else "numpy"
+
+
+def run_matrix_entry(session: nox.Session, torch_version: str) -> None:
+    """Build pac-core natively against ``torch_version`` and run its default tests.
+
+    ``session.posargs`` replace the default marker selection ``-m "not slow and not cuda"``.
+    """
+    session.install(f"torch=={torch_version}", _numpy_spec(torch_version), *TEST_REQS,
+                    *BUILD_REQS)
+    session.env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+    # --no-deps: keep exactly the torch installed above; PAC_CUDA=off: a CPU build everywhere.
+    session.install("--no-build-isolation", "--no-deps", str(CORE), env={"PAC_CUDA": "off"})
+    session.run("python", "-c", _MATRIX_INFO)
+    args = session.posargs or ["-m", "not slow and not cuda"]
+    session.run("pytest", str(CORE / "tests"), "-q", "-p", "no:cacheprovider", "-rs", *args,
+                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
+
+
+@nox.session
+@nox.parametrize("torch", MATRIX_TORCH, ids=MATRIX_IDS)
+def matrix(session: nox.Session, torch: str) -> None:
+    """pac-core built against each torch release of ``MATRIX_TORCH``, default tests.
+
+    ``nox -s matrix`` runs every release; ``nox -s "matrix(2.1)"`` one of them.
+    """
+    run_matrix_entry(session, torch)
+
+
+@nox.session
+def matrix_oldest(session: nox.Session) -> None:
+    """The oldest supported torch of the matrix (CI runs this one)."""
+    run_matrix_entry(session, MATRIX_TORCH[0])
+
+
 # mkdocstrings formats the separate signatures with ruff.
 DOCS_REQS = ["mkdocs-material", "mkdocstrings[python]", "ruff", "numpy", "scipy", "matplotlib",
              "scikit-image"]

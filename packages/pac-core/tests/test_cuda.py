@@ -19,6 +19,7 @@ import torch
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
     from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d, _ext, backends
+    from pac_core.compat.torch_version import HAS_OPCHECK
 
 HAS_GPU = torch.cuda.is_available()
 _INFO = _ext.build_info() if HAS_GPU else None
@@ -460,6 +461,7 @@ def _op_samples():
 
 
 @needs_cuda_build
+@pytest.mark.skipif(not HAS_OPCHECK, reason="torch.library.opcheck needs torch >= 2.4")
 @pytest.mark.parametrize("index", range(8))
 def test_opcheck_cuda(index):
     backends.get("native")  # registers the fake kernels and autograd formulas

@@ -4,6 +4,8 @@ The public API follows NVlabs' pacnet name for name (see the migration guide); `
 the implementation (``reference`` pure torch, ``native`` fused C++/CUDA through ``torch.ops.pac``).
 """
 
+# First: fails with a clear ImportError on an unsupported Python or torch (below torch 2.1).
+from .compat import torch_version as _torch_version  # noqa: F401  # isort: skip
 from . import backends
 from .crf import PacCRF, PacCRFLoose
 from .features import create_position_feats, create_YXRGB

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _ext
-from ..compat.torch_version import HAS_REGISTER_AUTOGRAD, register_fake
+from ..compat.torch_version import register_autograd, register_fake
 from ..helpers import transposed_grid
 from .base import Backend, Pair
 
@@ -185,9 +185,7 @@ def _register_ops() -> None:
         return (_or_none(mask[0], dx), _or_none(mask[1], dk), _or_none(mask[2], dw),
                 *([None] * len(ctx.params)))
 
-    if not HAS_REGISTER_AUTOGRAD:  # pragma: no cover - torch < 2.4
-        raise RuntimeError("the native backend needs torch.library.register_autograd")
-    reg = torch.library.register_autograd
+    reg = register_autograd  # torch.library.register_autograd, or its pre-2.4 shim
     reg("pac::conv2d_guided", _conv2d_guided_bwd, setup_context=_conv2d_guided_setup)
     reg("pac::pool2d_guided", _pool2d_guided_bwd, setup_context=_pool2d_guided_setup)
     reg("pac::conv2d_kernel", _conv2d_kernel_bwd, setup_context=_conv2d_kernel_setup)

@@ -6,11 +6,20 @@ Nothing else in the code base compares torch versions; it asks this module for t
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any, Callable
 
-import torch
-
+#: The supported range, as stated in pyproject.toml (requires-python, torch>=2.1).
+MIN_PYTHON = (3, 9)
 MIN_TORCH = (2, 1)
+
+if sys.version_info < MIN_PYTHON:
+    raise ImportError(
+        f"pac-core needs Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]}, found "
+        f"{sys.version.split()[0]}"
+    )
+
+import torch  # noqa: E402  (after the Python check)
 
 
 def _parse(version: str) -> tuple[int, int]:
@@ -26,9 +35,11 @@ if TORCH_VERSION < MIN_TORCH:
         "upgrade torch (pip install -U torch)"
     )
 
-#: torch.library.register_fake (2.4+); older releases call it impl_abstract.
+#: torch.library.register_fake (2.4+); 2.2 and 2.3 call it torch.library.impl_abstract, 2.1
+#: torch._custom_ops.impl_abstract (see :func:`register_fake`).
 HAS_REGISTER_FAKE: bool = hasattr(torch.library, "register_fake")
-#: torch.library.register_autograd (2.4+).
+#: torch.library.register_autograd (2.4+); older releases get an autograd.Function kernel
+#: (see :func:`register_autograd`).
 HAS_REGISTER_AUTOGRAD: bool = hasattr(torch.library, "register_autograd")
 #: torch.library.opcheck (2.4+).
 HAS_OPCHECK: bool = hasattr(torch.library, "opcheck")
@@ -37,10 +48,90 @@ HAS_COMPILE: bool = hasattr(torch, "compile")
 
 
 def register_fake(qualname: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a fake (meta) implementation of the custom op ``qualname``."""
+    """Decorator registering a fake (meta) implementation of the custom op ``qualname``.
+
+    Args:
+        qualname: ``"namespace::name"`` of an operator defined in C++ (``TORCH_LIBRARY``).
+
+    Returns:
+        A decorator taking the fake function (same arguments as the op, returns empty tensors).
+    """
     if HAS_REGISTER_FAKE:
         return torch.library.register_fake(qualname)
-    return torch.library.impl_abstract(qualname)  # type: ignore[attr-defined]
+    if hasattr(torch.library, "impl_abstract"):  # torch 2.2, 2.3
+        return torch.library.impl_abstract(qualname)
+    # torch 2.1: the same registration, in the private custom-op module (finds C++ ops too).
+    custom_ops = importlib.import_module("torch._custom_ops")
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        custom_ops.impl_abstract(qualname, func=fn)
+        return fn
+
+    return decorator
+
+
+#: ``torch.library.Library`` objects holding the pre-2.4 autograd kernels: a registration lives
+#: as long as its Library object, so they are kept for the life of the process.
+_AUTOGRAD_LIBS: dict[str, Any] = {}
+
+
+def _resolve_op(qualname: str) -> Any:
+    """The ``OpOverload`` (default overload) named ``"namespace::name"``."""
+    namespace, name = qualname.split("::")
+    name, _, overload = name.partition(".")
+    packet = getattr(getattr(torch.ops, namespace), name)
+    return getattr(packet, overload or "default")
+
+
+def register_autograd(
+    qualname: str,
+    backward: Callable[..., Any],
+    *,
+    setup_context: Callable[[Any, tuple[Any, ...], Any], None],
+) -> None:
+    """Register the backward formula of the custom op ``qualname`` (forward defined in C++).
+
+    torch >= 2.4: :func:`torch.library.register_autograd`. Older releases have no such function:
+    an :class:`torch.autograd.Function` (forward: the op below the autograd key; ``setup_context``
+    and ``backward`` as given) is registered as the op's ``Autograd`` kernel through
+    :class:`torch.library.Library`, so that calling ``torch.ops.namespace.name`` is
+    differentiable eagerly and under ``torch.compile`` (AOTAutograd traces the Function).
+
+    Args:
+        qualname: ``"namespace::name"`` of an operator defined in C++.
+        backward: ``backward(ctx, *grads)`` returning one gradient (or None) per op input.
+        setup_context: ``setup_context(ctx, inputs, output)`` saving what ``backward`` needs.
+    """
+    if HAS_REGISTER_AUTOGRAD:
+        torch.library.register_autograd(qualname, backward, setup_context=setup_context)
+        return
+    op = _resolve_op(qualname)
+
+    class _OpFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(*args: Any) -> Any:  # type: ignore[override]
+            # Below autograd: run the device (or fake) kernel, not this Function again.
+            with torch._C._AutoDispatchBelowAutograd():
+                return op(*args)
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+            setup_context(ctx, inputs, output)
+
+        @staticmethod
+        def backward(ctx: Any, *grads: Any) -> Any:  # type: ignore[override]
+            return backward(ctx, *grads)
+
+    _OpFunction.__name__ = _OpFunction.__qualname__ = f"{qualname.replace('::', '_')}_autograd"
+
+    def autograd_kernel(*args: Any) -> Any:
+        return _OpFunction.apply(*args)
+
+    namespace, name = qualname.split("::")
+    lib = _AUTOGRAD_LIBS.get(namespace)
+    if lib is None:
+        lib = _AUTOGRAD_LIBS[namespace] = torch.library.Library(namespace, "IMPL")
+    lib.impl(name, autograd_kernel, "Autograd")
 
 
 def load_weights_only(path: Any, map_location: Any = None) -> Any:
