@@ -151,14 +151,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.suite == "native":
             cases = list(NATIVE_SUITE["time"])
             memory_cases, crf_cases = list(NATIVE_SUITE["memory"]), list(NATIVE_SUITE["crf"])
-        result = run(cases, args.backends, args.modes, args.runs, args.warmup, args.device,
-                     args.memory)
-        backends = args.backends or result["environment"]["backends"]
-        if args.device == "cpu":
-            run_extras(result, memory_cases, crf_cases, backends, args.runs, args.warmup,
-                       (args.crf_steps[0], args.crf_steps[1]), args.memory_limit_gb)
         import pac_core
 
+        backends = args.backends or pac_core.backends.available()
+        steps = (args.crf_steps[0], args.crf_steps[1])
+        extras: dict[str, Any] = {}
+        if args.device == "cpu":
+            # memory first, while this process is small: once the timing runs have grown its
+            # heap, the kernel may reclaim the children's library pages and the forward's
+            # re-faults would be counted as forward memory
+            run_extras(extras, memory_cases, [], backends, args.runs, args.warmup, steps,
+                       args.memory_limit_gb)
+        result = run(cases, args.backends, args.modes, args.runs, args.warmup, args.device,
+                     args.memory)
+        result.update(extras)
+        if args.device == "cpu":
+            run_extras(result, [], crf_cases, backends, args.runs, args.warmup, steps,
+                       args.memory_limit_gb)
         result["environment"].update(
             cpu_model=cpu_model(), cpus=os.cpu_count(),
             pac_core=getattr(pac_core, "__version__", "unknown"),

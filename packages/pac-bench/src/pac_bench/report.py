@@ -169,7 +169,7 @@ def render_markdown(result: Record) -> str:
         body += ["## Targets", "", *targets, ""]
     if result.get("notes"):
         body += ["## Notes", "", *[f"- {n}" for n in result["notes"]], ""]
-    return "\n".join(header) + "\n".join(body).strip("\n") + "\n"
+    return "\n".join(header) + "\n" + "\n".join(body).strip("\n") + "\n"
 
 
 def write_result(result: Record, out_dir: str | Path) -> tuple[Path, Path]:
