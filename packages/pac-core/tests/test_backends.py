@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 
-import pac_core
 import pytest
 import torch
 from _utils import randn
+
+import pac_core
 from pac_core import backends
 from pac_core.backends import registry
 from pac_core.backends.reference import ReferenceBackend

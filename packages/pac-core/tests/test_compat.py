@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import pac_core
-import pac_core.compat.pac as pac
-import pac_core.compat.paccrf as paccrf
 import pytest
 import torch
 import torch.nn.functional as F
+
+import pac_core
+import pac_core.compat.pac as pac
+import pac_core.compat.paccrf as paccrf
 
 D = torch.float64
 

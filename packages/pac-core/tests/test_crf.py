@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from pac_core import PacConv2d, PacCRF, PacCRFLoose
 from pac_core.crf import _blur_pad, _blur_pool, _blur_upsample
-from torch import nn
 
 D = torch.float64
 L = 3

@@ -18,6 +18,7 @@ from _utils import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pac_core import functional as PF
 from pac_core import pacconv2d, pacconv_transpose2d, packernel2d, pacpool2d
 from pac_core._validation import parse_kernel_type, parse_smooth_kernel_type

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from pac_core import create_position_feats, create_YXRGB
 
 

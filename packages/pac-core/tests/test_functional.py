@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pac_core
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +13,8 @@ from _utils import (
     randn,
     smooth_filter,
 )
+
+import pac_core
 from pac_core import functional as PF
 from pac_core import nd2col, np_gaussian_2d, pacconv2d, pacconv_transpose2d, packernel2d, pacpool2d
 

@@ -10,10 +10,11 @@ import itertools
 import pytest
 import torch
 from _utils import randn, smooth_filter
+from torch.autograd import gradcheck, gradgradcheck
+
 from pac_core import functional as PF
 from pac_core import pacconv2d, pacconv_transpose2d, packernel2d, pacpool2d
 from pac_core.helpers import conv_transpose_output_size
-from torch.autograd import gradcheck, gradgradcheck
 
 pytestmark = pytest.mark.usefixtures("reference_backend")
 

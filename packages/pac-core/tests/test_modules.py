@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d
 from torch import nn
+
+from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d
 
 torch.manual_seed(0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from pac_core import PacConv2d, PacConvTranspose2d, PacCRF, PacCRFLoose, PacPool2d
 
 RTOL = 1e-9

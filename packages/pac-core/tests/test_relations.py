@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _utils import randn
+
 from pac_core import pacconv2d, pacconv_transpose2d, packernel2d, pacpool2d
 
 CONV_GEOS = [

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+
 from pac_core.compat import torch_version as tv
 
 

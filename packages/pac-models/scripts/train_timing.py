@@ -11,6 +11,7 @@ import argparse
 import time
 
 import torch
+
 from pac_models import create_model
 from pac_models.data import AssembleJointUpsamplingInputs, SyntheticScenes
 from pac_models.depth.evaluate import collate

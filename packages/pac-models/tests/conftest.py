@@ -23,6 +23,7 @@ def write_nyu_mat(path: Path, n: int = 5, h: int = 24, w: int = 32, seed: int = 
 def write_sintel(root: Path, seqs: dict, h: int = 16, w: int = 24, seed: int = 0):
     """training/{clean,final}/<seq>/frame_XXXX.png (n+1 frames) and training/flow/<seq>/*.flo."""
     import imageio.v3 as iio
+
     from pac_models.data import write_flo
 
     rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from pac_models import create_model
 from pac_models.depth import (
     DEFAULT_FALLBACK,

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from pac_models.cli import main
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from pac_models.data import (
     AssembleJointUpsamplingInputs,
     NYUDepthV2,

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from pac_models.data.middlebury import block_average, load_middlebury
 from pac_models.demo import main, run_demo
 

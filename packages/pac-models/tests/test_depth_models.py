@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from pac_models import create_model, list_models
 from pac_models.depth import JointBilateral, PacJointUpsample, PacJointUpsampleLite
 

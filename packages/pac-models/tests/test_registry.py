@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 import torch
-from pac_models import create_model, is_model, list_models, register_model, registry
 from torch import nn
+
+from pac_models import create_model, is_model, list_models, register_model, registry
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 import torch
+
 from pac_models import create_model, weights
 from pac_models.weights import (
     UnsafeCheckpointError,
