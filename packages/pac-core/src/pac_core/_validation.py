@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from .compat import torch_version
 
 Pair = tuple[int, int]
 IntOrPair = Union[int, Sequence[int]]
@@ -218,7 +219,8 @@ def check_floating(t: Tensor, name: str, *, fn: str = "pac") -> None:
 def check_same_device(fn: str = "pac", **tensors: Optional[Tensor]) -> None:
     """Raise ValueError unless all given (non-None) tensors live on one device."""
     seen = {n: t.device for n, t in tensors.items() if t is not None}
-    if len(set(seen.values())) > 1:
+    devices = list(seen.values())  # no set(): Dynamo (torch 2.1) cannot trace sets of devices
+    if any(d != devices[0] for d in devices[1:]):
         desc = ", ".join(f"{n} on {d}" for n, d in seen.items())
         raise ValueError(f"{fn}: all tensors must be on the same device, got {desc}")
 
@@ -226,7 +228,8 @@ def check_same_device(fn: str = "pac", **tensors: Optional[Tensor]) -> None:
 def check_same_dtype(fn: str = "pac", **tensors: Optional[Tensor]) -> None:
     """Raise TypeError unless all given (non-None) tensors share one dtype."""
     seen = {n: t.dtype for n, t in tensors.items() if t is not None}
-    if len(set(seen.values())) > 1:
+    dtypes = list(seen.values())  # no set(): Dynamo (torch 2.1) cannot trace sets of dtypes
+    if any(d != dtypes[0] for d in dtypes[1:]):
         desc = ", ".join(f"{n}={d}" for n, d in seen.items())
         raise TypeError(f"{fn}: tensors must share one floating dtype, got {desc}")
 
@@ -273,4 +276,4 @@ def apply_padding_mode(
             f"{fn}: padding_mode='circular' needs padding <= the size of {name}, got "
             f"padding={padding} for spatial size {(h, w)}"
         )
-    return F.pad(t, (pw, pw, ph, ph), mode=padding_mode)
+    return torch_version.pad(t, (pw, pw, ph, ph), mode=padding_mode)

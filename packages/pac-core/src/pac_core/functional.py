@@ -35,7 +35,7 @@ def _as_param_tensor(
 ) -> Tensor:
     """``inv_alpha`` / ``inv_lambda``: a number or a tensor of 1 or ``channels`` elements."""
     if isinstance(value, Tensor):
-        if value.is_complex() or value.dtype == torch.bool:
+        if value.dtype.is_complex or value.dtype == torch.bool:
             raise TypeError(f"{fn}: {name} must be a real tensor, got {value.dtype}")
         V.check_same_device(fn, guidance=guidance, **{name: value})
         t = value

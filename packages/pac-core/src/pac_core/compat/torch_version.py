@@ -134,6 +134,45 @@ def register_autograd(
     lib.impl(name, autograd_kernel, "Autograd")
 
 
+def _pad_kernels_for_low_precision_cpu() -> frozenset[tuple[str, torch.dtype]]:
+    """The ``(mode, dtype)`` pairs of float16/bfloat16 for which torch has a CPU padding kernel.
+
+    torch 2.1 has no float16 ``reflection_pad2d`` on the CPU; asking torch once (tiny tensors, at
+    import, outside any tracing) is more precise than a version number.
+    """
+    found = set()
+    for dtype in (torch.float16, torch.bfloat16):
+        for mode in ("reflect", "replicate", "circular"):
+            try:
+                torch.nn.functional.pad(torch.zeros(1, 1, 2, 2, dtype=dtype), (1, 1, 1, 1),
+                                        mode=mode)
+            except RuntimeError:
+                continue
+            found.add((mode, dtype))
+    return frozenset(found)
+
+
+_LOW_PRECISION_CPU_PAD = _pad_kernels_for_low_precision_cpu()
+
+
+def pad(t: torch.Tensor, pad: tuple[int, ...], mode: str) -> torch.Tensor:
+    """``F.pad(t, pad, mode=mode)``, also for float16/bfloat16 CPU tensors on torch releases that
+    lack the kernel (computed in float32 and cast back: padding copies values, so exactly).
+
+    Args:
+        t: The tensor to pad.
+        pad: Padding sizes, last dimension first (as for :func:`torch.nn.functional.pad`).
+        mode: ``'reflect'``, ``'replicate'``, ``'circular'`` or ``'constant'`` (zeros).
+
+    Returns:
+        The padded tensor, of ``t``'s dtype.
+    """
+    if (mode != "constant" and t.dtype in (torch.float16, torch.bfloat16)
+            and t.device.type == "cpu" and (mode, t.dtype) not in _LOW_PRECISION_CPU_PAD):
+        return torch.nn.functional.pad(t.float(), pad, mode=mode).to(t.dtype)
+    return torch.nn.functional.pad(t, pad, mode=mode)
+
+
 def load_weights_only(path: Any, map_location: Any = None) -> Any:
     """``torch.load`` restricted to tensors and plain containers (never arbitrary pickle)."""
     return torch.load(path, map_location=map_location, weights_only=True)
