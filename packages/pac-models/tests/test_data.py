@@ -161,3 +161,18 @@ def test_synthetic_dataset():
     assert len(ds) == 3
     with pytest.raises(IndexError):
         ds[3]
+
+
+def test_synthetic_cache_gives_the_same_samples():
+    tf = AssembleJointUpsamplingInputs(4, crop=32, flip=True)
+    plain = SyntheticScenes(2, (48, 48), factor=4, transform=tf, seed=5)
+    cached = SyntheticScenes(2, (48, 48), factor=4, transform=tf, seed=5, cache=True)
+    for epoch in (0, 1):
+        plain.epoch = cached.epoch = epoch
+        for i in range(2):
+            a, b = plain[i], cached[i]
+            assert torch.equal(a.low, b.low) and torch.equal(a.guide, b.guide)
+    assert len(cached._cache) == 2
+    # the cached arrays are not modified by the transform
+    rgb, depth = cached.raw(0)
+    assert np.array_equal(rgb, plain.raw(0)[0]) and np.array_equal(depth, plain.raw(0)[1])

@@ -40,7 +40,9 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
         size = args.scene_size
         tf = AssembleJointUpsamplingInputs(f, crop=crop, flip=train, lowres_mode="center")
         seed = args.seed if train else args.seed + 10_000  # disjoint scenes for evaluation
-        return SyntheticScenes(args.scenes, (size, size), factor=f, transform=tf, seed=seed)
+        cache = train and getattr(args, "cache_scenes", False)
+        return SyntheticScenes(args.scenes, (size, size), factor=f, transform=tf, seed=seed,
+                               cache=cache)
     raise SystemExit(f"dataset {args.dataset!r} is not supported here")
 
 
@@ -219,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-limit", type=int, default=-1,
                     help="evaluate on the first N test images (0: no evaluation, -1: all)")
     tr.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    tr.add_argument("--cache-scenes", action="store_true",
+                    help="synthetic: render each training scene once and keep it in memory "
+                         "(use with --workers 0)")
     tr.add_argument("--no-resume", action="store_true", help="ignore existing snapshots")
     return p
 

@@ -189,11 +189,14 @@ class SyntheticScenes(Dataset):
         transform: Sample assembly; None = ``'center'`` low resolution, no crop, random flip.
         seed: Base seed.
         config: Scene parameters.
+        cache: Keep each rendered scene in memory (``length × H × W × 7`` bytes) so later
+            epochs skip rendering; the samples are identical either way. Each DataLoader
+            worker keeps its own cache, so use it with ``num_workers=0``.
     """
 
     def __init__(self, length: int, size: tuple[int, int] = (256, 256), factor: int = 8,
                  transform: Optional[AssembleJointUpsamplingInputs] = None, seed: int = 0,
-                 config: Optional[SceneConfig] = None) -> None:
+                 config: Optional[SceneConfig] = None, cache: bool = False) -> None:
         if length < 1:
             raise ValueError(f"length must be ≥ 1, got {length}")
         self.length = length
@@ -204,15 +207,21 @@ class SyntheticScenes(Dataset):
         self.seed = seed
         self.config = config
         self.epoch = 0
+        self._cache: Optional[dict[int, tuple[np.ndarray, np.ndarray]]] = {} if cache else None
 
     def __len__(self) -> int:
         return self.length
 
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``(rgb uint8 [3, H, W], depth float32 [H, W])`` of scene ``i``."""
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
         rgb, depth = dead_leaves_scene(*self.size, np.random.default_rng([self.seed, i]),
                                        self.config)
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1)), depth
+        scene = np.ascontiguousarray(rgb.transpose(2, 0, 1)), depth
+        if self._cache is not None:
+            self._cache[i] = scene
+        return scene
 
     def __getitem__(self, i: int) -> JointSample:
         if not 0 <= i < len(self):
