@@ -30,6 +30,7 @@ from .models import (
     Bilinear,
     DJIFWide,
     JointBilateral,
+    PacJBURefine,
     PacJointUpsample,
     PacJointUpsampleLite,
     PacRefine,
@@ -45,6 +46,7 @@ __all__ = [
     "Bilinear",
     "DJIFWide",
     "JointBilateral",
+    "PacJBURefine",
     "PacJointUpsample",
     "PacJointUpsampleLite",
     "PacRefine",
@@ -120,6 +122,14 @@ def bilinear(factor: int = DEFAULT_FACTOR, channels: int = 1,
              guide_channels: int = 3) -> nn.Module:
     """:class:`Bilinear` (no parameters)."""
     return Bilinear(factor, channels, guide_channels)
+
+
+@register_model("pac_jbu_refine", aliases=("PacJBURefine",), tags=("depth", "learned"))
+def pac_jbu_refine(factor: int = DEFAULT_FACTOR, channels: int = 1, guide_channels: int = 3,
+                   **kwargs: Any) -> nn.Module:
+    """:class:`PacJBURefine`: learned multi-scale joint bilateral upsampling and a residual
+    refinement (about 4.2 k parameters); the project's shipped depth weights use it."""
+    return PacJBURefine(factor, channels, guide_channels, **kwargs)
 
 
 @register_model("pac_refine", aliases=("PacRefine",), tags=("depth", "baseline"))
