@@ -143,6 +143,7 @@ def _load_builtins() -> None:
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
         importlib.import_module("pac_models.depth")
+        importlib.import_module("pac_models.segmentation")
 
 
 def _entry_points() -> list[Any]:

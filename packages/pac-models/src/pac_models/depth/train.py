@@ -10,8 +10,6 @@ written; with ``resume=True`` training continues from the newest checkpoint in `
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
+from ..training import jsonable, latest_checkpoint, lr_at, to_cpu
 from .evaluate import _model_device, collate, evaluate, to_device
 from .protocol import l2_loss
 
@@ -74,40 +73,8 @@ class TrainResult:
     weights: Optional[Path] = None
 
 
-def lr_at(epoch: int, lr: float, milestones: Sequence[int], gamma: float) -> float:
-    """Learning rate of 1-based ``epoch``: ``lr · gamma^(number of milestones ≤ epoch)``.
-
-    With milestones (3500, 4500) this gives 1e-4 for epochs 1–3499, 1e-5 for 3500–4499 and 1e-6
-    from 4500 on, the values pacnet's pre-1.1 ``scheduler.step()``-first loop produced.
-    """
-    return lr * gamma ** sum(epoch >= m for m in milestones)
-
-
-_CKPT = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
-
-
-def latest_checkpoint(out: Union[str, Path]) -> Optional[tuple[int, Path]]:
-    """``(epoch, path)`` of the newest ``checkpoint_epoch_<N>.pth`` in ``out``, or None."""
-    best: Optional[tuple[int, Path]] = None
-    for p in Path(out).glob("checkpoint_epoch_*.pth"):
-        m = _CKPT.search(p.name)
-        if m and (best is None or int(m.group(1)) > best[0]):
-            best = (int(m.group(1)), p)
-    return best
-
-
-def _cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=str))
+_cpu = to_cpu
+_jsonable = jsonable
 
 
 def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,

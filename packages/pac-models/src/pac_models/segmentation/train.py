@@ -1,0 +1,291 @@
+"""Evaluation (spec B.6) and training (spec B.7) of segmentation models, with progress bars,
+snapshots and resume.
+
+Training writes, every ``snapshot_every`` epochs and at the end, ``out/weights_epoch_<N>.pth``
+(a plain state_dict in pacnet's layout; a frozen-backbone model omits its ``backbone.*`` keys, as
+pacnet's snapshots do) and ``out/checkpoint_epoch_<N>.pth`` (the whole model, optimiser, epoch and
+RNG state, loadable with ``torch.load(weights_only=True)``); with ``resume=True`` training
+continues from the newest checkpoint in ``out``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..training import jsonable, latest_checkpoint, lr_at, to_cpu
+from .data import SegSample, collate_segmentation, write_label_png
+from .metrics import ConfusionMatrix, segmentation_loss
+
+__all__ = ["SegEvalResult", "SegTrainConfig", "SegTrainResult", "evaluate", "train"]
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _num_classes(model: nn.Module, num_classes: Optional[int]) -> int:
+    n = num_classes if num_classes is not None else getattr(model, "num_classes", None)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError("num_classes must be given when the model has no num_classes attribute")
+    return n
+
+
+@dataclass
+class SegEvalResult:
+    """Scores over a split.
+
+    Attributes:
+        miou: Mean IoU (0–1).
+        acc: Pixel accuracy.
+        macc: Mean class accuracy.
+        count: Images evaluated.
+        iou: Per-class IoU (NaN for classes that never occur).
+    """
+
+    miou: float
+    acc: float
+    macc: float
+    count: int
+    iou: list[float] = field(default_factory=list)
+
+
+def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset,
+             num_classes: Optional[int] = None, *, limit: Optional[int] = None,
+             progress: bool = True, save_dir: Union[str, Path, None] = None,
+             save: str = "pred") -> SegEvalResult:
+    """mIoU, pixel accuracy and mean class accuracy of ``model`` over ``dataset`` (batch 1).
+
+    The model is called as ``model(image, label.shape[-2:])``; the prediction is the argmax over
+    classes; the confusion matrix accumulates over the whole split (void pixels skipped).
+
+    Args:
+        model: A segmentation model (on the device to run on).
+        dataset: Items are :class:`~pac_models.segmentation.SegSample`.
+        num_classes: Default ``model.num_classes``.
+        limit: Only the first ``limit`` images.
+        progress: tqdm progress bar.
+        save_dir: Also write each output here: ``<id>.png`` (argmax, VOC palette) for
+            ``save='pred'`` or ``<id>.npy`` (float32 scores) for ``save='raw'``.
+        save: ``'pred'`` or ``'raw'``.
+
+    Returns:
+        The scores.
+    """
+    if save not in ("pred", "raw"):
+        raise ValueError(f"save must be 'pred' or 'raw', got {save!r}")
+    n = _num_classes(model, num_classes)
+    cm = ConfusionMatrix(n)
+    count = len(dataset) if limit is None else min(limit, len(dataset))  # type: ignore[arg-type]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)),
+                                         batch_size=1, shuffle=False,
+                                         collate_fn=collate_segmentation)
+    it: Any = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(loader, total=count, desc="eval", unit="img", leave=False)
+    device = _device(model)
+    out_dir = Path(save_dir) if save_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in it:
+                image, label = batch.image.to(device), batch.label.to(device)
+                out = model(image, tuple(label.shape[-2:]))
+                pred = out.argmax(1)
+                cm.update(pred, label)
+                if out_dir is not None:
+                    name = str(batch.id[0])
+                    if save == "pred":
+                        write_label_png(out_dir / f"{name}.png", pred[0].cpu().numpy())
+                    else:
+                        np.save(out_dir / f"{name}.npy", out[0].float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    s = cm.summary()
+    return SegEvalResult(s["miou"], s["acc"], s["macc"], count, [float(v) for v in cm.iou()])
+
+
+@dataclass
+class SegTrainConfig:
+    """Training settings (defaults: pacnet's segmentation script, B.7, except the epoch count).
+
+    Attributes:
+        epochs: Number of epochs.
+        lr: Learning rate (pacnet: 1e-3 for stage 1, 1e-7 for stage 2).
+        milestones: Epochs (1-based) from which the rate is multiplied by ``gamma``.
+        gamma: Decay factor.
+        optimizer: ``'adam'`` or ``'sgd'`` (momentum 0.5).
+        weight_decay: Weight decay.
+        loss: ``'ce'`` or ``'fce_<t>'`` (see :func:`segmentation_loss`).
+        batch_size: Samples per step (pacnet: 1; larger needs a training crop).
+        seed: Seed for shuffling and augmentation.
+        snapshot_every: Epochs between snapshots (always one at the end).
+        eval_every: Epochs between evaluations (0 = only at the end).
+        max_steps_per_epoch: Cap on steps per epoch (smoke tests; None = full pass).
+        num_workers: DataLoader workers.
+    """
+
+    epochs: int = 1
+    lr: float = 1e-3
+    milestones: Sequence[int] = ()
+    gamma: float = 0.1
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    loss: str = "ce"
+    batch_size: int = 1
+    seed: int = 1
+    snapshot_every: int = 1
+    eval_every: int = 1
+    max_steps_per_epoch: Optional[int] = None
+    num_workers: int = 0
+
+
+@dataclass
+class SegTrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        start_epoch: First epoch run (> 1 after a resume).
+        epochs: Last epoch reached.
+        losses: Mean training loss of each epoch run.
+        evals: ``{epoch: mIoU}``.
+        weights: Path of the final plain state_dict.
+    """
+
+    start_epoch: int
+    epochs: int
+    losses: list[float] = field(default_factory=list)
+    evals: dict[int, float] = field(default_factory=dict)
+    weights: Optional[Path] = None
+
+
+def _optimizer(params: list[nn.Parameter], cfg: SegTrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.5, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+
+
+def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, Path],
+          config: Optional[SegTrainConfig] = None, *,
+          eval_dataset: Optional[torch.utils.data.Dataset] = None, resume: bool = True,
+          progress: bool = True, log: Callable[[str], None] = print) -> SegTrainResult:
+    """Train a segmentation model on ``dataset`` (items: :class:`SegSample`).
+
+    Only parameters with ``requires_grad`` are optimised (a ``frozen`` backbone stays fixed but,
+    as in pacnet, runs in train mode, so its dropout is active).
+
+    Args:
+        model: The model, on the device to train on.
+        dataset: Training samples; its ``epoch`` attribute, if any, is set before each epoch.
+        out: Snapshot folder (created).
+        config: Settings.
+        eval_dataset: Optional evaluation set (mIoU every ``eval_every`` epochs and at the end).
+        resume: Continue from the newest checkpoint in ``out``.
+        progress: tqdm progress bars.
+        log: Where one-line messages go.
+
+    Returns:
+        The epochs run, losses, evaluations and the final weights path.
+    """
+    from ..weights import load_checkpoint
+
+    cfg = config or SegTrainConfig()
+    if cfg.loss != "ce" and not cfg.loss.startswith("fce_"):
+        raise ValueError(f"loss must be 'ce' or 'fce_<t>', got {cfg.loss!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    opt = _optimizer(params, cfg)
+    frozen = bool(getattr(model, "backbone_frozen", False))
+    start = 1
+    if resume and (found := latest_checkpoint(out)) is not None:
+        epoch_done, path = found
+        state = load_checkpoint(path)
+        model.load_state_dict(state["model"], strict=True)
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        start = epoch_done + 1
+        log(f"resumed from {path} (epoch {epoch_done})")
+    result = SegTrainResult(start_epoch=start, epochs=start - 1)
+
+    def snapshot(epoch: int) -> Path:
+        sd = {k: v.detach().cpu() for k, v in model.state_dict().items()
+              if not (frozen and k.startswith("backbone."))}
+        weights = out / f"weights_epoch_{epoch}.pth"
+        torch.save(sd, weights)
+        torch.save({"model": to_cpu(model.state_dict()), "optimizer": to_cpu(opt.state_dict()),
+                    "epoch": epoch, "torch_rng": torch.get_rng_state(),
+                    "config": jsonable(asdict(cfg)),
+                    "model_name": str(getattr(model, "model_name", type(model).__name__))},
+                   out / f"checkpoint_epoch_{epoch}.pth")
+        return weights
+
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm as bar
+    device = _device(model)
+    for epoch in range(start, cfg.epochs + 1):
+        lr = lr_at(epoch, cfg.lr, cfg.milestones, cfg.gamma)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        if hasattr(dataset, "epoch"):
+            dataset.epoch = epoch  # type: ignore[attr-defined]
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
+                                             generator=gen, collate_fn=collate_segmentation,
+                                             num_workers=cfg.num_workers)
+        steps = len(loader) if cfg.max_steps_per_epoch is None else min(
+            len(loader), cfg.max_steps_per_epoch)
+        it: Any = loader
+        if bar is not None:
+            it = bar(loader, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                     leave=False)
+        model.train()
+        total, count = 0.0, 0
+        for step, batch in enumerate(it):
+            if step >= steps:
+                break
+            b: SegSample = batch
+            image, label = b.image.to(device), b.label.to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = segmentation_loss(model(image, tuple(label.shape[-2:])), label, cfg.loss)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * image.shape[0]
+            count += image.shape[0]
+            if bar is not None:
+                it.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.1e}")
+        if bar is not None:
+            it.close()
+        mean = total / max(count, 1)
+        result.losses.append(mean)
+        result.epochs = epoch
+        msg = f"epoch {epoch}: loss {mean:.5g} lr {lr:.1e}"
+        last = epoch == cfg.epochs
+        if eval_dataset is not None and ((cfg.eval_every and epoch % cfg.eval_every == 0) or last):
+            ev = evaluate(model, eval_dataset, progress=progress)
+            result.evals[epoch] = ev.miou
+            msg += f", eval mIoU {100 * ev.miou:.2f} % ({ev.count} images)"
+        log(msg)
+        if (cfg.snapshot_every and epoch % cfg.snapshot_every == 0) or last:
+            result.weights = snapshot(epoch)
+    if result.weights is None and result.epochs >= 1:
+        w = out / f"weights_epoch_{result.epochs}.pth"
+        result.weights = w if w.exists() else None
+    return result
