@@ -62,6 +62,16 @@ def expected(name, f):
         return djif_keys(wide=True)
     if name == "joint_bilateral":
         return {"convt.weight": (1, 1, 2 * f + 1, 2 * f + 1)}
+    if name == "pac_jbu_refine":
+        u = f.bit_length() - 1
+        keys = {"log_scale_color": (u,), "log_scale_space": (u,),
+                "features.0.weight": (16, 3, 3, 3), "features.0.bias": (16,),
+                "features.2.weight": (4, 16, 3, 3), "features.2.bias": (4,),
+                "refine.0.weight": (16, 4, 3, 3), "refine.0.bias": (16,),
+                "refine.2.weight": (16, 16, 3, 3), "refine.2.bias": (16,),
+                "refine.4.weight": (1, 16, 3, 3), "refine.4.bias": (1,)}
+        keys.update({f"up_convts.{i}.weight": (1, 1, 5, 5) for i in range(u)})
+        return keys
     return {}  # bilinear, pac_refine: no parameters
 
 
@@ -157,3 +167,54 @@ def test_aliases_and_pacnet_names():
     assert type(create_model("PacJointUpsample", factor=4)).__name__ == "PacJointUpsample"
     assert type(create_model("DJIF", factor=4)).__name__ == "DJIF"
     assert type(create_model("Bilinear", factor=4)).__name__ == "Bilinear"
+
+
+def test_pac_jbu_refine_starts_as_cascaded_jbu():
+    """Untrained: a constant stays constant, a depth edge on a colour edge stays sharper than
+    bilinear, and the residual branch adds nothing yet."""
+    m = create_model("pac_jbu_refine", factor=4)
+    low = torch.full((1, 1, 4, 5), 3.0)
+    torch.testing.assert_close(m(low, torch.rand(1, 3, 16, 20)), torch.full((1, 1, 16, 20), 3.0))
+    low = torch.zeros(1, 1, 4, 4)
+    low[..., 2:] = 1.0
+    guide = torch.zeros(1, 3, 16, 16)
+    guide[..., 8:] = 1.0
+    out = m(low, guide).detach()
+    bil = create_model("bilinear", factor=4)(low)
+    edge = (slice(None), slice(None), slice(None), slice(6, 10))
+    err = (out[edge] - guide[:, :1][edge]).abs().mean()
+    assert err < 0.75 * (bil[edge] - guide[:, :1][edge]).abs().mean()
+    assert m.refine[-1].weight.abs().sum() == 0
+
+
+@pytest.mark.parametrize("factor", [4, 8])
+def test_pac_jbu_refine_sample_alignment(factor):
+    """A low-resolution sample sits where the 'center' protocol took it: upsampling the centre
+    samples of a smooth ramp reproduces the ramp closely (a one-pixel shift would not)."""
+    from pac_models.data.joint import make_lowres
+
+    m = create_model("pac_jbu_refine", factor=factor)
+    n = 8 * factor
+    ramp = torch.arange(n, dtype=torch.float32).expand(n, n) / n
+    low = torch.from_numpy(make_lowres(ramp.numpy(), factor, "center"))[None, None]
+    out = m(low, torch.full((1, 3, n, n), 0.5)).detach()[0, 0]
+    inner = (slice(2 * factor, -2 * factor),) * 2
+    assert (out - ramp)[inner].abs().max() < 0.25 / n
+
+
+def test_pac_jbu_refine_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    m = create_model("pac_jbu_refine", factor=8)
+    with torch.no_grad():
+        m.refine[-1].weight.normal_(0, 0.1)
+        m.features[-1].weight.normal_(0, 0.1)
+    out = m(torch.rand(2, 1, 3, 3), torch.rand(2, 3, 24, 24))
+    out.square().mean().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_pac_jbu_refine_rejects_bad_factor():
+    with pytest.raises(ValueError, match="power of two"):
+        create_model("pac_jbu_refine", factor=6)
