@@ -6,13 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
-OPS: tuple[str, ...] = ("conv2d", "conv_transpose2d", "pool2d")
-"""The PAC layers a :class:`Case` can time: ``PacConv2d``, ``PacConvTranspose2d``, ``PacPool2d``."""
+OPS: tuple[str, ...] = ("conv2d", "conv_transpose2d", "pool2d", "bilateral")
+"""The PAC layers a :class:`Case` can time: ``PacConv2d``, ``PacConvTranspose2d``, ``PacPool2d``
+and the joint bilateral filter (a normalised ``PacPool2d``, see :class:`JointBilateralPac`)."""
 
 PEER_NAMES: dict[str, tuple[str, str]] = {
     "conv2d": ("PacConv2d", "nn.Conv2d"),
     "conv_transpose2d": ("PacConvTranspose2d", "nn.ConvTranspose2d"),
     "pool2d": ("PacPool2d", "F.avg_pool2d"),
+    "bilateral": ("joint bilateral (PacPool2d)", "Gaussian blur"),
 }
 """``op -> (PAC layer name, name of the torch op of the same shape)``."""
 
@@ -29,6 +31,73 @@ class _AvgPool(torch.nn.Module):
         return torch.nn.functional.avg_pool2d(x, self.kernel, self.stride, self.padding)
 
 
+def _reflect_pad(t: torch.Tensor, pad: int) -> torch.Tensor:
+    return torch.nn.functional.pad(t, (pad, pad, pad, pad), mode="reflect")
+
+
+class GaussianBlur(torch.nn.Module):
+    """Depthwise Gaussian blur with reflect padding: the torch op of a joint bilateral case.
+
+    It is the bilateral filter without its range (colour) term, i.e. what the filter reduces to for
+    an infinite colour sigma, computed by ``F.conv2d`` with ``groups=channels``.
+
+    Args:
+        channels: Channels of the input (one filter each).
+        kernel: Odd window size.
+        sigma_space: Standard deviation of the spatial Gaussian, in pixels.
+    """
+
+    def __init__(self, channels: int, kernel: int, sigma_space: float) -> None:
+        super().__init__()
+        r = torch.arange(kernel, dtype=torch.float32) - kernel // 2
+        g1 = torch.exp(-0.5 * (r / sigma_space) ** 2)
+        g2 = torch.outer(g1, g1)
+        self.register_buffer("weight", (g2 / g2.sum()).expand(channels, 1, kernel, kernel).clone())
+        self.pad = kernel // 2
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Blur ``x`` ``[B, C, H, W]`` (reflect padding, same size)."""
+        return torch.nn.functional.conv2d(_reflect_pad(x, self.pad), self.weight.to(x.dtype),
+                                          groups=self.channels)
+
+
+class JointBilateralPac(torch.nn.Module):
+    r"""The joint bilateral filter as a ``PacPool2d`` (gaussian kernel, ``normalize_kernel=True``).
+
+    ``Y[i] = Σ_j w_ij X[j] / Σ_j w_ij`` over the ``k×k`` window, with
+    ``w_ij = exp(-|p_i - p_j|² / 2σ_s² - |G_i - G_j|² / 2σ_c²)``: the PAC gaussian kernel of the
+    guidance feature ``[G / σ_c, y / σ_s, x / σ_s]`` (the planes of ``create_position_feats``).
+    Input and guidance are reflect-padded first and the pooling runs unpadded, so this computes
+    what ``kornia.filters.joint_bilateral_blur(x, g, k, σ_c, (σ_s, σ_s), border_type='reflect',
+    color_distance_type='l2')`` computes (``tests/test_peers.py`` checks it numerically).
+
+    Args:
+        kernel: Odd window size.
+        sigma_color: Range (guidance) standard deviation.
+        sigma_space: Spatial standard deviation, in pixels.
+    """
+
+    def __init__(self, kernel: int, sigma_color: float, sigma_space: float) -> None:
+        super().__init__()
+        from pac_core import PacPool2d
+
+        self.pad = kernel // 2
+        self.sigma_color, self.sigma_space = float(sigma_color), float(sigma_space)
+        self.pool = PacPool2d(kernel, normalize_kernel=True)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """Filter ``x`` ``[B, C, H, W]`` guided by ``guide`` ``[B, C_g, H, W]``."""
+        xp, gp = _reflect_pad(x, self.pad), _reflect_pad(guide, self.pad)
+        b, _, h, w = gp.shape
+        # create_position_feats' planes, in the guidance's dtype (it computes them in float32)
+        ys = torch.arange(h, dtype=gp.dtype, device=gp.device) / self.sigma_space
+        xs = torch.arange(w, dtype=gp.dtype, device=gp.device) / self.sigma_space
+        pos = torch.stack([ys.view(h, 1).expand(h, w), xs.view(1, w).expand(h, w)])
+        pos = pos.expand(b, 2, h, w)
+        return self.pool(xp, torch.cat([gp / self.sigma_color, pos], 1))
+
+
 @dataclass(frozen=True)
 class Case:
     """One benchmark shape: a PAC layer and the torch op of the same geometry.
@@ -36,7 +105,10 @@ class Case:
     ``op`` picks the pair: ``'conv2d'`` (``PacConv2d`` / ``nn.Conv2d``), ``'conv_transpose2d'``
     (``PacConvTranspose2d`` / ``nn.ConvTranspose2d``; ``size`` is the *output* size, the input is
     ``size // stride``, ``output_padding = stride - 1`` and the guidance is at the output size) or
-    ``'pool2d'`` (``PacPool2d`` / ``F.avg_pool2d``; ``out_channels`` must equal ``channels``).
+    ``'pool2d'`` (``PacPool2d`` / ``F.avg_pool2d``; ``out_channels`` must equal ``channels``) or
+    ``'bilateral'`` (the joint bilateral filter :class:`JointBilateralPac` / a depthwise
+    :class:`GaussianBlur`; same channel rule, stride and dilation 1, reflect borders, and the
+    ``kornia.filters.joint_bilateral_blur`` peer; inputs are uniform in ``[0, 1)``).
 
     Attributes:
         name: Unique name used on the command line and in result files.
@@ -48,7 +120,9 @@ class Case:
         kernel: Kernel size (odd).
         dilation: Dilation.
         stride: Stride.
-        op: ``'conv2d'``, ``'conv_transpose2d'`` or ``'pool2d'``.
+        op: ``'conv2d'``, ``'conv_transpose2d'``, ``'pool2d'`` or ``'bilateral'``.
+        sigma_color: Range sigma of a ``'bilateral'`` case (ignored otherwise).
+        sigma_space: Spatial sigma of a ``'bilateral'`` case, in pixels (ignored otherwise).
     """
 
     name: str
@@ -61,6 +135,8 @@ class Case:
     dilation: int = 1
     stride: int = 1
     op: str = "conv2d"
+    sigma_color: float = 0.1
+    sigma_space: float = 1.5
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -69,6 +145,10 @@ class Case:
             raise ValueError("a pool2d case needs out_channels == channels and dilation 1")
         if self.op == "conv_transpose2d" and self.size % self.stride:
             raise ValueError("a conv_transpose2d case needs size divisible by stride")
+        if self.op == "bilateral" and (self.out_channels != self.channels or self.dilation != 1
+                                       or self.stride != 1):
+            raise ValueError("a bilateral case needs out_channels == channels, stride and "
+                             "dilation 1")
 
     @property
     def padding(self) -> int:
@@ -86,6 +166,20 @@ class Case:
         return self.size // self.stride if self.op == "conv_transpose2d" else self.size
 
     @property
+    def family(self) -> str:
+        """The shape without the image size, e.g. ``'B=1 C=16→16 guide 8 k=5'``: cases of one
+        family differ only in ``size`` (one line of a plot)."""
+        out = f"B={self.batch} C={self.channels}→{self.out_channels} guide {self.guide_channels} "
+        out += f"k={self.kernel}"
+        if self.dilation != 1:
+            out += f" d={self.dilation}"
+        if self.stride != 1:
+            out += f" s={self.stride}"
+        if self.op == "bilateral":
+            out += f" σc={self.sigma_color:g} σs={self.sigma_space:g}"
+        return out
+
+    @property
     def names(self) -> tuple[str, str]:
         """``(PAC layer name, torch op name)``, e.g. ``('PacPool2d', 'F.avg_pool2d')``."""
         return PEER_NAMES[self.op]
@@ -96,6 +190,10 @@ class Case:
         transposed)."""
         gen = torch.Generator().manual_seed(seed)
         n = self.input_size
+        if self.op == "bilateral":
+            x = torch.rand(self.batch, self.channels, n, n, generator=gen, dtype=dtype)
+            g = torch.rand(self.batch, self.guide_channels, n, n, generator=gen, dtype=dtype)
+            return x.to(device), g.to(device)
         x = torch.randn(self.batch, self.channels, n, n, generator=gen, dtype=dtype)
         g = torch.randn(self.batch, self.guide_channels, self.size, self.size, generator=gen,
                         dtype=dtype)
@@ -111,12 +209,14 @@ class Case:
                                       output_padding=self.output_padding, dilation=self.dilation)
         if self.op == "pool2d":
             return PacPool2d(self.kernel, stride=self.stride, padding=self.padding)
+        if self.op == "bilateral":
+            return JointBilateralPac(self.kernel, self.sigma_color, self.sigma_space)
         return PacConv2d(self.channels, self.out_channels, self.kernel, stride=self.stride,
                          padding=self.padding, dilation=self.dilation)
 
     def conv_layer(self) -> torch.nn.Module:
-        """The torch op of the same geometry (the floor): ``nn.Conv2d``, ``nn.ConvTranspose2d``
-        or ``F.avg_pool2d``."""
+        """The torch op of the same geometry (the floor): ``nn.Conv2d``, ``nn.ConvTranspose2d``,
+        ``F.avg_pool2d`` or :class:`GaussianBlur`."""
         if self.op == "conv_transpose2d":
             return torch.nn.ConvTranspose2d(self.channels, self.out_channels, self.kernel,
                                             stride=self.stride, padding=self.padding,
@@ -124,6 +224,8 @@ class Case:
                                             dilation=self.dilation)
         if self.op == "pool2d":
             return _AvgPool(self.kernel, self.stride, self.padding)
+        if self.op == "bilateral":
+            return GaussianBlur(self.channels, self.kernel, self.sigma_space)
         return torch.nn.Conv2d(self.channels, self.out_channels, self.kernel, stride=self.stride,
                                padding=self.padding, dilation=self.dilation)
 
@@ -132,7 +234,6 @@ CASES: dict[str, Case] = {
     c.name: c
     for c in (
         Case("conv_b1_c8_32_k3", 1, 8, 8, 4, 32, 3),
-        Case("conv_b1_c16_64_k5", 1, 16, 16, 8, 64, 5),
         Case("conv_b2_c32_128_k5", 2, 32, 32, 16, 128, 5),
         Case("conv_b2_c32_128_k3_d2", 2, 32, 32, 16, 128, 3, dilation=2),
         Case("conv_b2_c32_128_k5_s2", 2, 32, 32, 16, 128, 5, stride=2),
@@ -142,14 +243,34 @@ CASES: dict[str, Case] = {
         Case("pool_b2_c32_128_k5", 2, 32, 32, 16, 128, 5, op="pool2d"),
         Case("convt_b1_c8_16to32_k3_s2", 1, 8, 8, 4, 32, 3, stride=2, op="conv_transpose2d"),
         Case("pool_b1_c8_32_k3", 1, 8, 8, 4, 32, 3, op="pool2d"),
+        Case("jbf_b1_c3_16_k5", 1, 3, 3, 3, 16, 5, op="bilateral"),
+        # image-size sweeps (the plots): PacConv2d and the joint bilateral filter
+        *(Case(f"conv_b1_c16_{n}_k5", 1, 16, 16, 8, n, 5) for n in (32, 64, 128, 256, 512)),
+        *(Case(f"jbf_b1_c3_{n}_k5", 1, 3, 3, 3, n, 5, op="bilateral")
+          for n in (64, 128, 256, 512)),
     )
 }
-"""Every named case."""
+"""Every named case. ``conv_b1_c16_<n>_k5`` and ``jbf_b1_c3_<n>_k5`` sweep the image size (the
+plots); ``jbf_*`` are joint bilateral cases (σ_c = 0.1, σ_s = 1.5, RGB guidance)."""
 
-QUICK_CASES: tuple[str, ...] = ("conv_b1_c16_64_k5", "conv_b2_c32_128_k5")
-"""What ``pac-bench run`` times by default (a couple of minutes at most on a CPU)."""
+QUICK_CASES: tuple[str, ...] = (
+    "conv_b1_c16_32_k5", "conv_b1_c16_64_k5", "conv_b1_c16_128_k5",
+    "jbf_b1_c3_64_k5", "jbf_b1_c3_128_k5", "jbf_b1_c3_256_k5",
+)
+"""What ``pac-bench run`` (``nox -s bench``) times by default: two short image-size sweeps, every
+peer (a few minutes on two CPU cores, most of it ``torch.compile``)."""
 
-TINY_CASES: tuple[str, ...] = ("conv_b1_c8_32_k3", "convt_b1_c8_16to32_k3_s2", "pool_b1_c8_32_k3")
+FULL_CASES: tuple[str, ...] = tuple(n for n in CASES if n not in ("conv_b1_c8_32_k3",
+                                                                    "convt_b1_c8_16to32_k3_s2",
+                                                                    "pool_b1_c8_32_k3",
+                                                                    "jbf_b1_c3_16_k5"))
+"""``pac-bench run --full``: every named case but the tiny test shapes."""
+
+MATRIX_CASES: tuple[str, ...] = ("conv_b1_c16_64_k5", "conv_b1_c16_128_k5", "jbf_b1_c3_128_k5")
+"""What ``nox -s bench_matrix`` times under each torch release (a minute or two each)."""
+
+TINY_CASES: tuple[str, ...] = ("conv_b1_c8_32_k3", "convt_b1_c8_16to32_k3_s2", "pool_b1_c8_32_k3",
+                               "jbf_b1_c3_16_k5")
 """Shapes small enough for tests."""
 
 

@@ -1,14 +1,33 @@
-"""The ``pac-bench`` command: ``run`` and ``compare``."""
+"""The ``pac-bench`` command: ``run``, ``plot``, ``compare`` and ``matrix-table``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .cases import CASES, CRF_CASES, NATIVE_SUITE, QUICK_CASES, get_case, get_crf_case
-from .report import compare, environment, load_result, render_markdown, write_result
+from .cases import (
+    CASES,
+    CRF_CASES,
+    FULL_CASES,
+    NATIVE_SUITE,
+    QUICK_CASES,
+    get_case,
+    get_crf_case,
+)
+from .report import (
+    PEERS_KIND,
+    compare,
+    environment,
+    load_result,
+    plot_result,
+    render_markdown,
+    render_matrix_markdown,
+    result_stem,
+    write_result,
+)
 from .timing import MODES, time_case, time_crf
 
 SUITES = ("native",)
@@ -102,17 +121,93 @@ def run_extras(result: dict[str, Any], memory_cases: Sequence[str], crf_cases: S
     return result
 
 
+def _log(line: str) -> None:
+    print("  " + line, file=sys.stderr, flush=True)
+
+
+def run_peers(cases: Sequence[str], peers: Sequence[str] | None, modes: Sequence[str], runs: int,
+              warmup: int, device: str, memory: bool, compile_memory: bool = False,
+              memory_limit_gb: float = 8.0) -> dict[str, Any]:
+    """Every peer of every case side by side (:func:`pac_bench.peers.time_peers`), and memory.
+
+    Memory (CPU only) is measured first, each peer in a fresh process
+    (:func:`pac_bench.memory.peer_memory_records`), while this process is still small.
+
+    Args:
+        cases: Case names.
+        peers: Peer names (default: those that apply to each case).
+        modes: Timing modes.
+        runs: Timed repetitions.
+        warmup: Untimed repetitions.
+        device: Torch device.
+        memory: Measure inference-forward peak memory.
+        compile_memory: Measure ``reference+compile`` memory too (compiles in each child).
+        memory_limit_gb: ``reference`` memory runs estimated above this are skipped.
+
+    Returns:
+        ``{"kind": "peers", "environment", "results", "memory"?}``.
+    """
+    from .memory import GiB, peer_memory_records
+    from .peers import applicable_peers, time_peers
+
+    chosen = [get_case(n) for n in cases]
+    result: dict[str, Any] = {"kind": PEERS_KIND}
+    if memory and device == "cpu":
+        mem: list[dict[str, Any]] = []
+        for case in chosen:
+            names = [p for p in (peers or applicable_peers(case)) if p in applicable_peers(case)]
+            for rec in peer_memory_records(case, names, limit_bytes=int(memory_limit_gb * GiB),
+                                           compile_memory=compile_memory):
+                mem.append(rec)
+                peak = rec["peak_bytes"]
+                shown = "—" if peak is None else f"{peak / 2**20:.1f} MiB"
+                _log(f"{case.name:24s} {rec['backend']:18s} memory            {shown} "
+                     f"{rec['note']}")
+        result["memory"] = mem
+    records: list[dict[str, Any]] = []
+    for case in chosen:
+        names = [p for p in (peers or applicable_peers(case)) if p in applicable_peers(case)]
+        records += time_peers(case, names, modes, runs, warmup, device, log=_log)
+    result["results"] = records
+    return result
+
+
+def _versions() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    out: dict[str, Any] = {}
+    try:
+        out["kornia"] = md.version("kornia")
+    except md.PackageNotFoundError:
+        pass
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pac-bench``."""
     parser = argparse.ArgumentParser(prog="pac-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_run = sub.add_parser("run", help="time PacConv2d against nn.Conv2d, write results")
+    p_run = sub.add_parser("run", help="time the PAC layers against their peers, write results")
     p_run.add_argument("--out", default="results", help="directory for <date>-<machine>.json/.md")
+    p_run.add_argument("--stem", default=None,
+                       help="file name of the results without suffix (default <date>-<machine>)")
     p_run.add_argument("--cases", nargs="+", default=list(QUICK_CASES),
                        help=f"case names (known: {', '.join(CASES)})")
+    p_run.add_argument("--full", action="store_true",
+                       help="every named case (but the tiny test shapes) instead of the quick set")
+    p_run.add_argument("--peers", nargs="+", default=None,
+                       help="peers to run (default: all that apply: torch, reference, "
+                            "reference+compile, native, kornia)")
+    p_run.add_argument("--no-memory", action="store_true",
+                       help="skip the peak-memory children (peers run)")
+    p_run.add_argument("--compile-memory", action="store_true",
+                       help="also measure reference+compile memory (compiles in each child)")
+    p_run.add_argument("--no-plot", action="store_true", help="write no PNG plots")
+    p_run.add_argument("--threads", type=int, default=None,
+                       help="torch intra-op threads for the timings (default: torch's)")
     p_run.add_argument("--backends", nargs="+", default=None,
-                       help="pac_core backends (default: every available one)")
+                       help="pac_core backends of --suite native (default: every available one)")
     p_run.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p_run.add_argument("--runs", type=int, default=5)
     p_run.add_argument("--warmup", type=int, default=1)
@@ -136,6 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--note", action="append", default=[],
                        help="a note for the report (repeatable)")
 
+    p_plot = sub.add_parser("plot", help="plot a result JSON (time, memory vs image size)")
+    p_plot.add_argument("result", help="a result JSON written by `pac-bench run`")
+    p_plot.add_argument("--out", default=None, help="directory of the PNGs (default: beside it)")
+
+    p_mat = sub.add_parser("matrix-table",
+                           help="tabulate time per torch release from per-release result JSONs")
+    p_mat.add_argument("results", nargs="+", help="result JSONs (one per torch release)")
+    p_mat.add_argument("--out", default=None, help="markdown file to write (default: print)")
+
     p_cmp = sub.add_parser("compare", help="compare two result JSON files")
     p_cmp.add_argument("old")
     p_cmp.add_argument("new")
@@ -143,10 +247,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="allowed slowdown of a time ratio, in percent (default 10)")
 
     args = parser.parse_args(argv)
+    if args.command == "plot":
+        return _plot(Path(args.result), args.out)
+    if args.command == "matrix-table":
+        results = [load_result(p) for p in args.results]
+        text = render_matrix_markdown(results, [Path(p).name for p in args.results])
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text)
+            print(f"wrote {args.out}")
+        else:
+            print(text)
+        return 0
     if args.command == "run":
         import os
 
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         cases, memory_cases, crf_cases = args.cases, args.memory_cases, args.crf_cases
         if args.suite == "native":
             cases = list(NATIVE_SUITE["time"])
@@ -162,8 +282,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             # re-faults would be counted as forward memory
             run_extras(extras, memory_cases, [], backends, args.runs, args.warmup, steps,
                        args.memory_limit_gb)
-        result = run(cases, args.backends, args.modes, args.runs, args.warmup, args.device,
-                     args.memory)
+        if args.suite is None:
+            if args.full:
+                cases = list(FULL_CASES)
+            result = run_peers(cases, args.peers or args.backends, args.modes, args.runs,
+                               args.warmup, args.device, not args.no_memory,
+                               args.compile_memory, args.memory_limit_gb)
+            result["environment"] = {**environment(args.device), **_versions(),
+                                     "backends": pac_core.backends.available()}
+        else:
+            result = run(cases, args.backends, args.modes, args.runs, args.warmup, args.device,
+                         args.memory)
         result.update(extras)
         if args.device == "cpu":
             run_extras(result, [], crf_cases, backends, args.runs, args.warmup, steps,
@@ -176,7 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["environment"]["load_before"] = " ".join(f"{v:.2f}" for v in load)
         if args.note:
             result["notes"] = list(args.note)
-        json_path, md_path = write_result(result, args.out)
+        stem = args.stem or result_stem(result)
+        if result.get("kind") == PEERS_KIND and not args.no_plot:
+            try:
+                plots = plot_result(result, args.out, stem)
+                result["plots"] = [p.name for p in plots]
+            except ImportError as exc:
+                print(f"no plots: {exc} (pip install matplotlib)", file=sys.stderr)
+        json_path, md_path = write_result(result, args.out, stem)
         print(render_markdown(result))
         print(f"wrote {json_path} and {md_path}")
         return 0
@@ -185,6 +321,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if regressed:
         print(f"regression beyond {args.threshold:g}%", file=sys.stderr)
         return 1
+    return 0
+
+
+def _plot(path: Path, out: str | None) -> int:
+    """``pac-bench plot``: PNGs beside the result; its ``.json``/``.md`` list them."""
+    result = load_result(path)
+    if result.get("kind") != PEERS_KIND:
+        print(f"{path}: not a peers result (written by `pac-bench run` without --suite)",
+              file=sys.stderr)
+        return 2
+    out_dir = Path(out) if out else path.parent
+    plots = plot_result(result, out_dir, path.stem)
+    for p in plots:
+        print(f"wrote {p}")
+    if out is None:
+        result["plots"] = [p.name for p in plots]
+        write_result(result, path.parent, path.stem)
     return 0
 
 

@@ -133,3 +133,111 @@ def memory_records(case: Case, backends: list[str], threads: int = 1,
                 rec["note"] = f"failed: {str(exc).strip().splitlines()[-1][:160]}"
         records.append(rec)
     return records
+
+
+_PEER_CHILD = r"""
+import dataclasses, gc, json, resource, sys
+import torch
+from pac_bench.cases import Case
+from pac_bench.peers import make_peer
+case = Case(**json.loads(sys.argv[1])); name = sys.argv[2]; warm = sys.argv[4]
+torch.set_num_threads(int(sys.argv[3]))
+scale = 1 if sys.platform == "darwin" else 1024
+x, g = case.inputs()
+peer = make_peer(case, name)
+with torch.no_grad():
+    if warm == "small":
+        small = dataclasses.replace(case, batch=1, size=max(4 * case.kernel, 2 * case.stride))
+        xs, gs = small.inputs()
+        peer.fn(xs, gs)
+        del xs, gs
+    elif warm == "full":
+        peer.fn(x, g)
+gc.collect()
+try:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    with open("/proc/self/statm") as fh:
+        before = int(fh.read().split()[1]) * resource.getpagesize()
+except OSError:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+with torch.no_grad():
+    y = peer.fn(x, g)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+print(json.dumps({"peak_extra_bytes": max(0, after - before)}))
+"""
+
+
+def peer_peak_bytes(case: Case, peer: str, threads: int = 1, timeout: float = 600.0,
+                    warm: str = "small") -> int:
+    """Peak extra resident memory (bytes) of one inference forward of ``peer`` (fresh process).
+
+    Args:
+        case: The shape.
+        peer: A name of :data:`pac_bench.peers.PEERS`.
+        threads: torch intra-op threads in the child.
+        timeout: Seconds before the child is killed.
+        warm: ``'small'`` (one call on a batch-1 ``4·k``-pixel input first, so one-time library
+            initialisation is not counted), ``'full'`` (one call on the measured input first:
+            what a compiled peer needs, or its compilation is counted) or ``'none'``.
+
+    Raises:
+        RuntimeError: the child failed (its stderr is included).
+    """
+    if warm not in ("small", "full", "none"):
+        raise ValueError(f"warm must be 'small', 'full' or 'none', got {warm!r}")
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEER_CHILD, json.dumps(asdict(case)), peer, str(threads), warm],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_extra_bytes"])
+
+
+def peer_memory_records(case: Case, peers: list[str], threads: int = 1,
+                        limit_bytes: int = 8 * GiB, compile_memory: bool = False,
+                        ) -> list[dict[str, Any]]:
+    """Peak extra memory of one inference forward of the floor and of each peer of ``case``.
+
+    Each peer runs in its own fresh process (:func:`peer_peak_bytes`). Skipped, with the reason
+    in ``note``: ``reference`` (and ``reference+compile``) above ``limit_bytes`` by
+    :func:`reference_estimate_bytes`, ``reference+compile`` unless ``compile_memory`` (compiling
+    again in every fresh process costs tens of seconds on a small CPU), peers that cannot run here.
+
+    Returns:
+        Records ``{"case", "op", "family", "size", "backend", "peak_bytes", "ratio", "note"}``,
+        the floor first (backend ``'torch'``, ratio 1); ``ratio = peak / floor peak``.
+    """
+    from .peers import COMPILE_PEER, FLOOR, PeerUnavailable, make_peer
+
+    base = {"case": case.name, "op": case.op, "family": case.family, "size": case.size}
+    floor = peer_peak_bytes(case, FLOOR, threads)
+    records: list[dict[str, Any]] = [{**base, "backend": FLOOR, "peak_bytes": floor,
+                                      "ratio": 1.0, "note": case.names[1]}]
+    for name in peers:
+        if name == FLOOR:
+            continue
+        rec: dict[str, Any] = {**base, "backend": name, "peak_bytes": None, "ratio": None,
+                               "note": ""}
+        est = reference_estimate_bytes(case)
+        if name == COMPILE_PEER and not compile_memory:
+            rec["note"] = "not measured (compiles in each fresh process; --compile-memory)"
+        elif name.startswith("reference") and est > limit_bytes:
+            rec["note"] = (f"skipped: estimated {est / GiB:.1f} GiB > limit "
+                           f"{limit_bytes / GiB:.1f} GiB")
+        else:
+            try:
+                make_peer(case, name)  # cheap: says why a peer cannot run, without a child
+                rec["peak_bytes"] = peer_peak_bytes(
+                    case, name, threads, warm="full" if name == COMPILE_PEER else "small")
+                rec["ratio"] = rec["peak_bytes"] / floor if floor else None
+            except PeerUnavailable as exc:
+                rec["note"] = f"skipped: {exc}"
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                rec["note"] = f"failed: {str(exc).strip().splitlines()[-1][:160]}"
+        records.append(rec)
+    return records
