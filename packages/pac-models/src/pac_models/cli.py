@@ -1,4 +1,8 @@
-"""The ``pac-models`` command: ``list``, ``eval``, ``upsample``, ``train``, ``demo``."""
+"""The ``pac-models`` command: ``list``, ``eval``, ``upsample``, ``train``, ``demo``.
+
+``eval`` and ``train`` serve both tasks: joint depth/flow upsampling and semantic segmentation
+(``--task``, by default detected from the model name: ``fcn8s…`` names are segmentation).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,133 @@ from typing import Any, Optional
 
 import numpy as np
 
-DATASETS = ("middlebury", "nyu", "sintel", "synthetic")
+DATASETS = ("middlebury", "nyu", "sintel", "synthetic", "voc")
 
 
 def _model(name: str, factor: int, weights: Optional[str]) -> Any:
     from .registry import create_model
 
     return create_model(name, pretrained=weights or False, factor=factor)
+
+
+# --- segmentation -----------------------------------------------------------------------------
+
+def _task(args: argparse.Namespace) -> str:
+    """``--task``, or ``segmentation`` for segmentation model names, else ``depth``."""
+    task = getattr(args, "task", "auto")
+    if task != "auto":
+        return task
+    from .registry import get_model_entry
+    from .segmentation.grammar import is_segmentation_name
+
+    name = args.model or ""
+    if is_segmentation_name(name):
+        return "segmentation"
+    try:
+        return "segmentation" if "segmentation" in get_model_entry(name).tags else "depth"
+    except (ValueError, TypeError):
+        return "depth"
+
+
+def _model_args(pairs: Optional[Sequence[str]]) -> dict[str, Any]:
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in pairs or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"--model-arg must be KEY=VALUE, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _seg_model(args: argparse.Namespace) -> Any:
+    from .registry import create_model
+
+    kwargs = _model_args(args.model_arg)
+    if getattr(args, "backbone_weights", None):
+        kwargs["backbone_weights"] = args.backbone_weights
+    try:
+        model = create_model(args.model, pretrained=args.weights or False,
+                             num_classes=args.num_classes, **kwargs)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    init = getattr(args, "init_weights", None)
+    if init:
+        from .weights import load_checkpoint, map_legacy_keys
+
+        sd = map_legacy_keys(load_checkpoint(init), model.state_dict().keys())
+        res = model.load_state_dict(sd, strict=False)
+        print(f"loaded {init} non-strictly: missing keys {list(res.missing_keys) or 'none'}; "
+              f"unexpected keys {list(res.unexpected_keys) or 'none'}")
+    return model.to(args.device)
+
+
+def _voc_dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
+    from .segmentation import SegmentationInputs, VOCSegmentation
+
+    if args.dataset not in (None, "voc"):
+        raise SystemExit(f"segmentation models need --dataset voc, got {args.dataset!r}")
+    if not args.data:
+        raise SystemExit("--data PATH (VOCdevkit/VOC2012 or a folder above it) is needed for "
+                         "--dataset voc")
+    if train:
+        crop = 449 if args.crop is None else args.crop
+        tf = SegmentationInputs(crop, train=True, flip=True, scale=args.scale,
+                                jitter=args.jitter)
+    else:
+        tf = SegmentationInputs(args.test_crop, train=False)
+    try:
+        return VOCSegmentation(args.data, split, sbd_root=args.sbd, transform=tf,
+                               seed=args.seed, lists_dir=args.lists_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _cmd_eval_segmentation(args: argparse.Namespace) -> int:
+    from .segmentation import evaluate
+
+    model = _seg_model(args)
+    split = args.split or "val"
+    ds = _voc_dataset(args, split, train=False)
+    res = evaluate(model, ds, limit=args.limit, progress=not args.quiet,
+                   save_dir=args.save_dir, save=args.save)
+    print(f"voc {split}, {args.model}: mIoU {100 * res.miou:.2f} %, pixel accuracy "
+          f"{100 * res.acc:.2f} %, mean class accuracy {100 * res.macc:.2f} % over "
+          f"{res.count} images")
+    return 0
+
+
+def _cmd_train_segmentation(args: argparse.Namespace) -> int:
+    import torch
+
+    from .segmentation import SegTrainConfig, train
+
+    torch.manual_seed(args.seed)
+    model = _seg_model(args)
+    ds = _voc_dataset(args, args.train_split, train=True)
+    ev = None
+    if args.eval_limit != 0:
+        ev = _voc_dataset(args, args.split or "val", train=False)
+        if args.eval_limit and args.eval_limit > 0:
+            ev = torch.utils.data.Subset(ev, range(min(args.eval_limit, len(ev))))
+    cfg = SegTrainConfig(epochs=args.epochs, lr=1e-3 if args.lr is None else args.lr,
+                         milestones=tuple(args.milestones), optimizer=args.optimizer,
+                         loss=args.loss, batch_size=args.batch_size, seed=args.seed,
+                         snapshot_every=1 if args.snapshot_every is None else args.snapshot_every,
+                         eval_every=1 if args.eval_every is None else args.eval_every,
+                         max_steps_per_epoch=args.max_steps,
+                         num_workers=args.workers)
+    try:
+        res = train(model, ds, args.out, cfg, eval_dataset=ev, resume=not args.no_resume,
+                    progress=not args.quiet)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"trained epochs {res.start_epoch}–{res.epochs}; weights: {res.weights}")
+    return 0
 
 
 def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
@@ -64,6 +188,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if _task(args) == "segmentation":
+        return _cmd_eval_segmentation(args)
+    args.dataset = args.dataset or "middlebury"
+    args.split = args.split or "test"
     model = _model(args.model, args.factor, args.weights).to(args.device)
     if args.dataset == "middlebury":
         from .depth.evaluate import evaluate_middlebury
@@ -138,6 +266,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .depth.train import TrainConfig, train
     from .registry import create_model
 
+    if _task(args) == "segmentation":
+        return _cmd_train_segmentation(args)
+    args.dataset = args.dataset or "synthetic"
+    args.crop = 256 if args.crop is None else args.crop
+    args.lr = 1e-4 if args.lr is None else args.lr
+    args.snapshot_every = 100 if args.snapshot_every is None else args.snapshot_every
+    args.eval_every = 10 if args.eval_every is None else args.eval_every
     torch.manual_seed(args.seed)
     model = create_model(args.model, factor=args.factor).to(args.device)
     ds = _dataset(args, "train", train=True)
@@ -177,10 +312,26 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--factor", type=int, default=8, choices=(4, 8, 16))
         sp.add_argument("--weights", default=None,
                         help="weights: a record tag, a file path or a URL")
+        sp.add_argument("--task", choices=("auto", "depth", "segmentation"), default="auto",
+                        help="default: segmentation for fcn8s… model names, else depth")
+        sp.add_argument("--num-classes", type=int, default=21, help="segmentation classes")
+        sp.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra builder argument (repeatable), e.g. width=8")
 
     def data(sp: argparse.ArgumentParser, default: str) -> None:
-        sp.add_argument("--dataset", choices=DATASETS, default=default)
-        sp.add_argument("--data", default=None, help="NYU .mat file or Sintel root")
+        sp.add_argument("--dataset", choices=DATASETS, default=None,
+                        help=f"default: {default} (depth models), voc (segmentation models)")
+        sp.add_argument("--data", default=None,
+                        help="NYU .mat file, Sintel root or VOC root (VOCdevkit/VOC2012)")
+        sp.add_argument("--sbd", default=None,
+                        help="voc: SBD root (benchmark_RELEASE/dataset), for the *_aug splits")
+        sp.add_argument("--lists-dir", default=None,
+                        help="voc: folder with extra split lists (train11.txt, val11.txt, …)")
+        sp.add_argument("--test-crop", type=int, default=-1,
+                        help="voc: evaluation canvas size (-1: full image; 512 for fcn8spac)")
+        sp.add_argument("--backbone-weights", default=None,
+                        help="segmentation: VGG-16 or FCN-8s weights (path or URL) for the "
+                             "backbone")
         sp.add_argument("--sintel-pass", default="clean", choices=("clean", "final", "albedo"))
         sp.add_argument("--scenes", type=int, default=64, help="synthetic: number of scenes")
         sp.add_argument("--scene-size", type=int, default=256, help="synthetic: scene size")
@@ -188,10 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    ev = sub.add_parser("eval", help="RMSE/EPE of a model on a dataset or the Middlebury sample")
+    ev = sub.add_parser("eval", help="RMSE/EPE of a model on a dataset or the Middlebury sample; "
+                                     "mIoU of a segmentation model on VOC")
     common(ev, "pac_refine")
     data(ev, "middlebury")
-    ev.add_argument("--split", default="test", help="train/val/test (NYU), train/val (Sintel)")
+    ev.add_argument("--split", default=None,
+                    help="train/val/test (NYU; default test), train/val (Sintel), a VOC split "
+                         "(default val)")
+    ev.add_argument("--save-dir", default=None, help="voc: write every prediction here")
+    ev.add_argument("--save", choices=("pred", "raw"), default="pred",
+                    help="voc: palette PNG of the argmax (pred) or float32 .npy scores (raw)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N images")
     ev.add_argument("--downscale", type=int, default=2, help="middlebury working resolution")
     ev.set_defaults(crop=None)
@@ -204,20 +361,33 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--png-scale", type=float, default=1.0,
                     help="multiply by this before writing a 16-bit PNG (e.g. 1000: m → mm)")
 
-    tr = sub.add_parser("train", help="train a joint-upsampling model (progress, snapshots, "
-                                      "resume)")
+    tr = sub.add_parser("train", help="train a joint-upsampling or segmentation model "
+                                      "(progress, snapshots, resume)")
     common(tr, "pac_joint_upsample")
     data(tr, "synthetic")
     tr.add_argument("--out", required=True, help="snapshot folder (resumed from if present)")
     tr.add_argument("--epochs", type=int, default=1)
-    tr.add_argument("--lr", type=float, default=1e-4)
+    tr.add_argument("--lr", type=float, default=None,
+                    help="default 1e-4 (depth), 1e-3 (segmentation)")
     tr.add_argument("--milestones", type=int, nargs="*", default=[],
                     help="epochs from which lr is divided by 10 (pacnet: 3500 4500)")
     tr.add_argument("--batch-size", type=int, default=1)
-    tr.add_argument("--crop", type=int, default=256, help="random square crop (÷ factor)")
+    tr.add_argument("--crop", type=int, default=None,
+                    help="random square crop (depth: default 256, ÷ factor; voc: default 449)")
+    tr.add_argument("--train-split", default="train_aug", help="voc: training split")
+    tr.add_argument("--split", default=None, help="voc: evaluation split (default val)")
+    tr.add_argument("--loss", default="ce", help="voc: 'ce' or 'fce_<t>'")
+    tr.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="voc")
+    tr.add_argument("--scale", type=float, default=0.0, help="voc: random scale ±s")
+    tr.add_argument("--jitter", action="store_true", help="voc: colour jitter")
+    tr.add_argument("--init-weights", default=None,
+                    help="voc: initial weights loaded non-strictly (missing/unexpected keys "
+                         "are printed), e.g. a stage-1 snapshot into a loose CRF")
     tr.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
-    tr.add_argument("--snapshot-every", type=int, default=100)
-    tr.add_argument("--eval-every", type=int, default=10)
+    tr.add_argument("--snapshot-every", type=int, default=None,
+                    help="default 100 (depth), 1 (segmentation)")
+    tr.add_argument("--eval-every", type=int, default=None,
+                    help="default 10 (depth), 1 (segmentation)")
     tr.add_argument("--eval-limit", type=int, default=-1,
                     help="evaluate on the first N test images (0: no evaluation, -1: all)")
     tr.add_argument("--workers", type=int, default=0, help="DataLoader workers")
@@ -234,9 +404,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Subcommands:
         list: registered models (``--weights``: their weights records).
         eval: RMSE (EPE for Sintel) of a model on NYU, Sintel, synthetic scenes or the Middlebury
-            sample.
+            sample; mIoU of a segmentation model on VOC 2012 (+ SBD).
         upsample: depth (.npy/.png) + RGB image in, upsampled depth (.npy/.png) out.
-        train: train a model with progress bars, snapshots, resume and a seed.
+        train: train a model (depth or segmentation) with progress bars, snapshots, resume and
+            a seed.
         demo: guided upsampling of the Middlebury disparity (same as ``python -m pac_models.demo``).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
