@@ -8,6 +8,7 @@ Registered models (``create_model(name, num_classes=21)``): ``fcn8s``, ``fcn8sal
 
 from __future__ import annotations
 
+from .api import refine
 from .builders import README_MODELS, build_model
 from .crf_head import ModelWithConvCrf, ModelWithCrf, freeze_backbone
 from .data import (
@@ -50,6 +51,7 @@ __all__ = [
     "input_to_image",
     "load_backbone_weights",
     "parse_name",
+    "refine",
     "segmentation_loss",
     "split_ids",
     "train",

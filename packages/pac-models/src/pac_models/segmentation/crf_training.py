@@ -1,0 +1,213 @@
+"""Learn the few parameters of the default PAC-CRF on labelled synthetic scenes.
+
+Data: :func:`pac_models.data.synthetic_seg.synthetic_seg_batch` — dead-leaves scenes labelled
+foreground/background at a random depth percentile in [30, 70], with coarse logits made by
+downsampling the labelling ×8 or ×16 and upsampling it again (the same function the Middlebury
+demo uses). The model: :class:`~pac_models.segmentation.api.PacCrfRefiner` with
+:data:`~pac_models.segmentation.api.DEFAULT_CRF`; its parameters are the unary weight, one 5×5
+spatial filter per kernel and the per-kernel colour scales (88 numbers). Loss: NLL of the refined
+log-probabilities against the labels. Optimiser: Adam (the colour scales get a larger learning rate,
+as they live on a scale of tens); the scales are kept ≥ 1.
+
+Run (the recipe of the shipped weights, see ``pac_models/weights/README.md``)::
+
+    python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v1.safetensors
+
+Everything is seeded; one CPU thread by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.synthetic_seg import IGNORE_INDEX, synthetic_seg_batch
+from .api import DEFAULT_CRF, PacCrfRefiner, image_tensor
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "main", "mean_iou", "train_crf"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of :func:`train_crf` (the defaults are the shipped weights' recipe).
+
+    Attributes:
+        steps: Adam steps.
+        batch: Scenes per step.
+        scenes: Training scenes (drawn with replacement per step).
+        size: Scene ``(height, width)``; multiples of every factor.
+        factors: Coarse-logit factors, alternating over the scenes.
+        percentile: Range of the per-scene depth percentile of the threshold.
+        lr: Adam learning rate of the CRF parameters.
+        scale_lr: Adam learning rate of the colour scales.
+        seed: Seed of the model init, the scenes (``[seed, i]``) and the batch draws.
+        eval_scenes: Held-out scenes (seed ``seed + 1000``) scored before and after.
+        crf: The CRF (model-name grammar).
+    """
+
+    steps: int = 300
+    batch: int = 4
+    scenes: int = 96
+    size: tuple[int, int] = (192, 192)
+    factors: tuple[int, ...] = (8, 16)
+    percentile: tuple[float, float] = (30.0, 70.0)
+    lr: float = 0.01
+    scale_lr: float = 0.5
+    seed: int = 0
+    eval_scenes: int = 16
+    crf: str = DEFAULT_CRF
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_crf` returns.
+
+    Attributes:
+        model: The trained refiner.
+        losses: Training loss per step.
+        miou_before: Held-out mIoU (%) of the coarse logits.
+        miou_after: Held-out mIoU (%) after refinement, before training (index 0) and after.
+        seconds: Wall-clock training time.
+    """
+
+    model: PacCrfRefiner
+    losses: list[float] = field(default_factory=list)
+    miou_before: float = float("nan")
+    miou_after: tuple[float, float] = (float("nan"), float("nan"))
+    seconds: float = 0.0
+
+
+def mean_iou(pred: Union[Tensor, np.ndarray], labels: Union[Tensor, np.ndarray], num_classes: int,
+             ignore_index: int = IGNORE_INDEX) -> float:
+    """mIoU in percent over the classes present in prediction or labels (ignored pixels left out).
+
+    Args:
+        pred: Integer predictions, any shape.
+        labels: Integer labels of the same shape; ``ignore_index`` (or anything outside
+            ``[0, num_classes)``) is not scored.
+        num_classes: ``L``.
+        ignore_index: Label of unscored pixels.
+    """
+    p = torch.as_tensor(np.asarray(pred) if isinstance(pred, np.ndarray) else pred).reshape(-1)
+    t = torch.as_tensor(np.asarray(labels) if isinstance(labels, np.ndarray) else labels)
+    t = t.reshape(-1).long()
+    if p.shape != t.shape:
+        raise ValueError(f"pred has {p.numel()} elements, labels {t.numel()}")
+    keep = (t != ignore_index) & (t >= 0) & (t < num_classes)
+    p, t = p[keep].long(), t[keep]
+    conf = torch.bincount(t * num_classes + p, minlength=num_classes**2)
+    conf = conf.reshape(num_classes, num_classes).double()
+    tp = conf.diag()
+    denom = conf.sum(0) + conf.sum(1) - tp
+    present = denom > 0
+    return float((tp[present] / denom[present]).mean() * 100.0)
+
+
+@torch.no_grad()
+def evaluate(model: PacCrfRefiner, logits: Tensor, rgb: Tensor, labels: Tensor,
+             batch: int = 4) -> tuple[float, float]:
+    """``(mIoU of argmax(logits), mIoU after model)`` in percent over all scenes together."""
+    before, after = [], []
+    for i in range(0, logits.shape[0], batch):
+        lg = logits[i:i + batch]
+        before.append(lg.argmax(1))
+        after.append(model(lg, image_tensor(rgb[i:i + batch])).argmax(1))
+    n = logits.shape[1]
+    return (mean_iou(torch.cat(before), labels, n), mean_iou(torch.cat(after), labels, n))
+
+
+def train_crf(config: TrainConfig = TrainConfig(), *, log_every: int = 25,
+              log: Optional[callable] = print) -> TrainResult:
+    """Train a :class:`PacCrfRefiner` on synthetic scenes (see the module docstring).
+
+    Args:
+        config: Settings.
+        log_every: Print the mean loss every this many steps (0: never).
+        log: Print function (None: silent).
+
+    Returns:
+        The trained model, the losses and held-out mIoU before/after.
+    """
+    torch.manual_seed(config.seed)
+    model = PacCrfRefiner(2, config.crf)
+    t0 = time.perf_counter()
+    logits, rgb, labels = synthetic_seg_batch(config.scenes, config.size, config.factors,
+                                              config.seed, config.percentile)
+    ev = synthetic_seg_batch(config.eval_scenes, config.size, config.factors,
+                             config.seed + 1000, config.percentile)
+    images = image_tensor(rgb)
+    scales = list(model.feat_scales.parameters())
+    scale_ids = {id(p) for p in scales}
+    others = [p for p in model.parameters() if id(p) not in scale_ids and p.requires_grad]
+    opt = torch.optim.Adam([{"params": others, "lr": config.lr},
+                            {"params": scales, "lr": config.scale_lr}])
+    result = TrainResult(model)
+    model.eval()
+    result.miou_before, untrained = evaluate(model, *ev)
+    gen = torch.Generator().manual_seed(config.seed)
+    for step in range(config.steps):
+        idx = torch.randint(0, config.scenes, (config.batch,), generator=gen)
+        out = model(logits[idx], images[idx])
+        loss = F.nll_loss(out, labels[idx], ignore_index=IGNORE_INDEX)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for s in scales:
+                s.clamp_(min=1.0)
+        result.losses.append(loss.item())
+        if log is not None and log_every and (step + 1) % log_every == 0:
+            recent = result.losses[-log_every:]
+            log(f"step {step + 1}/{config.steps}: loss {sum(recent) / len(recent):.4f} "
+                f"({time.perf_counter() - t0:.0f} s)")
+    _, trained = evaluate(model, *ev)
+    result.miou_after = (untrained, trained)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m pac_models.segmentation.crf_training --out FILE``."""
+    d = TrainConfig()
+    ap = argparse.ArgumentParser(prog="python -m pac_models.segmentation.crf_training",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="weights file (.safetensors)")
+    ap.add_argument("--steps", type=int, default=d.steps)
+    ap.add_argument("--batch", type=int, default=d.batch)
+    ap.add_argument("--scenes", type=int, default=d.scenes)
+    ap.add_argument("--size", type=int, nargs=2, default=list(d.size))
+    ap.add_argument("--lr", type=float, default=d.lr)
+    ap.add_argument("--scale-lr", type=float, default=d.scale_lr)
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, scenes=args.scenes,
+                      size=(args.size[0], args.size[1]), lr=args.lr, scale_lr=args.scale_lr,
+                      seed=args.seed)
+    res = train_crf(cfg)
+    from ..weights import save_weights
+
+    digest = save_weights(res.model, Path(args.out))
+    print(f"trained {cfg.steps} steps in {res.seconds:.0f} s ({args.threads} thread(s))")
+    print(f"held-out synthetic mIoU ({cfg.eval_scenes} scenes, seed {cfg.seed + 1000}): coarse "
+          f"{res.miou_before:.2f}, untrained CRF {res.miou_after[0]:.2f}, "
+          f"trained CRF {res.miou_after[1]:.2f}")
+    print("parameters:", {k: [round(x, 4) for x in v.flatten().tolist()][:6]
+                          for k, v in res.model.state_dict().items()})
+    print(f"{args.out}: sha256 {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
