@@ -120,9 +120,13 @@ def cuda_build(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Time PacConv2d against nn.Conv2d (quick cases); writes packages/pac-bench/results/."""
+    """PAC layers against their peers (quick cases; ``-- --full`` for all): writes the markdown
+    table, JSON and plots to packages/pac-bench/results/ (other ``pac-bench run`` options pass
+    through, e.g. ``-- --threads 1 --note "..."``)."""
     install_all(session)
-    session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs)
+    session.install(f"{BENCH}[peers,plot]")
+    session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs,
+                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
 
 
 # -- the torch matrix ----------------------------------------------------------------------------
@@ -149,17 +153,22 @@ def _numpy_spec(torch_version: str) -> str:
     return "numpy<2" if (major, minor) < (2, 3) else "numpy"
 
 
-def run_matrix_entry(session: nox.Session, torch_version: str) -> None:
-    """Build pac-core natively against ``torch_version`` and run its default tests.
-
-    ``session.posargs`` replace the default marker selection ``-m "not slow and not cuda"``.
-    """
+def install_matrix_core(session: nox.Session, torch_version: str) -> None:
+    """Install ``torch_version`` and build pac-core natively against it (CPU build)."""
     session.install(f"torch=={torch_version}", _numpy_spec(torch_version), *TEST_REQS,
                     *BUILD_REQS)
     session.env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
     # --no-deps: keep exactly the torch installed above; PAC_CUDA=off: a CPU build everywhere.
     session.install("--no-build-isolation", "--no-deps", str(CORE), env={"PAC_CUDA": "off"})
     session.run("python", "-c", _MATRIX_INFO)
+
+
+def run_matrix_entry(session: nox.Session, torch_version: str) -> None:
+    """Build pac-core natively against ``torch_version`` and run its default tests.
+
+    ``session.posargs`` replace the default marker selection ``-m "not slow and not cuda"``.
+    """
+    install_matrix_core(session, torch_version)
     args = session.posargs or ["-m", "not slow and not cuda"]
     session.run("pytest", str(CORE / "tests"), "-q", "-p", "no:cacheprovider", "-rs", *args,
                 env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
@@ -179,6 +188,37 @@ def matrix(session: nox.Session, torch: str) -> None:
 def matrix_oldest(session: nox.Session) -> None:
     """The oldest supported torch of the matrix (CI runs this one)."""
     run_matrix_entry(session, MATRIX_TORCH[0])
+
+
+BENCH_MATRIX_DIR = BENCH / "results" / "bench-matrix"
+#: kornia 0.9 needs torch >= 2.5.1; under older releases its peer is skipped (and says so).
+KORNIA_MIN_TORCH = (2, 5, 1)
+
+
+@nox.session
+@nox.parametrize("torch", MATRIX_TORCH, ids=MATRIX_IDS)
+def bench_matrix(session: nox.Session, torch: str) -> None:
+    """The quick bench (``pac-bench run --matrix``: a small case set, no memory children) under
+    each torch release of ``MATRIX_TORCH``, pac-core built natively against it as in ``matrix``.
+
+    Writes ``packages/pac-bench/results/bench-matrix/torch-<version>.json/.md``, then tabulates
+    every per-release file there into ``packages/pac-bench/results/bench-matrix.md`` (time per
+    release). ``nox -s "bench_matrix(2.4)"`` runs one release; ``session.posargs`` pass to
+    ``pac-bench run`` (e.g. ``-- --threads 1``).
+    """
+    install_matrix_core(session, torch)
+    extra = ["pytest-benchmark>=4"]
+    if tuple(int(p) for p in torch.split(".")[:3]) >= KORNIA_MIN_TORCH:
+        extra.append("kornia>=0.9.0")
+    # torch pinned again: nothing here may replace the release under test
+    session.install(f"torch=={torch}", *extra)
+    session.install("--no-deps", str(BENCH))
+    session.run("pac-bench", "run", "--matrix", "--no-memory", "--no-plot", "--out",
+                str(BENCH_MATRIX_DIR), "--stem", f"torch-{torch}", *session.posargs,
+                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
+    runs = sorted(str(p) for p in BENCH_MATRIX_DIR.glob("torch-*.json"))
+    session.run("pac-bench", "matrix-table", *runs, "--out",
+                str(BENCH / "results" / "bench-matrix.md"))
 
 
 # mkdocstrings formats the separate signatures with ruff.

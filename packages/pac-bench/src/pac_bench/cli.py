@@ -12,6 +12,7 @@ from .cases import (
     CASES,
     CRF_CASES,
     FULL_CASES,
+    MATRIX_CASES,
     NATIVE_SUITE,
     QUICK_CASES,
     get_case,
@@ -196,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help=f"case names (known: {', '.join(CASES)})")
     p_run.add_argument("--full", action="store_true",
                        help="every named case (but the tiny test shapes) instead of the quick set")
+    p_run.add_argument("--matrix", action="store_true",
+                       help="the small case set of `nox -s bench_matrix` (MATRIX_CASES)")
     p_run.add_argument("--peers", nargs="+", default=None,
                        help="peers to run (default: all that apply: torch, reference, "
                             "reference+compile, native, kornia)")
@@ -285,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.suite is None:
             if args.full:
                 cases = list(FULL_CASES)
+            elif args.matrix:
+                cases = list(MATRIX_CASES)
             result = run_peers(cases, args.peers or args.backends, args.modes, args.runs,
                                args.warmup, args.device, not args.no_memory,
                                args.compile_memory, args.memory_limit_gb)
