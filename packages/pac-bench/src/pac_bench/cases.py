@@ -322,9 +322,12 @@ CRF_CASES: dict[str, CrfCase] = {
         CrfCase("crf_b1_l21_128_k5", 1, 21, 128),
         CrfCase("crf_b1_l21_256_k5", 1, 21, 256),
         CrfCase("crf_b1_l4_16_k3", 1, 4, 16, 3),
+        CrfCase("crf_b1_l21_512_k5", 1, 21, 512),
     )
 }
-"""Every named CRF case (``crf_b1_l4_16_k3`` is tiny, for tests)."""
+"""Every named CRF case (``crf_b1_l4_16_k3`` is tiny, for tests; ``crf_b1_l21_512_k5`` is the
+segmentation issue's 512×512×21 case, timed with pydensecrf by ``python -m pac_bench.densecrf``
+and not part of the native suite)."""
 
 NATIVE_SUITE: dict[str, tuple[str, ...]] = {
     "time": ("conv_b2_c32_128_k5", "convt_b2_c32_64to128_k5_s2", "pool_b2_c32_128_k5"),
