@@ -19,7 +19,8 @@ def test_list(capsys):
 
 
 def test_eval_middlebury(capsys):
-    assert main(["eval", "--model", "bilinear", "--factor", "16", "--downscale", "4"]) == 0
+    assert main(["eval", "--model", "bilinear", "--factor", "16", "--crop", "0", "0", "256",
+                 "256"]) == 0
     out = capsys.readouterr().out
     assert "RMSE bilinear" in out
     ours, bil = (float(x.split()[0]) for x in out.split("RMSE bilinear ")[1].split(", bilinear "))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pac_models.data.middlebury import block_average, load_middlebury
-from pac_models.demo import main, run_demo
+from pac_models.demo import METHODS, main, run_demo
 
 
 def test_middlebury_loader():
@@ -28,16 +28,27 @@ def test_block_average_ignores_invalid():
 
 
 def test_demo_on_crop(tmp_path):
-    res = run_demo(tmp_path, factors=(4, 8), downscale=2, crop=(60, 100, 96, 128))
+    res = run_demo(tmp_path, factors=(4, 8), crop=(120, 200, 128, 160))
     fig = tmp_path / "joint_upsampling.png"
     assert res.figure == fig and fig.exists() and fig.stat().st_size > 1000
     assert [r.factor for r in res.results] == [4, 8]
     for r in res.results:
-        assert r.bilinear.shape == r.pac.shape == r.truth.shape
-        assert math.isfinite(r.rmse_bilinear) and math.isfinite(r.rmse_pac)
-        assert np.isfinite(r.pac).all()
-        assert np.abs(r.pac - r.bilinear).max() > 1e-3   # the guided filter did something
-    assert "| ×4 |" in res.table()
+        assert set(r.preds) == set(METHODS) == set(r.rmse)
+        for m in METHODS:
+            assert r.preds[m].shape == r.truth.shape == (128, 160)
+            assert np.isfinite(r.preds[m]).all() and math.isfinite(r.rmse[m])
+        # guided methods differ from bilinear (they use the image)
+        assert np.abs(r.preds["ours"] - r.bilinear).max() > 1e-2
+        assert np.abs(r.preds["joint_bilateral"] - r.bilinear).max() > 1e-2
+    assert "| ×4 |" in res.table() and "joint_bilateral" in res.table()
+
+
+def test_demo_low_resolution_is_the_block_centre():
+    from pac_models.demo import center_lowres
+
+    x = np.arange(64, dtype=np.float32).reshape(8, 8)
+    assert center_lowres(x, 4).tolist() == [[9.0, 13.0], [41.0, 45.0]]  # rows/cols 1 and 5
+    assert center_lowres(x, 8).tolist() == [[27.0]]                     # row/col 3
 
 
 def test_demo_cli(tmp_path, capsys, monkeypatch):
@@ -45,7 +56,7 @@ def test_demo_cli(tmp_path, capsys, monkeypatch):
 
     real = demo.run_demo
     monkeypatch.setattr(demo, "run_demo",
-                        lambda out, factors, downscale: real(out, factors, downscale, (0, 0, 64, 64)))
+                        lambda out, factors: real(out, factors, (0, 0, 64, 64)))
     assert main(["--out", str(tmp_path), "--factors", "4"]) == 0
     out = capsys.readouterr().out
     assert "RMSE" in out and "| ×4 |" in out

@@ -196,9 +196,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.dataset == "middlebury":
         from .depth.evaluate import evaluate_middlebury
 
-        ours, bil = evaluate_middlebury(model, args.factor, args.downscale)
-        print(f"Middlebury motorcycle (×{args.downscale} working resolution), factor "
-              f"{args.factor}: RMSE {args.model} {ours:.4f}, bilinear {bil:.4f} (disparity px)")
+        ours, bil = evaluate_middlebury(model, args.factor, args.crop)
+        print(f"Middlebury motorcycle (centre-pixel low resolution), factor {args.factor}: "
+              f"RMSE {args.model} {ours:.4f}, bilinear {bil:.4f} (disparity px)")
         return 0
     from .depth.evaluate import evaluate
 
@@ -350,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save", choices=("pred", "raw"), default="pred",
                     help="voc: palette PNG of the argmax (pred) or float32 .npy scores (raw)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N images")
-    ev.add_argument("--downscale", type=int, default=2, help="middlebury working resolution")
+    ev.add_argument("--crop", type=int, nargs=4, default=None,
+                    metavar=("TOP", "LEFT", "HEIGHT", "WIDTH"),
+                    help="middlebury: evaluate on this window only")
     ev.set_defaults(crop=None)
 
     up = sub.add_parser("upsample", help="upsample a depth map guided by an RGB image")

@@ -113,28 +113,34 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     return EvalResult(metric, float(np.mean(values)) if values else float("nan"), n, values)
 
 
-def evaluate_middlebury(model: nn.Module, factor: int, downscale: int = 2) -> tuple[float, float]:
+def evaluate_middlebury(model: nn.Module, factor: int,
+                        crop: Optional[tuple[int, int, int, int]] = None) -> tuple[float, float]:
     """RMSE of ``model`` and of bilinear upsampling on the bundled Middlebury disparity.
 
-    The protocol of :mod:`pac_models.demo`: the disparity at the working resolution (block-averaged
-    ``downscale×``) is block-averaged ``factor×`` over valid pixels (empty blocks take the nearest
-    valid block), upsampled, and scored over the valid ground-truth pixels in disparity px.
+    The protocol of :mod:`pac_models.demo`: the full-resolution disparity (cropped to a multiple
+    of 16) has its invalid pixels filled with the nearest valid value, the centre pixel of each
+    ``factor``×``factor`` block is the low-resolution input, and the RMSE is taken over the valid
+    ground-truth pixels, in disparity px.
+
+    Args:
+        model: A joint-upsampling model (called through :func:`apply_model` on the normalised
+            input, like in training).
+        factor: Upsampling factor.
+        crop: Optional ``(top, left, height, width)`` window, for quick runs.
 
     Returns:
         ``(rmse_model, rmse_bilinear)``.
     """
-    from ..data.middlebury import block_average
-    from ..demo import _working_data, bilinear_upsample, fill_invalid
+    from ..demo import _working_data, center_lowres, fill_invalid, interpolate
     from ..demo import rmse as masked_rmse
 
-    rgb, truth, valid = _working_data(downscale, None)
-    h, w = truth.shape[0] // factor * factor, truth.shape[1] // factor * factor
-    truth, valid, rgb = truth[:h, :w], valid[:h, :w], rgb[:h, :w]
-    low, low_valid = block_average(truth, valid, factor)
-    low = fill_invalid(low, low_valid)
+    rgb, truth, valid = _working_data(crop)
+    h, w = truth.shape
+    low = center_lowres(fill_invalid(truth, valid), factor)
     dev = _model_device(model)
     low_t, rng = normalize_lowres(torch.from_numpy(low)[None, None])
     guide = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None]
+    guide = guide / 255.0
     was_training = model.training
     model.eval()
     try:
@@ -143,4 +149,5 @@ def evaluate_middlebury(model: nn.Module, factor: int, downscale: int = 2) -> tu
             out = denormalize(out, rng)[0, 0].numpy()
     finally:
         model.train(was_training)
-    return masked_rmse(out, truth, valid), masked_rmse(bilinear_upsample(low, (h, w)), truth, valid)
+    bil = interpolate(low, (h, w), "bilinear")
+    return masked_rmse(out, truth, valid), masked_rmse(bil, truth, valid)
