@@ -61,11 +61,13 @@ def tests_slow(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: guided upsampling of the Middlebury disparity (writes a PNG, prints RMSE)."""
+    """The main job: guided upsampling of the Middlebury disparity (writes a PNG, prints RMSE),
+    then PAC-CRF refinement of coarse foreground/background logits (PNG, mIoU before/after)."""
     install_all(session)
     session.install("scikit-image", "matplotlib")
     out = Path(os.environ.get("PAC_DEMO_OUT", ROOT / "demo-output"))
     session.run("python", "-m", "pac_models.demo", "--out", str(out), *session.posargs)
+    session.run("python", "-m", "pac_models.segmentation.demo", "--out", str(out))
 
 
 @nox.session
@@ -118,6 +120,12 @@ def cuda_build(session: nox.Session) -> None:
                 env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
 
 
+def _abs_tmp(session: nox.Session) -> str:
+    """The session's tmp dir as an absolute path (a relative TORCHINDUCTOR_CACHE_DIR makes
+    inductor's C++ compile fail under torch 2.4: BackendCompilerFailed)."""
+    return str(Path(session.create_tmp()).resolve())
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """PAC layers against their peers (quick cases; ``-- --full`` for all): writes the markdown
@@ -126,7 +134,7 @@ def bench(session: nox.Session) -> None:
     install_all(session)
     session.install(f"{BENCH}[peers,plot]")
     session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs,
-                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
+                env={"TORCHINDUCTOR_CACHE_DIR": _abs_tmp(session)})
 
 
 # -- the torch matrix ----------------------------------------------------------------------------
@@ -215,7 +223,7 @@ def bench_matrix(session: nox.Session, torch: str) -> None:
     session.install("--no-deps", str(BENCH))
     session.run("pac-bench", "run", "--matrix", "--no-memory", "--no-plot", "--out",
                 str(BENCH_MATRIX_DIR), "--stem", f"torch-{torch}", *session.posargs,
-                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
+                env={"TORCHINDUCTOR_CACHE_DIR": _abs_tmp(session)})
     runs = sorted(str(p) for p in BENCH_MATRIX_DIR.glob("torch-*.json"))
     session.run("pac-bench", "matrix-table", *runs, "--out",
                 str(BENCH / "results" / "bench-matrix.md"))

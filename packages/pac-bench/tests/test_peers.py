@@ -139,3 +139,9 @@ def test_compiled_reference_peer():
     case = get_case("conv_b1_c8_32_k3")
     recs = peers.time_peers(case, ["reference+compile"], runs=1, warmup=0)
     assert all(r["ratio"] is not None and "compile" in r["note"] for r in recs), recs
+
+
+def test_failure_reason_keeps_the_cause():
+    exc = RuntimeError("backend='inductor' raised:\nCppCompileError: C++ compile error\n\nmore")
+    assert peers._reason(exc) == ("RuntimeError: backend='inductor' raised: CppCompileError: C++ "
+                                  "compile error")

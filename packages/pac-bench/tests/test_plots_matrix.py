@@ -83,6 +83,10 @@ def test_cli_plot_and_matrix_table(tmp_path, capsys):
     assert (tmp_path / "run-conv2d.png").is_file()
     assert json.loads(path.read_text())["plots"] == ["run-conv2d.png"]
     assert "![run-conv2d](run-conv2d.png)" in (tmp_path / "run.md").read_text()
+    dotted = tmp_path / "torch-2.4.1.json"
+    dotted.write_text(path.read_text())
+    assert main(["plot", str(dotted)]) == 0
+    assert (tmp_path / "torch-2.4.1.md").is_file() and (tmp_path / "torch-2.4.1-conv2d.png").is_file()
     legacy = tmp_path / "legacy.json"
     legacy.write_text(json.dumps({"results": []}))
     assert main(["plot", str(legacy)]) == 2

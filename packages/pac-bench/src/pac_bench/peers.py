@@ -181,8 +181,13 @@ def interleaved_medians(fa: Callable[[], Any], fb: Callable[[], Any], runs: int 
 
 
 def _reason(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
+    """One line: the exception type, its first message line and, when that line only introduces
+    the cause (``... raised:``), the cause's line."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:
+        text += " " + lines[1]
+    return f"{type(exc).__name__}: {text[:240]}"
 
 
 def time_peers(case: Case, peers: Sequence[str] | None = None,
@@ -238,6 +243,7 @@ def time_peers(case: Case, peers: Sequence[str] | None = None,
                     rec["note"] = f"first call (compile) {rec['first_s']:.1f} s"
             except Exception as exc:  # a peer failing must not stop the others
                 rec["note"] = f"failed: {_reason(exc)}"
+                rec["error"] = str(exc)[-4000:]
             records.append(rec)
             if log:
                 shown = "—" if rec["ratio"] is None else f"{rec['ratio']:7.2f}×"

@@ -196,7 +196,8 @@ def write_result(result: Record, out_dir: str | Path, stem: str | None = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / (stem or result_stem(result))
-    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    # not with_suffix: a stem such as torch-2.4.1 has dots of its own
+    json_path, md_path = stem.parent / f"{stem.name}.json", stem.parent / f"{stem.name}.md"
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     md_path.write_text(render_markdown(result))
     return json_path, md_path
