@@ -466,6 +466,10 @@ class PacRefine(nn.Module):
                 f"sigma_value={self.sigma_value}, iterations={self.iterations}")
 
 
+NORM_EPS = 1e-4
+"""Floor added to the Gaussian kernel values of :class:`PacJBURefine`'s stages (they are ≤ 1)."""
+
+
 class PacJBURefine(nn.Module):
     """Learned multi-scale joint bilateral upsampling with a residual refinement (this project's).
 
@@ -474,14 +478,16 @@ class PacJBURefine(nn.Module):
     joint bilateral upsampler, which training then improves:
 
     1. Stage i upsamples the current estimate ×2 with a :class:`pac_core.PacConvTranspose2d`
-       (kernel 5, stride 2, ``normalize_kernel=True``, weight initialised to ones) whose Gaussian
-       kernel sees the guidance features ``(RGB·s_c, y·s_s, x·s_s, φ(RGB))`` at that stage's
-       resolution (the RGB area-averaged to it): colour and pixel position with learned scales
-       per stage (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in [0, 1], and ``s_s = 1``,
-       σ = one pixel of the stage's output) and ``feat_channels`` learned features φ, a two-layer
-       conv net on the RGB whose last layer starts at zero. The stages run on the guidance
-       shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution
-       sample sits where the ``'center'`` protocol (spec A.5) took it.
+       (kernel 5, stride 2, weight initialised to ones) whose Gaussian kernel sees the guidance
+       features ``(RGB·s_c, y·s_s, x·s_s, φ(RGB))`` at that stage's resolution (the RGB
+       area-averaged to it): colour and pixel position with learned scales per stage
+       (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in [0, 1], and ``s_s = 1``, σ = one
+       pixel of the stage's output; both kept within [0.1, 100]) and ``feat_channels`` learned
+       features φ = tanh(two-layer conv net on the RGB), whose last layer starts at zero. The
+       result is normalised by the kernel's sum over the taps that hit samples, plus
+:data:`NORM_EPS`, so windows whose weights all underflow give 0 rather than NaN. The
+       stages run on the guidance shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted
+       back, so a low-resolution sample sits where the ``'center'`` protocol (spec A.5) took it.
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
@@ -524,8 +530,7 @@ class PacJBURefine(nn.Module):
             nn.Conv2d(width, feat_channels, 3, padding=1),
         ) if feat_channels else None
         self.up_convts = nn.ModuleList(
-            PacConvTranspose2d(1, 1, 5, stride=2, padding=2, output_padding=1,
-                               normalize_kernel=True, bias=False)
+            PacConvTranspose2d(1, 1, 5, stride=2, padding=2, output_padding=1, bias=False)
             for _ in range(u)
         )
         self.refine = nn.Sequential(
@@ -548,10 +553,13 @@ class PacJBURefine(nn.Module):
         b, _, h, w = g.shape
         yy, xx = torch.meshgrid(torch.arange(h, dtype=g.dtype, device=g.device),
                                 torch.arange(w, dtype=g.dtype, device=g.device), indexing="ij")
-        pos = torch.stack([yy, xx])[None].expand(b, 2, h, w) * self.log_scale_space[stage].exp()
-        parts = [g * self.log_scale_color[stage].exp(), pos]
+        lo, hi = math.log(0.1), math.log(100.0)
+        s_s = self.log_scale_space[stage].clamp(lo, hi).exp()
+        s_c = self.log_scale_color[stage].clamp(lo, hi).exp()
+        pos = torch.stack([yy, xx])[None].expand(b, 2, h, w) * s_s
+        parts = [g * s_c, pos]
         if self.features is not None:
-            parts.append(self.features(g))
+            parts.append(torch.tanh(self.features(g)))
         return torch.cat(parts, dim=1)
 
     def forward(self, target_low: Tensor, guide: Tensor) -> Tensor:
@@ -566,7 +574,16 @@ class PacJBURefine(nn.Module):
             else guide
         x = fold(target_low)
         for i, up in enumerate(self.up_convts):
-            x = up(x, repeat_for_fold(self.guidance_features(shifted, i), c))
+            n = x.shape[0]
+            feats = repeat_for_fold(self.guidance_features(shifted, i), c)
+            # numerator and normaliser in one call: the samples and ones, stacked on the batch;
+            # plus NORM_EPS times the same sums with a flat kernel, so windows whose Gaussian
+            # weights all underflow fall back to a plain weighted average (no 0/0, no huge
+            # gradients)
+            stacked = torch.cat([x, torch.ones_like(x)])
+            both = up(stacked, torch.cat([feats, feats])) + NORM_EPS * F.conv_transpose2d(
+                stacked, up.weight, stride=2, padding=2, output_padding=1)
+            x = both[:n] / both[n:]
         if off:
             h, w = x.shape[-2:]
             x = F.pad(x[..., :h - off, :w - off], (off, 0, off, 0), mode="replicate")
