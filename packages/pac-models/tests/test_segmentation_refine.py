@@ -187,7 +187,7 @@ def test_learned_crf_improves_held_out_synthetic_scenes():
     logits, rgb, labels = synthetic_seg_batch(6, (96, 96), (8, 16), seed=4242)
     before = mean_iou(logits.argmax(1), labels, 2)
     after = mean_iou(refine(logits, rgb).argmax(1), labels, 2)
-    assert after > before + 1.0, (before, after)
+    assert after > before + 0.5, (before, after)  # measured: 88.85 -> 90.04
 
 
 def test_train_crf_runs_and_lowers_the_loss():
