@@ -521,10 +521,13 @@ def matrix_table(results: Iterable[Record], modes: Sequence[str] = ("forward",
     """
     import statistics
 
+    from .cases import OPS
+
     results = sorted(results, key=lambda r: _version_key(r.get("environment", {}).get("torch",
                                                                                      "")))
     releases = [str(r.get("environment", {}).get("torch", "?")) for r in results]
     cells: dict[tuple[str, str, str], dict[int, str]] = {}
+    case_order: dict[str, tuple[int, str, int]] = {}
     for i, res in enumerate(results):
         floors: dict[tuple[str, str], list[float]] = {}
         for r in res.get("results", []):
@@ -534,13 +537,16 @@ def matrix_table(results: Iterable[Record], modes: Sequence[str] = ("forward",
                 floors.setdefault((r["case"], r["mode"]), []).append(r["conv_s"])
             key = (str(r["case"]), str(r["mode"]), str(r["backend"]))
             cells.setdefault(key, {})
+            op = str(r.get("op", ""))
+            case_order.setdefault(key[0], (OPS.index(op) if op in OPS else len(OPS),
+                                           str(r.get("family", "")), int(r.get("size", 0))))
             if r.get("pac_s") is not None and r.get("ratio") is not None:
                 cells[key][i] = f"{r['pac_s'] * 1e3:.1f} ({r['ratio']:.2f}×)"
         for (case, mode), ts in floors.items():
             cells.setdefault((case, mode, "torch"), {})[i] = f"{statistics.median(ts) * 1e3:.1f}"
     order = {p: n for n, p in enumerate(_peer_order(k[2] for k in cells))}
-    keys = sorted(cells, key=lambda k: (k[0], modes.index(k[1]) if k[1] in modes else 9,
-                                        order[k[2]]))
+    keys = sorted(cells, key=lambda k: (case_order.get(k[0], (len(OPS), "", 0)), k[0],
+                                        modes.index(k[1]) if k[1] in modes else 9, order[k[2]]))
     head = ["case", "mode", "peer", *[f"torch {v}" for v in releases]]
     lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * len(releases)]
     for case, mode, peer in keys:
@@ -572,7 +578,8 @@ def render_matrix_markdown(results: Sequence[Record], sources: Sequence[str] = (
         "",
         "Cells: median time in ms of one call; for the PAC peers the ratio to the torch op "
         "(`torch` rows) of the same run in brackets. pac-core was built natively against each "
-        "release. Read the ratios: the runs were made one after the other on a shared machine.",
+        "release. Read the ratios: the runs were made one after the other on a shared machine. "
+        "kornia 0.9 needs torch ≥ 2.5.1, so `nox -s bench_matrix` installs it only there.",
         "",
         matrix_table(results),
         "",
