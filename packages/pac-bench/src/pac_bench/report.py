@@ -463,6 +463,11 @@ def plot_result(result: Record, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
+# one colour per peer in every panel and plot
+_COLOURS = {"torch": "black", "reference": "C0", "reference+compile": "C1", "native": "C2",
+            "kornia": "C3"}
+
+
 def _draw(ax: Any, lines: Mapping[str, Mapping[int, list[float]]], floor_name: str,
           ylabel: str) -> None:
     import statistics
@@ -473,8 +478,8 @@ def _draw(ax: Any, lines: Mapping[str, Mapping[int, list[float]]], floor_name: s
             continue
         label = f"{floor_name} (floor)" if peer == "torch" else peer
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                linestyle="--" if peer == "torch" else "-", color="black" if peer == "torch"
-                else None, label=label)
+                linestyle="--" if peer == "torch" else "-", color=_COLOURS.get(peer),
+                label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("image size (pixels per side)")
