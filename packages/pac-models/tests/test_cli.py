@@ -88,6 +88,20 @@ def test_train_is_reproducible(tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_train_and_eval_pass_model_args(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "pac_jbu_refine", "--factor", "4", "--scenes", "2",
+                 "--scene-size", "32", "--crop", "32", "--batch-size", "2", "--eval-limit", "0",
+                 "--epochs", "1", "--quiet", "--cache-scenes", "--model-arg", "width=8",
+                 "--model-arg", "feat_channels=2", "--out", str(run)]) == 0
+    sd = torch.load(run / "weights_epoch_1.pth", weights_only=True)
+    assert sd["refine.0.weight"].shape == (8, 4, 3, 3) and sd["features.2.weight"].shape[0] == 2
+    assert main(["eval", "--model", "pac_jbu_refine", "--factor", "4", "--model-arg", "width=8",
+                 "--model-arg", "feat_channels=2", "--weights", str(run / "weights_epoch_1.pth"),
+                 "--crop", "0", "0", "64", "64"]) == 0
+    assert "RMSE pac_jbu_refine" in capsys.readouterr().out
+
+
 def test_demo_subcommand(monkeypatch):
     import pac_models.demo as demo
 

@@ -17,10 +17,12 @@ import numpy as np
 DATASETS = ("middlebury", "nyu", "sintel", "synthetic", "voc")
 
 
-def _model(name: str, factor: int, weights: Optional[str]) -> Any:
+def _model(name: str, factor: int, weights: Optional[str],
+           model_args: Optional[Sequence[str]] = None) -> Any:
     from .registry import create_model
 
-    return create_model(name, pretrained=weights or False, factor=factor)
+    return create_model(name, pretrained=weights or False, factor=factor,
+                        **_model_args(model_args))
 
 
 # --- segmentation -----------------------------------------------------------------------------
@@ -192,7 +194,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return _cmd_eval_segmentation(args)
     args.dataset = args.dataset or "middlebury"
     args.split = args.split or "test"
-    model = _model(args.model, args.factor, args.weights).to(args.device)
+    model = _model(args.model, args.factor, args.weights,
+                   getattr(args, "model_arg", None)).to(args.device)
     if args.dataset == "middlebury":
         from .depth.evaluate import evaluate_middlebury
 
@@ -234,7 +237,7 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
     if rgb.dtype != np.uint8:
         raise SystemExit(f"{args.rgb}: expected an 8-bit RGB image, got {rgb.dtype}")
     if args.model:
-        model = _model(args.model, args.factor, args.weights)
+        model = _model(args.model, args.factor, args.weights, getattr(args, "model_arg", None))
         desc = args.model
     else:
         model, desc = select_model(args.factor)
@@ -274,7 +277,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     args.snapshot_every = 100 if args.snapshot_every is None else args.snapshot_every
     args.eval_every = 10 if args.eval_every is None else args.eval_every
     torch.manual_seed(args.seed)
-    model = create_model(args.model, factor=args.factor).to(args.device)
+    model = create_model(args.model, factor=args.factor,
+                         **_model_args(getattr(args, "model_arg", None))).to(args.device)
     ds = _dataset(args, "train", train=True)
     ev = None
     if args.eval_limit != 0:
