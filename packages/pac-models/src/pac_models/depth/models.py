@@ -477,12 +477,13 @@ class PacJBURefine(nn.Module):
     network refines the result. Built so that the untrained network is a classical (cascaded)
     joint bilateral upsampler, which training then improves:
 
-    1. Stage i upsamples the current estimate ×2 with a :class:`pac_core.PacConvTranspose2d`
-       (kernel 5, stride 2, weight initialised to ones) whose Gaussian kernel sees the guidance
+    1. Stage i upsamples the current estimate ×s (s = 2 or 4, see ``stage``) with a
+       :class:`pac_core.PacConvTranspose2d` (kernel 2s+1, stride s, weight initialised to ones)
+       whose Gaussian kernel sees the guidance
        features ``(RGB·s_c, y·s_s, x·s_s, φ(RGB))`` at that stage's resolution (the RGB
        area-averaged to it): colour and pixel position with learned scales per stage
-       (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in [0, 1], and ``s_s = 1``, σ = one
-       pixel of the stage's output; both kept within [0.1, 100]) and ``feat_channels`` learned
+       (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in [0, 1], and ``s_s = 2/s``, σ = s/2
+       pixels of the stage's output; both kept within [0.1, 100]) and ``feat_channels`` learned
        features φ = tanh(two-layer conv net on the RGB), whose last layer starts at zero. The
        result is normalised by the kernel's sum over the taps that hit samples, plus
 :data:`NORM_EPS`, so windows whose weights all underflow give 0 rather than NaN. The
@@ -504,13 +505,17 @@ class PacJBURefine(nn.Module):
         guide_channels: Guidance channels (3 for RGB).
         feat_channels: Learned guidance feature channels φ (shared by the stages).
         width: Hidden channels of φ and ψ.
+        stage: Largest upsampling step per stage, 2 or 4: ``factor`` is split into steps of
+            ``stage`` (and one ×2 where it does not divide), the finest first; a ×s step uses
+            a ``(2s+1)²`` kernel. 4 means fewer, wider stages (×4 is a single joint bilateral
+            step, like :class:`JointBilateral`).
 
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, or non-positive widths.
     """
 
     def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3,
-                 feat_channels: int = 4, width: int = 16) -> None:
+                 feat_channels: int = 4, width: int = 16, stage: int = 2) -> None:
         super().__init__()
         from pac_core import PacConvTranspose2d
 
@@ -521,17 +526,28 @@ class PacJBURefine(nn.Module):
         self.channels = channels
         self.guide_channels = guide_channels
         self.feat_channels = feat_channels
-        self.num_stages = factor.bit_length() - 1
-        u = self.num_stages
+        if stage not in (2, 4):
+            raise ValueError(f"{name}: stage must be 2 or 4, got {stage!r}")
+        self.stage = stage
+        steps, rest = [], factor
+        while rest > 1:
+            step = stage if rest % stage == 0 else 2
+            steps.append(step)
+            rest //= step
+        self.steps = tuple(reversed(steps))  # coarsest first
+        self.num_stages = u = len(self.steps)
         self.log_scale_color = nn.Parameter(torch.full((u,), math.log(10.0)))
-        self.log_scale_space = nn.Parameter(torch.zeros(u))
+        # σ_s = s/2 output pixels for a ×s step (one pixel for ×2)
+        self.log_scale_space = nn.Parameter(
+            torch.tensor([math.log(2.0 / s) for s in self.steps]))
         self.features = nn.Sequential(
             nn.Conv2d(guide_channels, width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, feat_channels, 3, padding=1),
         ) if feat_channels else None
         self.up_convts = nn.ModuleList(
-            PacConvTranspose2d(1, 1, 5, stride=2, padding=2, output_padding=1, bias=False)
-            for _ in range(u)
+            PacConvTranspose2d(1, 1, 2 * s + 1, stride=s, padding=s, output_padding=s - 1,
+                               bias=False)
+            for s in self.steps
         )
         self.refine = nn.Sequential(
             nn.Conv2d(1 + guide_channels, width, 3, padding=1), nn.ReLU(inplace=True),
@@ -548,7 +564,7 @@ class PacJBURefine(nn.Module):
 
     def guidance_features(self, guide: Tensor, stage: int) -> Tensor:
         """Kernel features ``[B, 3 + 2 + feat_channels, h_i, w_i]`` of ``stage`` (0 = coarsest)."""
-        r = self.factor >> (stage + 1)
+        r = self.factor // math.prod(self.steps[:stage + 1])
         g = F.avg_pool2d(guide, r) if r > 1 else guide
         b, _, h, w = g.shape
         yy, xx = torch.meshgrid(torch.arange(h, dtype=g.dtype, device=g.device),
@@ -582,7 +598,8 @@ class PacJBURefine(nn.Module):
             # gradients)
             stacked = torch.cat([x, torch.ones_like(x)])
             both = up(stacked, torch.cat([feats, feats])) + NORM_EPS * F.conv_transpose2d(
-                stacked, up.weight, stride=2, padding=2, output_padding=1)
+                stacked, up.weight, stride=up.stride, padding=up.padding,
+                output_padding=up.output_padding)
             x = both[:n] / both[n:]
         if off:
             h, w = x.shape[-2:]
@@ -592,4 +609,4 @@ class PacJBURefine(nn.Module):
 
     def extra_repr(self) -> str:
         """Factor and feature channels."""
-        return f"factor={self.factor}, feat_channels={self.feat_channels}"
+        return f"factor={self.factor}, steps={self.steps}, feat_channels={self.feat_channels}"
