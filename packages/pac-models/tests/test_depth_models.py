@@ -187,13 +187,14 @@ def test_pac_jbu_refine_starts_as_cascaded_jbu():
     assert m.refine[-1].weight.abs().sum() == 0
 
 
+@pytest.mark.parametrize("stage", [2, 4])
 @pytest.mark.parametrize("factor", [4, 8])
-def test_pac_jbu_refine_sample_alignment(factor):
+def test_pac_jbu_refine_sample_alignment(factor, stage):
     """A low-resolution sample sits where the 'center' protocol took it: upsampling the centre
     samples of a smooth ramp reproduces the ramp closely (a one-pixel shift would not)."""
     from pac_models.data.joint import make_lowres
 
-    m = create_model("pac_jbu_refine", factor=factor)
+    m = create_model("pac_jbu_refine", factor=factor, stage=stage)
     n = 8 * factor
     ramp = torch.arange(n, dtype=torch.float32).expand(n, n) / n
     low = torch.from_numpy(make_lowres(ramp.numpy(), factor, "center"))[None, None]
@@ -218,3 +219,28 @@ def test_pac_jbu_refine_gradients_reach_every_parameter():
 def test_pac_jbu_refine_rejects_bad_factor():
     with pytest.raises(ValueError, match="power of two"):
         create_model("pac_jbu_refine", factor=6)
+    with pytest.raises(ValueError, match="stage must be 2 or 4"):
+        create_model("pac_jbu_refine", factor=8, stage=8)
+
+
+@pytest.mark.parametrize(("factor", "steps"), [(4, (4,)), (8, (2, 4)), (16, (4, 4))])
+def test_pac_jbu_refine_stage4_steps(factor, steps):
+    m = create_model("pac_jbu_refine", factor=factor, stage=4, width=8, feat_channels=2)
+    assert m.steps == steps
+    sd = m.state_dict()
+    for i, s in enumerate(steps):
+        assert sd[f"up_convts.{i}.weight"].shape == (1, 1, 2 * s + 1, 2 * s + 1)
+    out = m(torch.rand(1, 1, 3, 2), torch.rand(1, 3, 3 * factor, 2 * factor))
+    assert out.shape == (1, 1, 3 * factor, 2 * factor) and torch.isfinite(out).all()
+
+
+def test_pac_jbu_refine_x4_stage4_is_jbu_inside():
+    """×4 with stage=4 is one joint bilateral step: away from the border it equals
+    :class:`JointBilateral` with the same σ (the flat-kernel floor aside)."""
+    m = create_model("pac_jbu_refine", factor=4, stage=4)
+    j = create_model("joint_bilateral", factor=4)
+    torch.manual_seed(0)
+    low = torch.rand(1, 1, 8, 8)
+    guide = 0.5 + 0.05 * torch.rand(1, 3, 32, 32)
+    inner = (..., slice(6, -6), slice(6, -6))
+    torch.testing.assert_close(m(low, guide)[inner], j(low, guide)[inner], atol=1e-3, rtol=0)

@@ -473,31 +473,29 @@ NORM_EPS = 1e-4
 class PacJBURefine(nn.Module):
     """Learned multi-scale joint bilateral upsampling with a residual refinement (this project's).
 
-    ``log2(factor)`` stages each upsample ×2 with a joint bilateral filter, then a small residual
-    network refines the result. Built so that the untrained network is a classical (cascaded)
-    joint bilateral upsampler, which training then improves:
+    A few joint bilateral upsampling stages, then a small residual network. Built so that the
+    untrained network is a classical (cascaded) joint bilateral upsampler, which training then
+    improves:
 
-    1. Stage i upsamples the current estimate ×s (s = 2 or 4, see ``stage``) with a
+    1. Each stage upsamples the current estimate ×s (s = 2 or 4, see ``stage``) with a
        :class:`pac_core.PacConvTranspose2d` (kernel 2s+1, stride s, weight initialised to ones)
-       whose Gaussian kernel sees the guidance
-       features ``(RGB·s_c, y·s_s, x·s_s, φ(RGB))`` at that stage's resolution (the RGB
-       area-averaged to it): colour and pixel position with learned scales per stage
-       (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in [0, 1], and ``s_s = 2/s``, σ = s/2
-       pixels of the stage's output; both kept within [0.1, 100]) and ``feat_channels`` learned
-       features φ = tanh(two-layer conv net on the RGB), whose last layer starts at zero. The
-       result is normalised by the kernel's sum over the taps that hit samples, plus
-:data:`NORM_EPS`, so windows whose weights all underflow give 0 rather than NaN. The
-       stages run on the guidance shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted
-       back, so a low-resolution sample sits where the ``'center'`` protocol (spec A.5) took it.
+       whose Gaussian kernel sees the guidance features ``(RGB·s_c, y·s_s, x·s_s, φ(RGB))`` at
+       the stage's output resolution (the RGB area-averaged to it): colour and pixel position
+       with learned scales per stage (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in
+       [0, 1], and ``s_s = 2/s``, σ = s/2 output pixels; both kept within [0.1, 100]) and
+       ``feat_channels`` learned features φ = tanh(a two-layer conv net on the RGB whose last
+       layer starts at zero). The result is normalised by the kernel's sum over the taps that
+       hit samples; the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian
+       weights all underflow falls back to a plain average instead of 0/0. The stages run on
+       the guidance shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a
+       low-resolution sample sits where the ``'center'`` protocol (spec A.5) took it.
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
     The pixel-adaptive kernels do the edge-aware interpolation; the refinement fixes what
     normalised averages cannot (thin structures, biased averages at depth edges). It trains in
-    minutes on a CPU because it starts from a sensible solution, unlike
-    :class:`PacJointUpsample`, which starts from noise. Cost per full-resolution pixel is about
-    33 kernel taps at any factor (25 at the last stage, a quarter of that at the one before...).
-    Not a pacnet architecture (no pacnet checkpoint exists for it).
+    CPU minutes because it starts from a sensible solution, unlike :class:`PacJointUpsample`,
+    which starts from noise. Not a pacnet architecture (no pacnet checkpoint exists for it).
 
     Args:
         factor: Upsampling factor, a power of two ≥ 2.
