@@ -219,4 +219,76 @@ inline void check_grad_out(const char* op, const Problem& p, const at::Tensor& g
               "], got ", grad.sizes());
 }
 
+// Whole-call checks of the four operator families, shared by the CPU and CUDA entry points
+// (DT: the device type every tensor must have).
+
+template <c10::DeviceType DT>
+inline Problem conv_guided_problem(const char* op, const at::Tensor& input,
+                                   const at::Tensor& guidance, const at::Tensor& phi,
+                                   const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                                   const c10::optional<at::Tensor>& alpha,
+                                   const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, at::IntArrayRef dilation,
+                                   at::IntArrayRef upsample, at::IntArrayRef gstride,
+                                   at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+                                   bool asym) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
+  check_conv_weight(op, p, weight, bias, groups, DT);
+  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
+                 /*channel_wise=*/false, DT);
+  return p;
+}
+
+template <c10::DeviceType DT>
+inline Problem pool_guided_problem(
+    const char* op, const at::Tensor& input, const at::Tensor& guidance, const at::Tensor& phi,
+    const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& alpha,
+    const c10::optional<at::Tensor>& lambda, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, at::IntArrayRef upsample,
+    at::IntArrayRef gstride, at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
+    bool channel_wise) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
+  auto k = detail::pair_arg(op, kernel_size, "kernel_size", 1);
+  p.geo.kh = k[0];
+  p.geo.kw = k[1];
+  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
+                 channel_wise, DT);
+  check_pool_weight(op, p, weight, DT);
+  check_pool_channels(op, p);
+  return p;
+}
+
+template <c10::DeviceType DT>
+inline Problem conv_kernel_problem(const char* op, const at::Tensor& input,
+                                   const at::Tensor& kernel, const at::Tensor& weight,
+                                   const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, at::IntArrayRef dilation,
+                                   at::IntArrayRef upsample, int64_t groups) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
+  check_kernel(op, p, kernel, DT);
+  const int64_t kh = p.geo.kh, kw = p.geo.kw;
+  check_conv_weight(op, p, weight, bias, groups, DT);
+  TORCH_CHECK(p.geo.kh == kh && p.geo.kw == kw, op, ": weight kernel size (", p.geo.kh, ", ",
+              p.geo.kw, ") != kernel tap dims (", kh, ", ", kw, ")");
+  TORCH_CHECK(p.CK == 1, op, ": the kernel of a convolution must have one channel, got ", p.CK);
+  return p;
+}
+
+template <c10::DeviceType DT>
+inline Problem pool_kernel_problem(const char* op, const at::Tensor& input,
+                                   const at::Tensor& kernel,
+                                   const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, at::IntArrayRef dilation,
+                                   at::IntArrayRef upsample) {
+  Problem p;
+  check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
+  check_kernel(op, p, kernel, DT);
+  check_pool_weight(op, p, weight, DT);
+  check_pool_channels(op, p);
+  return p;
+}
+
 }  // namespace pac

@@ -741,22 +741,6 @@ Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bo
 // ---------------------------------------------------------------------------------------------
 // Op entry points (argument checks shared with the CPU backend: pac_args.h)
 // ---------------------------------------------------------------------------------------------
-Problem conv_guided_problem(const char* op, const at::Tensor& input, const at::Tensor& guidance,
-                            const at::Tensor& phi, const at::Tensor& weight,
-                            const c10::optional<at::Tensor>& bias,
-                            const c10::optional<at::Tensor>& alpha,
-                            const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation,
-                            at::IntArrayRef upsample, at::IntArrayRef gstride,
-                            at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
-                            bool asym) {
-  Problem p;
-  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
-  check_conv_weight(op, p, weight, bias, groups, kCUDA);
-  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
-                 /*channel_wise=*/false, kCUDA);
-  return p;
-}
 
 at::Tensor conv2d_guided_cuda(const at::Tensor& input, const at::Tensor& guidance,
                               const at::Tensor& phi, const at::Tensor& weight,
@@ -767,9 +751,9 @@ at::Tensor conv2d_guided_cuda(const at::Tensor& input, const at::Tensor& guidanc
                               at::IntArrayRef upsample, at::IntArrayRef gstride,
                               at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
                               bool asym) {
-  Problem p = conv_guided_problem("pac::conv2d_guided" PAC_OP_SUFFIX, input, guidance, phi, weight, bias,
-                                  alpha, lambda, stride, padding, dilation, upsample, gstride,
-                                  gpadding, groups, kernel_type, asym);
+  Problem p = conv_guided_problem<kCUDA>("pac::conv2d_guided" PAC_OP_SUFFIX, input, guidance, phi,
+                                         weight, bias, alpha, lambda, stride, padding, dilation,
+                                         upsample, gstride, gpadding, groups, kernel_type, asym);
   return run_forward(p);
 }
 
@@ -783,34 +767,13 @@ conv2d_guided_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
                             at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
                             bool asym, std::array<bool, 6> output_mask) {
   const char* op = "pac::conv2d_guided_backward" PAC_OP_SUFFIX;
-  Problem p = conv_guided_problem(op, input, guidance, phi, weight, c10::nullopt, alpha, lambda,
-                                  stride, padding, dilation, upsample, gstride, gpadding, groups,
-                                  kernel_type, asym);
+  Problem p = conv_guided_problem<kCUDA>(op, input, guidance, phi, weight, c10::nullopt, alpha,
+                                         lambda, stride, padding, dilation, upsample, gstride,
+                                         gpadding, groups, kernel_type, asym);
   check_grad_out(op, p, grad, kCUDA);
   const auto& m = output_mask;
   Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
   return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
-}
-
-Problem pool_guided_problem(const char* op, const at::Tensor& input, const at::Tensor& guidance,
-                            const at::Tensor& phi, const c10::optional<at::Tensor>& weight,
-                            const c10::optional<at::Tensor>& alpha,
-                            const c10::optional<at::Tensor>& lambda,
-                            at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation,
-                            at::IntArrayRef upsample, at::IntArrayRef gstride,
-                            at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
-                            bool channel_wise) {
-  Problem p;
-  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
-  auto k = detail::pair_arg(op, kernel_size, "kernel_size", 1);
-  p.geo.kh = k[0];
-  p.geo.kw = k[1];
-  check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
-                 channel_wise, kCUDA);
-  check_pool_weight(op, p, weight, kCUDA);
-  check_pool_channels(op, p);
-  return p;
 }
 
 at::Tensor pool2d_guided_cuda(const at::Tensor& input, const at::Tensor& guidance,
@@ -822,9 +785,9 @@ at::Tensor pool2d_guided_cuda(const at::Tensor& input, const at::Tensor& guidanc
                               at::IntArrayRef upsample, at::IntArrayRef gstride,
                               at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
                               bool channel_wise) {
-  Problem p = pool_guided_problem("pac::pool2d_guided" PAC_OP_SUFFIX, input, guidance, phi, weight,
-                                  alpha, lambda, kernel_size, stride, padding, dilation,
-                                  upsample, gstride, gpadding, kernel_type, asym, channel_wise);
+  Problem p = pool_guided_problem<kCUDA>(
+      "pac::pool2d_guided" PAC_OP_SUFFIX, input, guidance, phi, weight, alpha, lambda, kernel_size,
+      stride, padding, dilation, upsample, gstride, gpadding, kernel_type, asym, channel_wise);
   return run_forward(p);
 }
 
@@ -840,29 +803,13 @@ pool2d_guided_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
                             int64_t kernel_type, bool asym, bool channel_wise,
                             std::array<bool, 6> output_mask) {
   const char* op = "pac::pool2d_guided_backward" PAC_OP_SUFFIX;
-  Problem p = pool_guided_problem(op, input, guidance, phi, weight, alpha, lambda, kernel_size,
-                                  stride, padding, dilation, upsample, gstride, gpadding,
-                                  kernel_type, asym, channel_wise);
+  Problem p = pool_guided_problem<kCUDA>(op, input, guidance, phi, weight, alpha, lambda,
+                                         kernel_size, stride, padding, dilation, upsample, gstride,
+                                         gpadding, kernel_type, asym, channel_wise);
   check_grad_out(op, p, grad, kCUDA);
   const auto& m = output_mask;
   Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
   return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
-}
-
-Problem conv_kernel_problem(const char* op, const at::Tensor& input, const at::Tensor& kernel,
-                            const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                            at::IntArrayRef stride, at::IntArrayRef padding,
-                            at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups) {
-  Problem p;
-  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
-  check_kernel(op, p, kernel, kCUDA);
-  const int64_t kh = p.geo.kh, kw = p.geo.kw;
-  check_conv_weight(op, p, weight, bias, groups, kCUDA);
-  TORCH_CHECK(p.geo.kh == kh && p.geo.kw == kw, op, ": weight kernel size (", p.geo.kh, ", ",
-              p.geo.kw, ") != kernel tap dims (", kh, ", ", kw, ")");
-  TORCH_CHECK(p.CK == 1, op, ": the kernel of a convolution must have one channel, got ",
-              p.CK);
-  return p;
 }
 
 at::Tensor conv2d_kernel_cuda(const at::Tensor& input, const at::Tensor& kernel,
@@ -870,8 +817,8 @@ at::Tensor conv2d_kernel_cuda(const at::Tensor& input, const at::Tensor& kernel,
                               at::IntArrayRef stride, at::IntArrayRef padding,
                               at::IntArrayRef dilation, at::IntArrayRef upsample,
                               int64_t groups) {
-  Problem p = conv_kernel_problem("pac::conv2d_kernel" PAC_OP_SUFFIX, input, kernel, weight, bias,
-                                  stride, padding, dilation, upsample, groups);
+  Problem p = conv_kernel_problem<kCUDA>("pac::conv2d_kernel" PAC_OP_SUFFIX, input, kernel, weight,
+                                         bias, stride, padding, dilation, upsample, groups);
   return run_forward(p);
 }
 
@@ -881,32 +828,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_kernel_backward_cuda(
     at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups,
     std::array<bool, 3> output_mask) {
   const char* op = "pac::conv2d_kernel_backward" PAC_OP_SUFFIX;
-  Problem p = conv_kernel_problem(op, input, kernel, weight, c10::nullopt, stride, padding,
-                                  dilation, upsample, groups);
+  Problem p = conv_kernel_problem<kCUDA>(op, input, kernel, weight, c10::nullopt, stride, padding,
+                                         dilation, upsample, groups);
   check_grad_out(op, p, grad, kCUDA);
   const auto& m = output_mask;
   Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
   return {gr.dx, gr.dkernel, gr.dw};
 }
 
-Problem pool_kernel_problem(const char* op, const at::Tensor& input, const at::Tensor& kernel,
-                            const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation,
-                            at::IntArrayRef upsample) {
-  Problem p;
-  check_input_geometry(op, p, input, stride, padding, dilation, upsample, kCUDA);
-  check_kernel(op, p, kernel, kCUDA);
-  check_pool_weight(op, p, weight, kCUDA);
-  check_pool_channels(op, p);
-  return p;
-}
-
 at::Tensor pool2d_kernel_cuda(const at::Tensor& input, const at::Tensor& kernel,
                               const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
                               at::IntArrayRef padding, at::IntArrayRef dilation,
                               at::IntArrayRef upsample) {
-  Problem p = pool_kernel_problem("pac::pool2d_kernel" PAC_OP_SUFFIX, input, kernel, weight, stride,
-                                  padding, dilation, upsample);
+  Problem p = pool_kernel_problem<kCUDA>("pac::pool2d_kernel" PAC_OP_SUFFIX, input, kernel, weight,
+                                         stride, padding, dilation, upsample);
   return run_forward(p);
 }
 
@@ -915,7 +850,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pool2d_kernel_backward_cuda(
     const c10::optional<at::Tensor>& weight, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, at::IntArrayRef upsample, std::array<bool, 3> output_mask) {
   const char* op = "pac::pool2d_kernel_backward" PAC_OP_SUFFIX;
-  Problem p = pool_kernel_problem(op, input, kernel, weight, stride, padding, dilation, upsample);
+  Problem p =
+      pool_kernel_problem<kCUDA>(op, input, kernel, weight, stride, padding, dilation, upsample);
   check_grad_out(op, p, grad, kCUDA);
   const auto& m = output_mask;
   Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
