@@ -21,7 +21,7 @@ def select_model(factor: int) -> tuple[nn.Module, str]:
     """The model :func:`upsample` uses by default for ``factor``.
 
     Returns:
-        ``(model, description)``: the shipped weights with the best NYU RMSE for that factor
+        ``(model, description)``: the shipped, permissively licensed weights for that factor
         (:func:`pac_models.weights.best_weights`), or :data:`DEFAULT_FALLBACK` when none exist.
     """
     from ..registry import create_model
@@ -51,12 +51,11 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     runs on the normalised map with the RGB in [0, 1] as guidance, and the result is mapped back,
     so it comes out in the unit of ``depth_lr`` (metres, millimetres, disparity px...).
 
-    With ``model=None`` the best weights shipped with pac-models for ``factor`` are used.
-    **No trained weights are shipped yet**: until they are, ``model=None`` runs the non-learned
-    :class:`~pac_models.depth.PacRefine` (``"pac_refine"``: bilinear upsampling refined by three
-    passes of a fixed PAC trilateral filter on position, colour and the current estimate). It
-    improves on bilinear modestly (≈2–6 % lower RMSE on the bundled Middlebury sample); a trained
-    ``PacJointUpsample`` is expected to do far better.
+    With ``model=None`` the weights shipped with pac-models for ``factor`` are used:
+    ``pac_jbu_refine`` (:class:`~pac_models.depth.PacJBURefine`, a learned joint bilateral
+    upsampler with a residual refinement) trained by this project on synthetic scenes only; see
+    :mod:`pac_models.depth.shipped` for their metrics. Without shipped weights (a stripped
+    install) it falls back to the non-learned :class:`~pac_models.depth.PacRefine`.
 
     Args:
         depth_lr: ``[h, w]`` tensor or array, any unit, all values finite.
