@@ -6,12 +6,33 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
-__all__ = ["jsonable", "latest_checkpoint", "lr_at", "to_cpu"]
+__all__ = ["TrainResult", "jsonable", "latest_checkpoint", "lr_at", "to_cpu"]
+
+
+@dataclass
+class TrainResult:
+    """What a training loop did (depth and segmentation).
+
+    Attributes:
+        start_epoch: First epoch run (1-based; > 1 after a resume).
+        epochs: Last epoch reached.
+        losses: Mean training loss of each epoch run.
+        evals: ``{epoch: metric}`` of the evaluations (RMSE/EPE for depth/flow, mIoU for
+            segmentation).
+        weights: Path of the final plain state_dict.
+    """
+
+    start_epoch: int
+    epochs: int
+    losses: list[float] = field(default_factory=list)
+    evals: dict[int, float] = field(default_factory=dict)
+    weights: Optional[Path] = None
 
 
 def lr_at(epoch: int, lr: float, milestones: Sequence[int], gamma: float) -> float:

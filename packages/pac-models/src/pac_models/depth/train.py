@@ -11,14 +11,14 @@ written; with ``resume=True`` training continues from the newest checkpoint in `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 
-from ..training import jsonable, latest_checkpoint, lr_at, to_cpu
+from ..training import TrainResult, jsonable, latest_checkpoint, lr_at, to_cpu
 from .evaluate import _model_device, collate, evaluate, to_device
 from .protocol import l2_loss
 
@@ -52,25 +52,6 @@ class TrainConfig:
     eval_every: int = 10
     max_steps_per_epoch: Optional[int] = None
     num_workers: int = 0
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` did.
-
-    Attributes:
-        start_epoch: First epoch run (1-based; > 1 after a resume).
-        epochs: Last epoch reached.
-        losses: Mean training loss of each epoch run.
-        evals: ``{epoch: metric}`` of the evaluations.
-        weights: Path of the final plain state_dict.
-    """
-
-    start_epoch: int
-    epochs: int
-    losses: list[float] = field(default_factory=list)
-    evals: dict[int, float] = field(default_factory=dict)
-    weights: Optional[Path] = None
 
 
 _cpu = to_cpu

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training import jsonable, latest_checkpoint, lr_at, to_cpu
+from ..training import TrainResult, jsonable, latest_checkpoint, lr_at, to_cpu
 from .data import SegSample, collate_segmentation, write_label_png
 from .metrics import ConfusionMatrix, segmentation_loss
 
@@ -152,23 +152,8 @@ class SegTrainConfig:
     num_workers: int = 0
 
 
-@dataclass
-class SegTrainResult:
-    """What :func:`train` did.
-
-    Attributes:
-        start_epoch: First epoch run (> 1 after a resume).
-        epochs: Last epoch reached.
-        losses: Mean training loss of each epoch run.
-        evals: ``{epoch: mIoU}``.
-        weights: Path of the final plain state_dict.
-    """
-
-    start_epoch: int
-    epochs: int
-    losses: list[float] = field(default_factory=list)
-    evals: dict[int, float] = field(default_factory=dict)
-    weights: Optional[Path] = None
+SegTrainResult = TrainResult
+"""What :func:`train` did (:class:`pac_models.training.TrainResult`; ``evals`` holds mIoU)."""
 
 
 def _optimizer(params: list[nn.Parameter], cfg: SegTrainConfig) -> torch.optim.Optimizer:
