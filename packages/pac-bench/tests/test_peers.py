@@ -2,6 +2,7 @@
 records, skipped peers, per-peer memory records."""
 
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -145,3 +146,18 @@ def test_failure_reason_keeps_the_cause():
     exc = RuntimeError("backend='inductor' raised:\nCppCompileError: C++ compile error\n\nmore")
     assert peers._reason(exc) == ("RuntimeError: backend='inductor' raised: CppCompileError: C++ "
                                   "compile error")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM reset is Linux-only")
+def test_memory_child_is_not_inflated_by_a_large_parent():
+    """A large parent process (here: 256 MiB touched) must not leak into the child's reading:
+    ``ru_maxrss`` would keep the peak of the forked copy of the parent after ``exec``."""
+    import numpy as np
+
+    ballast = np.ones(256 * 2**20 // 8)  # 256 MiB, every page touched
+    case = get_case("conv_b1_c8_32_k3")
+    try:
+        assert memory.peer_peak_bytes(case, "torch") < 32 * 2**20
+        assert memory.peak_forward_bytes(case, "conv", warm=True) < 32 * 2**20
+    finally:
+        del ballast

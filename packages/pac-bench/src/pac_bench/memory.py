@@ -2,10 +2,12 @@
 
 ``tracemalloc`` does not see torch's allocations, so the child process builds the inputs and the
 layer, resets the kernel's peak-RSS counter where Linux allows it (``/proc/self/clear_refs``), notes
-its resident memory, runs one forward under ``torch.no_grad()`` and reads
-``resource.getrusage(RUSAGE_SELF).ru_maxrss``; the difference is the peak extra resident memory of
-the forward. Linux reports ru_maxrss in KiB, macOS in bytes. CPU only; without the reset (other
-systems) the import-time peak may hide a smaller forward peak.
+its resident memory, runs one forward under ``torch.no_grad()`` and reads the peak again
+(``VmHWM`` in ``/proc/self/status``); the difference is the peak extra resident memory of the
+forward. Not ``getrusage().ru_maxrss``: after ``exec`` it still holds the peak of the forked copy of
+the parent, so a parent that has imported torch inflated every reading by tens of MiB (the first
+peers run, 2026-11-26, read 60–80 MiB for ``nn.Conv2d`` at every size). CPU only; without the
+reset (other systems) ``ru_maxrss`` is used and the import-time peak may hide a smaller peak.
 """
 
 from __future__ import annotations
@@ -44,16 +46,24 @@ if int(sys.argv[5]):
     del xs, gs
     ctx = backends.use(backend) if which == "pac" else contextlib.nullcontext()
 gc.collect()
+def _hwm():
+    # the peak RSS of this process's memory since the reset (kB in /proc/self/status); not
+    # ru_maxrss, which also keeps the peak of the pre-exec copy of a large parent process
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
 try:
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     with open("/proc/self/statm") as fh:
         before = int(fh.read().split()[1]) * resource.getpagesize()
-except OSError:
+    _hwm()
+    reset = True
+except (OSError, StopIteration):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    reset = False
 with ctx, torch.no_grad():
     y = layer(x, g) if which == "pac" else layer(x)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+after = _hwm() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 out_bytes = y.numel() * y.element_size()
 print(json.dumps({"peak_extra_bytes": max(0, after - before), "output_bytes": out_bytes}))
 """
@@ -154,16 +164,24 @@ with torch.no_grad():
     elif warm == "full":
         peer.fn(x, g)
 gc.collect()
+def _hwm():
+    # the peak RSS of this process's memory since the reset (kB in /proc/self/status); not
+    # ru_maxrss, which also keeps the peak of the pre-exec copy of a large parent process
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
 try:
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     with open("/proc/self/statm") as fh:
         before = int(fh.read().split()[1]) * resource.getpagesize()
-except OSError:
+    _hwm()
+    reset = True
+except (OSError, StopIteration):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    reset = False
 with torch.no_grad():
     y = peer.fn(x, g)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+after = _hwm() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 print(json.dumps({"peak_extra_bytes": max(0, after - before)}))
 """
 
