@@ -23,13 +23,42 @@ from .cases import Case
 
 GiB = 1024**3
 
-_CHILD = r"""
-import gc, json, resource, sys
+_PEAK = r"""
+import resource, sys
+_SCALE = 1 if sys.platform == "darwin" else 1024
+
+
+def _hwm():
+    # the peak RSS of this process's memory since the reset (kB in /proc/self/status); not
+    # ru_maxrss, which also keeps the peak of the pre-exec copy of a large parent process
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
+
+
+def mark():
+    # reset the peak counter where Linux allows it; returns (resident bytes now, reset worked)
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        with open("/proc/self/statm") as fh:
+            now = int(fh.read().split()[1]) * resource.getpagesize()
+        _hwm()
+        return now, True
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _SCALE, False
+
+
+def peak_since(before, reset):
+    after = _hwm() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _SCALE
+    return max(0, after - before)
+"""
+
+_CHILD = _PEAK + r"""
+import gc, json, sys
 import torch
 from pac_bench.cases import Case
 case = Case(**json.loads(sys.argv[1])); which = sys.argv[2]; backend = sys.argv[3]
 torch.set_num_threads(int(sys.argv[4]))
-scale = 1 if sys.platform == "darwin" else 1024
 x, g = case.inputs()
 layer = case.pac_layer() if which == "pac" else case.conv_layer()
 import contextlib
@@ -46,27 +75,24 @@ if int(sys.argv[5]):
     del xs, gs
     ctx = backends.use(backend) if which == "pac" else contextlib.nullcontext()
 gc.collect()
-def _hwm():
-    # the peak RSS of this process's memory since the reset (kB in /proc/self/status); not
-    # ru_maxrss, which also keeps the peak of the pre-exec copy of a large parent process
-    with open("/proc/self/status") as fh:
-        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
-try:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    with open("/proc/self/statm") as fh:
-        before = int(fh.read().split()[1]) * resource.getpagesize()
-    _hwm()
-    reset = True
-except (OSError, StopIteration):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    reset = False
+before, reset = mark()
 with ctx, torch.no_grad():
     y = layer(x, g) if which == "pac" else layer(x)
-after = _hwm() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 out_bytes = y.numel() * y.element_size()
-print(json.dumps({"peak_extra_bytes": max(0, after - before), "output_bytes": out_bytes}))
+print(json.dumps({"peak_extra_bytes": peak_since(before, reset), "output_bytes": out_bytes}))
 """
+
+
+def _run_child(script: str, args: list[str], timeout: float) -> int:
+    """Run a measurement ``script`` in a fresh Python process; its ``peak_extra_bytes``."""
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_extra_bytes"])
 
 
 def peak_forward_bytes(case: Case, which: str = "pac", backend: str = "reference",
@@ -87,17 +113,8 @@ def peak_forward_bytes(case: Case, which: str = "pac", backend: str = "reference
     """
     if which not in ("pac", "conv"):
         raise ValueError(f"which must be 'pac' or 'conv', got {which!r}")
-    env = dict(os.environ)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(asdict(case)), which, backend, str(threads),
-         str(int(warm))],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_extra_bytes"])
+    return _run_child(_CHILD, [json.dumps(asdict(case)), which, backend, str(threads),
+                               str(int(warm))], timeout)
 
 
 def reference_estimate_bytes(case: Case) -> int:
@@ -145,14 +162,13 @@ def memory_records(case: Case, backends: list[str], threads: int = 1,
     return records
 
 
-_PEER_CHILD = r"""
-import dataclasses, gc, json, resource, sys
+_PEER_CHILD = _PEAK + r"""
+import dataclasses, gc, json, sys
 import torch
 from pac_bench.cases import Case
 from pac_bench.peers import make_peer
 case = Case(**json.loads(sys.argv[1])); name = sys.argv[2]; warm = sys.argv[4]
 torch.set_num_threads(int(sys.argv[3]))
-scale = 1 if sys.platform == "darwin" else 1024
 x, g = case.inputs()
 peer = make_peer(case, name)
 with torch.no_grad():
@@ -164,25 +180,10 @@ with torch.no_grad():
     elif warm == "full":
         peer.fn(x, g)
 gc.collect()
-def _hwm():
-    # the peak RSS of this process's memory since the reset (kB in /proc/self/status); not
-    # ru_maxrss, which also keeps the peak of the pre-exec copy of a large parent process
-    with open("/proc/self/status") as fh:
-        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
-try:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    with open("/proc/self/statm") as fh:
-        before = int(fh.read().split()[1]) * resource.getpagesize()
-    _hwm()
-    reset = True
-except (OSError, StopIteration):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    reset = False
+before, reset = mark()
 with torch.no_grad():
     y = peer.fn(x, g)
-after = _hwm() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-print(json.dumps({"peak_extra_bytes": max(0, after - before)}))
+print(json.dumps({"peak_extra_bytes": peak_since(before, reset)}))
 """
 
 
@@ -204,16 +205,7 @@ def peer_peak_bytes(case: Case, peer: str, threads: int = 1, timeout: float = 60
     """
     if warm not in ("small", "full", "none"):
         raise ValueError(f"warm must be 'small', 'full' or 'none', got {warm!r}")
-    env = dict(os.environ)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run(
-        [sys.executable, "-c", _PEER_CHILD, json.dumps(asdict(case)), peer, str(threads), warm],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_extra_bytes"])
+    return _run_child(_PEER_CHILD, [json.dumps(asdict(case)), peer, str(threads), warm], timeout)
 
 
 def peer_memory_records(case: Case, peers: list[str], threads: int = 1,
