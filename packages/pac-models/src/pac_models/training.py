@@ -8,11 +8,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
+from torch import nn
 
-__all__ = ["TrainResult", "jsonable", "latest_checkpoint", "lr_at", "to_cpu"]
+__all__ = ["TrainResult", "begin_epoch", "jsonable", "latest_checkpoint", "lr_at", "resume",
+           "save_checkpoint", "to_cpu"]
 
 
 @dataclass
@@ -72,3 +74,51 @@ def to_cpu(obj: Any) -> Any:
 def jsonable(d: dict[str, Any]) -> dict[str, Any]:
     """``d`` with every value made JSON-serialisable (``str()`` of unknown objects)."""
     return json.loads(json.dumps(d, default=str))
+
+
+def resume(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
+           log: Callable[[str], None] = print) -> int:
+    """Load the newest checkpoint of ``out`` (model, optimiser, torch RNG) if there is one.
+
+    Returns:
+        The first epoch to run: 1 without a checkpoint, else the checkpoint's epoch + 1.
+    """
+    from .weights import load_checkpoint
+
+    found = latest_checkpoint(out)
+    if found is None:
+        return 1
+    epoch_done, path = found
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"], strict=True)
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    log(f"resumed from {path} (epoch {epoch_done})")
+    return epoch_done + 1
+
+
+def save_checkpoint(out: Path, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                    config: dict[str, Any], **extra: Any) -> Path:
+    """Write ``out/checkpoint_epoch_<epoch>.pth``: model and optimiser state on the CPU (so it
+    resumes on any device), the torch RNG, the config and ``extra`` entries."""
+    path = out / f"checkpoint_epoch_{epoch}.pth"
+    torch.save({"model": to_cpu(model.state_dict()), "optimizer": to_cpu(opt.state_dict()),
+                "epoch": epoch, "torch_rng": torch.get_rng_state(), "config": jsonable(config),
+                **extra}, path)
+    return path
+
+
+def begin_epoch(epoch: int, opt: torch.optim.Optimizer, dataset: Any, lr: float,
+                milestones: Sequence[int], gamma: float,
+                seed: int) -> tuple[float, torch.Generator]:
+    """Set the epoch's learning rate (:func:`lr_at`) and ``dataset.epoch`` (when it has one).
+
+    Returns:
+        ``(lr, generator)``: the rate set and the shuffling generator of this epoch.
+    """
+    rate = lr_at(epoch, lr, milestones, gamma)
+    for group in opt.param_groups:
+        group["lr"] = rate
+    if hasattr(dataset, "epoch"):
+        dataset.epoch = epoch
+    return rate, torch.Generator().manual_seed(seed * 1_000_003 + epoch)

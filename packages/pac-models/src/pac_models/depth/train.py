@@ -18,7 +18,8 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
-from ..training import TrainResult, jsonable, latest_checkpoint, lr_at, to_cpu
+from ..training import TrainResult, begin_epoch, latest_checkpoint, lr_at, save_checkpoint
+from ..training import resume as resume_from
 from .evaluate import _model_device, collate, evaluate, to_device
 from .protocol import l2_loss
 
@@ -54,8 +55,6 @@ class TrainConfig:
     num_workers: int = 0
 
 
-_cpu = to_cpu
-_jsonable = jsonable
 
 
 def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
@@ -82,44 +81,26 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     Returns:
         The epoch range run, losses, evaluations and the final weights path.
     """
-    from ..weights import load_checkpoint
 
     cfg = config or TrainConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                            weight_decay=0.0)
-    start = 1
-    if resume and (found := latest_checkpoint(out)) is not None:
-        epoch_done, path = found
-        state = load_checkpoint(path)
-        model.load_state_dict(state["model"], strict=True)
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        start = epoch_done + 1
-        log(f"resumed from {path} (epoch {epoch_done})")
+    start = resume_from(out, model, opt, log) if resume else 1
     result = TrainResult(start_epoch=start, epochs=start - 1)
 
     def snapshot(epoch: int) -> Path:
         weights = out / f"weights_epoch_{epoch}.pth"
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-        # model and optimiser state on the CPU so a checkpoint resumes on any device
-        torch.save({"model": _cpu(model.state_dict()), "optimizer": _cpu(opt.state_dict()),
-                    "epoch": epoch,
-                    "torch_rng": torch.get_rng_state(), "config": _jsonable(asdict(cfg)),
-                    "factor": factor}, out / f"checkpoint_epoch_{epoch}.pth")
+        save_checkpoint(out, epoch, model, opt, asdict(cfg), factor=factor)
         return weights
 
     bar_cls: Any = None
     if progress:
         from tqdm.auto import tqdm as bar_cls
     for epoch in range(start, cfg.epochs + 1):
-        lr = lr_at(epoch, cfg.lr, cfg.milestones, cfg.gamma)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        if hasattr(dataset, "epoch"):
-            dataset.epoch = epoch  # type: ignore[attr-defined]
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        lr, gen = begin_epoch(epoch, opt, dataset, cfg.lr, cfg.milestones, cfg.gamma, cfg.seed)
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                              generator=gen, collate_fn=collate,
                                              num_workers=cfg.num_workers, drop_last=False)

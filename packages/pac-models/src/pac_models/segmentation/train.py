@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training import TrainResult, jsonable, latest_checkpoint, lr_at, to_cpu
+from ..training import TrainResult, begin_epoch, save_checkpoint
+from ..training import resume as resume_from
 from .data import SegSample, collate_segmentation, write_label_png
 from .metrics import ConfusionMatrix, segmentation_loss
 
@@ -186,7 +187,6 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
     Returns:
         The epochs run, losses, evaluations and the final weights path.
     """
-    from ..weights import load_checkpoint
 
     cfg = config or SegTrainConfig()
     if cfg.loss != "ce" and not cfg.loss.startswith("fce_"):
@@ -198,15 +198,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
         raise ValueError("the model has no trainable parameters")
     opt = _optimizer(params, cfg)
     frozen = bool(getattr(model, "backbone_frozen", False))
-    start = 1
-    if resume and (found := latest_checkpoint(out)) is not None:
-        epoch_done, path = found
-        state = load_checkpoint(path)
-        model.load_state_dict(state["model"], strict=True)
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        start = epoch_done + 1
-        log(f"resumed from {path} (epoch {epoch_done})")
+    start = resume_from(out, model, opt, log) if resume else 1
     result = SegTrainResult(start_epoch=start, epochs=start - 1)
 
     def snapshot(epoch: int) -> Path:
@@ -214,11 +206,8 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
               if not (frozen and k.startswith("backbone."))}
         weights = out / f"weights_epoch_{epoch}.pth"
         torch.save(sd, weights)
-        torch.save({"model": to_cpu(model.state_dict()), "optimizer": to_cpu(opt.state_dict()),
-                    "epoch": epoch, "torch_rng": torch.get_rng_state(),
-                    "config": jsonable(asdict(cfg)),
-                    "model_name": str(getattr(model, "model_name", type(model).__name__))},
-                   out / f"checkpoint_epoch_{epoch}.pth")
+        save_checkpoint(out, epoch, model, opt, asdict(cfg),
+                        model_name=str(getattr(model, "model_name", type(model).__name__)))
         return weights
 
     bar: Any = None
@@ -226,12 +215,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
         from tqdm.auto import tqdm as bar
     device = _device(model)
     for epoch in range(start, cfg.epochs + 1):
-        lr = lr_at(epoch, cfg.lr, cfg.milestones, cfg.gamma)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        if hasattr(dataset, "epoch"):
-            dataset.epoch = epoch  # type: ignore[attr-defined]
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        lr, gen = begin_epoch(epoch, opt, dataset, cfg.lr, cfg.milestones, cfg.gamma, cfg.seed)
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                              generator=gen, collate_fn=collate_segmentation,
                                              num_workers=cfg.num_workers)
