@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 import platform
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,15 +285,16 @@ def peer_table(records: Iterable[Record]) -> str:
     for (case, mode), by_peer in rows.items():
         floors = [r["conv_s"] for r in by_peer.values() if r.get("conv_s")]
         floor = _fmt_time(statistics.median(floors)) if floors else "—"
-        cells = []
-        for p in peers:
-            r = by_peer.get(p)
-            if r is None or r.get("ratio") is None:
-                cells.append("—")
-            else:
-                cells.append(f"{r['ratio']:.2f}× ({_fmt_time(r['pac_s'])})")
+        cells = _ratio_cells(by_peer, peers, lambda r: _fmt_time(r["pac_s"]))
         lines.append(f"| {case} | {mode} | {floor} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _ratio_cells(by_peer: dict[str, Record], peers: list[str],
+                 value: Callable[[Record], str]) -> list[str]:
+    """One pivot cell per peer: ``"<ratio>× (<value>)"``, or ``—`` without a ratio."""
+    return ["—" if (r := by_peer.get(p)) is None or r.get("ratio") is None
+            else f"{r['ratio']:.2f}× ({value(r)})" for p in peers]
 
 
 def peer_memory_table(records: Iterable[Record]) -> str:
@@ -310,13 +311,7 @@ def peer_memory_table(records: Iterable[Record]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for case, by_peer in rows.items():
         floor = by_peer.get("torch", {})
-        cells = []
-        for p in peers:
-            r = by_peer.get(p)
-            if r is None or r.get("ratio") is None:
-                cells.append("—")
-            else:
-                cells.append(f"{r['ratio']:.2f}× ({_fmt_bytes(r['peak_bytes'])})")
+        cells = _ratio_cells(by_peer, peers, lambda r: _fmt_bytes(r["peak_bytes"]))
         lines.append(f"| {case} | {_fmt_bytes(floor.get('peak_bytes'))} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
