@@ -162,22 +162,22 @@ def save_panel(result: DemoResult, path: Path) -> Path:
     """Write a PNG panel, one row per factor: RGB, input, bilinear, JBU, ours, truth, errors."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._figures import panel_grid, save_figure, show_row
 
     rows = result.results
     titles = ["RGB guide", "low-res input", "bilinear", "joint bilateral", "ours (PAC)",
               "ground truth", "|error| bilinear", "|error| ours"]
-    fig, axes = plt.subplots(len(rows), len(titles), figsize=(2.3 * len(titles), 1.8 * len(rows)),
-                             squeeze=False)
+    fig, axes = panel_grid(len(rows), titles, (2.3, 1.8))
+    depth_cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.6")
+    err_cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6")
     for i, r in enumerate(rows):
         lo_v, hi_v = np.percentile(r.truth[r.valid], [1, 99]) if r.valid.any() else (0, 1)
         err = {m: np.where(r.valid, np.abs(r.preds[m] - r.truth), np.nan)
                for m in ("bilinear", "ours")}
         err_max = max(1e-6, float(np.nanpercentile(err["bilinear"], 99)))
         h, w = r.truth.shape
-        depth_kw = {"cmap": "viridis", "vmin": lo_v, "vmax": hi_v}
-        err_kw = {"cmap": "magma", "vmin": 0, "vmax": err_max}
+        depth_kw = {"cmap": depth_cmap, "vmin": lo_v, "vmax": hi_v}
+        err_kw = {"cmap": err_cmap, "vmin": 0, "vmax": err_max}
         panels = [
             (result.rgb[:h, :w] if result.rgb is not None else np.zeros((h, w, 3), np.uint8), {}),
             (r.low, depth_kw), (r.preds["bilinear"], depth_kw),
@@ -185,24 +185,11 @@ def save_panel(result: DemoResult, path: Path) -> Path:
             (np.where(r.valid, r.truth, np.nan), depth_kw),
             (err["bilinear"], err_kw), (err["ours"], err_kw),
         ]
-        for j, (img, kw) in enumerate(panels):
-            ax = axes[i, j]
-            if "cmap" in kw:
-                kw = {**kw, "cmap": matplotlib.colormaps[kw["cmap"]].with_extremes(bad="0.6")}
-            ax.imshow(img, interpolation="nearest", **kw)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(titles[j], fontsize=9)
+        show_row(axes[i], panels, titles if i == 0 else None)
         axes[i, 0].set_ylabel(f"×{r.factor}\nbil {r.rmse['bilinear']:.2f}\n"
                               f"ours {r.rmse['ours']:.2f}", fontsize=8)
-    fig.suptitle("Joint depth upsampling of the Middlebury motorcycle disparity "
-                 "(RMSE in disparity px)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "Joint depth upsampling of the Middlebury motorcycle disparity "
+                                  "(RMSE in disparity px)")
 
 
 def run_demo(out: str | Path, factors: Sequence[int] = DEFAULT_FACTORS,

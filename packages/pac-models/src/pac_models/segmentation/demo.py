@@ -100,11 +100,9 @@ def demo_data(crop: Optional[tuple[int, int, int, int]] = None,
 
 def save_panel(result: DemoResult, path: Path) -> Path:
     """PNG: per factor, the RGB, the labels, the coarse and refined predictions and their errors."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+
+    from .._figures import panel_grid, save_figure, show_row
 
     cmap = ListedColormap(["#2b2b6b", "#f2c14e"]).with_extremes(bad="0.6")
     err_cmap = ListedColormap(["#ffffff", "#d62728"]).with_extremes(bad="0.6")
@@ -113,8 +111,7 @@ def save_panel(result: DemoResult, path: Path) -> Path:
     titles = ["RGB", "labels (grey: ignored)", "coarse", "PAC-CRF", "errors coarse",
               "errors PAC-CRF"]
     rows = result.results
-    fig, axes = plt.subplots(len(rows), len(titles), squeeze=False,
-                             figsize=(2.6 * len(titles), 2.0 * len(rows) + 0.4))
+    fig, axes = panel_grid(len(rows), titles, (2.6, 2.0), extra_height=0.4)
     for i, r in enumerate(rows):
         err_b = np.where(ignore, np.nan, (r.before != result.labels).astype(float))
         err_a = np.where(ignore, np.nan, (r.after != result.labels).astype(float))
@@ -123,23 +120,12 @@ def save_panel(result: DemoResult, path: Path) -> Path:
                   (r.after, {"cmap": cmap, "vmin": 0, "vmax": 1}),
                   (err_b, {"cmap": err_cmap, "vmin": 0, "vmax": 1}),
                   (err_a, {"cmap": err_cmap, "vmin": 0, "vmax": 1})]
-        for j, (img, kw) in enumerate(panels):
-            ax = axes[i, j]
-            ax.imshow(img, interpolation="nearest", **kw)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(titles[j], fontsize=9)
+        show_row(axes[i], panels, titles if i == 0 else None)
         axes[i, 0].set_ylabel(f"×{r.factor}", fontsize=9)
         axes[i, 2].set_xlabel(f"mIoU {r.miou_before:.2f}", fontsize=8)
         axes[i, 3].set_xlabel(f"mIoU {r.miou_after:.2f}", fontsize=8)
-    fig.suptitle("Foreground/background refinement of coarse logits with a PAC-CRF learned on "
-                 "synthetic scenes (Middlebury motorcycle)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "Foreground/background refinement of coarse logits with a "
+                                  "PAC-CRF learned on synthetic scenes (Middlebury motorcycle)")
 
 
 def run_demo(out: str | Path, factors: Sequence[int] = DEFAULT_FACTORS,
