@@ -145,14 +145,11 @@ def test_lite_factor_and_size_checks():
         m(torch.rand(1, 1, 3, 3), torch.rand(1, 3, 11, 12))
 
 
-def test_joint_bilateral_is_classic_jbu():
-    """Normalised over the taps that hit samples: a constant stays constant, edges are kept."""
-    m = create_model("JBU_9_10_0.5", factor=4)
-    assert isinstance(m, JointBilateral) and m.kernel_size == 9
-    assert m.scale_color == 10.0 and m.scale_space == 0.5
+def _constant_and_edge_errors(m):
+    """A ×4 model keeps a constant constant (asserted); returns its mean error and bilinear's
+    around a depth step edge that coincides with a colour edge (columns 6–9 of 16)."""
     low = torch.full((1, 1, 4, 5), 3.0)
     torch.testing.assert_close(m(low, torch.rand(1, 3, 16, 20)), torch.full((1, 1, 16, 20), 3.0))
-    # a step edge in depth that coincides with a colour edge stays sharp
     low = torch.zeros(1, 1, 4, 4)
     low[..., 2:] = 1.0
     guide = torch.zeros(1, 3, 16, 16)
@@ -160,7 +157,17 @@ def test_joint_bilateral_is_classic_jbu():
     out = m(low, guide).detach()
     bil = create_model("bilinear", factor=4)(low)
     edge = (slice(None), slice(None), slice(None), slice(6, 10))
-    assert (out[edge] - (guide[:, :1][edge])).abs().mean() < 0.5 * (bil[edge] - guide[:, :1][edge]).abs().mean()
+    truth = guide[:, :1][edge]
+    return (out[edge] - truth).abs().mean(), (bil[edge] - truth).abs().mean()
+
+
+def test_joint_bilateral_is_classic_jbu():
+    """Normalised over the taps that hit samples: a constant stays constant, edges are kept."""
+    m = create_model("JBU_9_10_0.5", factor=4)
+    assert isinstance(m, JointBilateral) and m.kernel_size == 9
+    assert m.scale_color == 10.0 and m.scale_space == 0.5
+    err, bil_err = _constant_and_edge_errors(m)
+    assert err < 0.5 * bil_err   # a depth edge on a colour edge stays sharp
 
 
 def test_aliases_and_pacnet_names():
@@ -173,17 +180,8 @@ def test_pac_jbu_refine_starts_as_cascaded_jbu():
     """Untrained: a constant stays constant, a depth edge on a colour edge stays sharper than
     bilinear, and the residual branch adds nothing yet."""
     m = create_model("pac_jbu_refine", factor=4)
-    low = torch.full((1, 1, 4, 5), 3.0)
-    torch.testing.assert_close(m(low, torch.rand(1, 3, 16, 20)), torch.full((1, 1, 16, 20), 3.0))
-    low = torch.zeros(1, 1, 4, 4)
-    low[..., 2:] = 1.0
-    guide = torch.zeros(1, 3, 16, 16)
-    guide[..., 8:] = 1.0
-    out = m(low, guide).detach()
-    bil = create_model("bilinear", factor=4)(low)
-    edge = (slice(None), slice(None), slice(None), slice(6, 10))
-    err = (out[edge] - guide[:, :1][edge]).abs().mean()
-    assert err < 0.75 * (bil[edge] - guide[:, :1][edge]).abs().mean()
+    err, bil_err = _constant_and_edge_errors(m)
+    assert err < 0.75 * bil_err
     assert m.refine[-1].weight.abs().sum() == 0
 
 
