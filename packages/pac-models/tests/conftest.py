@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 def write_nyu_mat(path: Path, n: int = 5, h: int = 24, w: int = 32, seed: int = 0):
@@ -54,3 +55,12 @@ def nyu_file(tmp_path):
 @pytest.fixture
 def sintel_writer():
     return write_sintel
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread (restored afterwards)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -2,18 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 
 from pac_models.data.synthetic_seg import IGNORE_INDEX
 from pac_models.segmentation import demo
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_demo_data_labels():

@@ -25,13 +25,7 @@ from pac_models.segmentation.api import (
 from pac_models.segmentation.crf_training import TrainConfig, mean_iou, train_crf
 from pac_models.weights import get_weights, load_checkpoint, sha256sum, shipped_dir
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(b=2, n=3, h=12, w=16, seed=0):
