@@ -93,12 +93,6 @@ def fill_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return values[tuple(idx)]
 
 
-def bilinear_upsample(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize with half-pixel centres (``align_corners=False``), no antialiasing."""
-    t = torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
 def interpolate(low: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     """``'bilinear'`` or ``'bicubic'`` resize with half-pixel centres, no antialiasing."""
     t = torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32))[None, None]
