@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 __all__ = ["TrainResult", "begin_epoch", "jsonable", "latest_checkpoint", "lr_at", "resume",
-           "save_checkpoint", "to_cpu"]
+           "run_epochs", "save_checkpoint", "to_cpu"]
 
 
 @dataclass
@@ -122,3 +122,67 @@ def begin_epoch(epoch: int, opt: torch.optim.Optimizer, dataset: Any, lr: float,
     if hasattr(dataset, "epoch"):
         dataset.epoch = epoch
     return rate, torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def run_epochs(model: nn.Module, opt: torch.optim.Optimizer, dataset: Any, cfg: Any,
+               result: TrainResult, out: Path, *, collate: Callable[[list[Any]], Any],
+               step: Callable[[Any], tuple[torch.Tensor, int]],
+               snapshot: Callable[[int], Path],
+               evaluate: Optional[Callable[[], tuple[float, str]]] = None,
+               progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+    """The epoch loop shared by the depth and segmentation trainers.
+
+    Epochs ``result.epochs + 1 … cfg.epochs``: :func:`begin_epoch`, a shuffled DataLoader
+    (``cfg.batch_size``, ``cfg.num_workers``, at most ``cfg.max_steps_per_epoch`` steps), one
+    optimiser step per batch with the loss from ``step(batch) -> (loss, samples)``, a log line
+    ``epoch N: loss … lr …`` (plus what ``evaluate()`` returns, every ``cfg.eval_every`` epochs and
+    at the end), and ``snapshot(epoch)`` every ``cfg.snapshot_every`` epochs and at the end (it
+    writes ``out/weights_epoch_<N>.pth``).
+
+    Returns:
+        ``result``, filled in (losses, evaluations, the last weights file).
+    """
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm as bar
+    for epoch in range(result.epochs + 1, cfg.epochs + 1):
+        lr, gen = begin_epoch(epoch, opt, dataset, cfg.lr, cfg.milestones, cfg.gamma, cfg.seed)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
+                                             generator=gen, collate_fn=collate,
+                                             num_workers=cfg.num_workers)
+        steps = len(loader) if cfg.max_steps_per_epoch is None else min(
+            len(loader), cfg.max_steps_per_epoch)
+        it: Any = loader
+        if bar is not None:
+            it = bar(loader, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                     leave=False)
+        model.train()
+        total, count = 0.0, 0
+        for i, batch in enumerate(it):
+            if i >= steps:
+                break
+            opt.zero_grad(set_to_none=True)
+            loss, n = step(batch)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * n
+            count += n
+            if bar is not None:
+                it.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.1e}")
+        if bar is not None:
+            it.close()
+        mean = total / max(count, 1)
+        result.losses.append(mean)
+        result.epochs = epoch
+        msg = f"epoch {epoch}: loss {mean:.5g} lr {lr:.1e}"
+        last = epoch == cfg.epochs
+        if evaluate is not None and ((cfg.eval_every and epoch % cfg.eval_every == 0) or last):
+            result.evals[epoch], note = evaluate()
+            msg += note
+        log(msg)
+        if (cfg.snapshot_every and epoch % cfg.snapshot_every == 0) or last:
+            result.weights = snapshot(epoch)
+    if result.weights is None and result.epochs >= 1:
+        w = out / f"weights_epoch_{result.epochs}.pth"
+        result.weights = w if w.exists() else None
+    return result

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
-from ..training import TrainResult, begin_epoch, latest_checkpoint, lr_at, save_checkpoint
+from ..training import TrainResult, latest_checkpoint, lr_at, run_epochs, save_checkpoint
 from ..training import resume as resume_from
 from .evaluate import _model_device, collate, evaluate, to_device
 from .protocol import l2_loss
@@ -96,55 +96,20 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
         save_checkpoint(out, epoch, model, opt, asdict(cfg), factor=factor)
         return weights
 
-    bar_cls: Any = None
-    if progress:
-        from tqdm.auto import tqdm as bar_cls
-    for epoch in range(start, cfg.epochs + 1):
-        lr, gen = begin_epoch(epoch, opt, dataset, cfg.lr, cfg.milestones, cfg.gamma, cfg.seed)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
-                                             generator=gen, collate_fn=collate,
-                                             num_workers=cfg.num_workers, drop_last=False)
-        steps = len(loader) if cfg.max_steps_per_epoch is None else min(
-            len(loader), cfg.max_steps_per_epoch)
-        it: Any = loader
-        if bar_cls is not None:
-            it = bar_cls(loader, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
-                         leave=False)
-        model.train()
-        total, count = 0.0, 0
-        device = _model_device(model)
-        for step, batch in enumerate(it):
-            if step >= steps:
-                break
-            batch = to_device(batch, device)
-            opt.zero_grad(set_to_none=True)
-            pred = model(batch.low, batch.guide)
-            if pred.shape[-2:] != batch.target.shape[-2:]:
-                from .protocol import center_crop
+    def step(batch: Any) -> tuple[torch.Tensor, int]:
+        batch = to_device(batch, device)
+        pred = model(batch.low, batch.guide)
+        if pred.shape[-2:] != batch.target.shape[-2:]:
+            from .protocol import center_crop
 
-                pred = center_crop(pred, tuple(batch.target.shape[-2:]))
-            loss = l2_loss(pred, batch.target, batch.raw_range)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * batch.low.shape[0]
-            count += batch.low.shape[0]
-            if bar_cls is not None:
-                it.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.1e}")
-        if bar_cls is not None:
-            it.close()
-        mean = total / max(count, 1)
-        result.losses.append(mean)
-        result.epochs = epoch
-        msg = f"epoch {epoch}: loss {mean:.5g} lr {lr:.1e}"
-        last = epoch == cfg.epochs
-        if eval_dataset is not None and ((cfg.eval_every and epoch % cfg.eval_every == 0) or last):
-            ev = evaluate(model, eval_dataset, factor, eval_metric)
-            result.evals[epoch] = ev.value
-            msg += f", eval {eval_metric} {ev.value:.5g} ({ev.count} images)"
-        log(msg)
-        if (cfg.snapshot_every and epoch % cfg.snapshot_every == 0) or last:
-            result.weights = snapshot(epoch)
-    if result.weights is None and result.epochs >= 1:
-        w = out / f"weights_epoch_{result.epochs}.pth"
-        result.weights = w if w.exists() else None
-    return result
+            pred = center_crop(pred, tuple(batch.target.shape[-2:]))
+        return l2_loss(pred, batch.target, batch.raw_range), batch.low.shape[0]
+
+    def run_eval() -> tuple[float, str]:
+        ev = evaluate(model, eval_dataset, factor, eval_metric)
+        return ev.value, f", eval {eval_metric} {ev.value:.5g} ({ev.count} images)"
+
+    device = _model_device(model)
+    return run_epochs(model, opt, dataset, cfg, result, out, collate=collate, step=step,
+                      snapshot=snapshot, evaluate=run_eval if eval_dataset is not None else None,
+                      progress=progress, log=log)

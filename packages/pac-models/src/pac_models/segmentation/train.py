@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training import TrainResult, begin_epoch, save_checkpoint
+from ..training import TrainResult, run_epochs, save_checkpoint
 from ..training import resume as resume_from
 from .data import SegSample, collate_segmentation, write_label_png
 from .metrics import ConfusionMatrix, segmentation_loss
@@ -210,51 +210,17 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
                         model_name=str(getattr(model, "model_name", type(model).__name__)))
         return weights
 
-    bar: Any = None
-    if progress:
-        from tqdm.auto import tqdm as bar
+    def step(batch: SegSample) -> tuple[torch.Tensor, int]:
+        image, label = batch.image.to(device), batch.label.to(device)
+        loss = segmentation_loss(model(image, tuple(label.shape[-2:])), label, cfg.loss)
+        return loss, image.shape[0]
+
+    def run_eval() -> tuple[float, str]:
+        ev = evaluate(model, eval_dataset, progress=progress)
+        return ev.miou, f", eval mIoU {100 * ev.miou:.2f} % ({ev.count} images)"
+
     device = _device(model)
-    for epoch in range(start, cfg.epochs + 1):
-        lr, gen = begin_epoch(epoch, opt, dataset, cfg.lr, cfg.milestones, cfg.gamma, cfg.seed)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
-                                             generator=gen, collate_fn=collate_segmentation,
-                                             num_workers=cfg.num_workers)
-        steps = len(loader) if cfg.max_steps_per_epoch is None else min(
-            len(loader), cfg.max_steps_per_epoch)
-        it: Any = loader
-        if bar is not None:
-            it = bar(loader, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
-                     leave=False)
-        model.train()
-        total, count = 0.0, 0
-        for step, batch in enumerate(it):
-            if step >= steps:
-                break
-            b: SegSample = batch
-            image, label = b.image.to(device), b.label.to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = segmentation_loss(model(image, tuple(label.shape[-2:])), label, cfg.loss)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * image.shape[0]
-            count += image.shape[0]
-            if bar is not None:
-                it.set_postfix(loss=f"{float(loss.detach()):.4g}", lr=f"{lr:.1e}")
-        if bar is not None:
-            it.close()
-        mean = total / max(count, 1)
-        result.losses.append(mean)
-        result.epochs = epoch
-        msg = f"epoch {epoch}: loss {mean:.5g} lr {lr:.1e}"
-        last = epoch == cfg.epochs
-        if eval_dataset is not None and ((cfg.eval_every and epoch % cfg.eval_every == 0) or last):
-            ev = evaluate(model, eval_dataset, progress=progress)
-            result.evals[epoch] = ev.miou
-            msg += f", eval mIoU {100 * ev.miou:.2f} % ({ev.count} images)"
-        log(msg)
-        if (cfg.snapshot_every and epoch % cfg.snapshot_every == 0) or last:
-            result.weights = snapshot(epoch)
-    if result.weights is None and result.epochs >= 1:
-        w = out / f"weights_epoch_{result.epochs}.pth"
-        result.weights = w if w.exists() else None
-    return result
+    return run_epochs(model, opt, dataset, cfg, result, out, collate=collate_segmentation,
+                      step=step, snapshot=snapshot,
+                      evaluate=run_eval if eval_dataset is not None else None,
+                      progress=progress, log=log)
