@@ -102,6 +102,34 @@ def test_train_and_eval_pass_model_args(tmp_path, capsys):
     assert "RMSE pac_jbu_refine" in capsys.readouterr().out
 
 
+def test_train_init_weights_for_depth(tmp_path, capsys):
+    """--init-weights takes a file or a weights tag (loaded non-strictly, keys reported); a value
+    that is neither is a clear error."""
+    common = ["train", "--model", "pac_jbu_refine", "--scenes", "2", "--scene-size", "32",
+              "--crop", "32", "--batch-size", "2", "--eval-limit", "0", "--epochs", "1",
+              "--quiet", "--max-steps", "1", "--lr", "0"]
+    first = tmp_path / "first"
+    assert main([*common, "--factor", "4", "--model-arg", "width=8", "--model-arg",
+                 "feat_channels=2", "--out", str(first)]) == 0
+    init = first / "weights_epoch_1.pth"
+    assert main([*common, "--factor", "4", "--model-arg", "width=8", "--model-arg",
+                 "feat_channels=2", "--model-arg", "context_channels=2", "--init-weights",
+                 str(init), "--out", str(tmp_path / "second")]) == 0
+    out = capsys.readouterr().out
+    assert "missing keys ['context.0.weight'" in out and "unexpected keys none" in out
+    a = torch.load(init, weights_only=True)
+    b = torch.load(tmp_path / "second" / "weights_epoch_1.pth", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the loaded values survive
+    assert main([*common, "--factor", "16", "--model-arg", "stage=4", "--model-arg", "width=32",
+                 "--model-arg", "feat_channels=8", "--model-arg", "context_channels=2",
+                 "--init-weights", "pac_jbu_refine_x16_synthetic_v1",
+                 "--out", str(tmp_path / "tag")]) == 0
+    assert "loaded pac_jbu_refine_x16_synthetic_v1 non-strictly" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="neither a file nor a weights tag"):
+        main([*common, "--factor", "4", "--init-weights", str(tmp_path / "nope.pth"),
+              "--out", str(tmp_path / "bad")])
+
+
 def test_demo_subcommand(monkeypatch):
     import pac_models.demo as demo
 

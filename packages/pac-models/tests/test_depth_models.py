@@ -214,6 +214,32 @@ def test_pac_jbu_refine_gradients_reach_every_parameter():
         assert p.grad.abs().sum() > 0, name
 
 
+def test_pac_jbu_refine_context_features_start_neutral_and_learn():
+    """Weights without context features load non-strictly into a model with them and give the
+    same output (the context stack starts at zero); the context stack then gets gradients."""
+    torch.manual_seed(0)
+    base = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2)
+    with torch.no_grad():
+        base.features[-1].weight.normal_(0, 0.2)
+        base.refine[-1].weight.normal_(0, 0.1)
+    ctx = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2,
+                       context_channels=3)
+    res = ctx.load_state_dict(base.state_dict(), strict=False)
+    assert res.unexpected_keys == []
+    assert sorted(res.missing_keys) == sorted(
+        f"context.{i}.{t}" for i in (0, 2, 4, 6) for t in ("weight", "bias"))
+    low, guide = torch.rand(2, 1, 4, 5), torch.rand(2, 3, 32, 40)
+    torch.testing.assert_close(ctx(low, guide), base(low, guide), rtol=0, atol=0)
+    assert ctx.guidance_features(guide, 0).shape[1] == 3 + 2 + 2 + 3
+    with torch.no_grad():
+        ctx.context[-1].weight.normal_(0, 0.2)
+    ctx(low, guide).square().mean().backward()
+    for name, p in ctx.context.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match="context_channels"):
+        create_model("pac_jbu_refine", factor=8, context_channels=-1)
+
+
 def test_pac_jbu_refine_rejects_bad_factor():
     with pytest.raises(ValueError, match="power of two"):
         create_model("pac_jbu_refine", factor=6)

@@ -70,15 +70,27 @@ def _seg_model(args: argparse.Namespace) -> Any:
                              num_classes=args.num_classes, **kwargs)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    init = getattr(args, "init_weights", None)
-    if init:
-        from .weights import load_checkpoint, map_legacy_keys
-
-        sd = map_legacy_keys(load_checkpoint(init), model.state_dict().keys())
-        res = model.load_state_dict(sd, strict=False)
-        print(f"loaded {init} non-strictly: missing keys {list(res.missing_keys) or 'none'}; "
-              f"unexpected keys {list(res.unexpected_keys) or 'none'}")
+    _load_init_weights(model, getattr(args, "init_weights", None))
     return model.to(args.device)
+
+
+def _load_init_weights(model: Any, init: Optional[str]) -> None:
+    """``train --init-weights``: a file or a weights tag, loaded non-strictly (keys reported)."""
+    if not init:
+        return
+    from .weights import get_weights, load_checkpoint, map_legacy_keys, resolve_file
+
+    path: Any = init
+    if not Path(init).is_file():
+        try:
+            path = resolve_file(get_weights(init))
+        except ValueError as exc:
+            raise SystemExit(f"error: --init-weights {init!r} is neither a file nor a weights "
+                             f"tag ({exc})") from None
+    sd = map_legacy_keys(load_checkpoint(path), model.state_dict().keys())
+    res = model.load_state_dict(sd, strict=False)
+    print(f"loaded {init} non-strictly: missing keys {list(res.missing_keys) or 'none'}; "
+          f"unexpected keys {list(res.unexpected_keys) or 'none'}")
 
 
 def _voc_dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
@@ -278,7 +290,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     args.eval_every = 10 if args.eval_every is None else args.eval_every
     torch.manual_seed(args.seed)
     model = create_model(args.model, factor=args.factor,
-                         **_model_args(getattr(args, "model_arg", None))).to(args.device)
+                         **_model_args(getattr(args, "model_arg", None)))
+    _load_init_weights(model, args.init_weights)
+    model = model.to(args.device)
     ds = _dataset(args, "train", train=True)
     ev = None
     if args.eval_limit != 0:
@@ -387,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--scale", type=float, default=0.0, help="voc: random scale ±s")
     tr.add_argument("--jitter", action="store_true", help="voc: colour jitter")
     tr.add_argument("--init-weights", default=None,
-                    help="voc: initial weights loaded non-strictly (missing/unexpected keys "
-                         "are printed), e.g. a stage-1 snapshot into a loose CRF")
+                    help="initial weights (a file or a weights tag) loaded non-strictly "
+                         "(missing/unexpected keys are printed), e.g. a stage-1 snapshot into a "
+                         "loose CRF, or shipped depth weights into a model with more layers")
     tr.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
     tr.add_argument("--snapshot-every", type=int, default=None,
                     help="default 100 (depth), 1 (segmentation)")

@@ -484,11 +484,15 @@ class PacJBURefine(nn.Module):
        with learned scales per stage (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in
        [0, 1], and ``s_s = 2/s``, σ = s/2 output pixels; both kept within [0.1, 100]) and
        ``feat_channels`` learned features φ = tanh(a two-layer conv net on the RGB whose last
-       layer starts at zero). The result is normalised by the kernel's sum over the taps that
-       hit samples; the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian
-       weights all underflow falls back to a plain average instead of 0/0. The stages run on
-       the guidance shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a
-       low-resolution sample sits where the ``'center'`` protocol (spec A.5) took it.
+       layer starts at zero), plus, with ``context_channels > 0``, as many context features
+       tanh(a dilated conv stack, dilations 1, 2, 4, 8: about 31 pixels of the stage's
+       resolution, whose last layer starts at zero) that can tell which side of an edge a
+       pixel belongs to from more than its own colour. The result is normalised by the
+       kernel's sum over the taps that hit samples; the kernel values get :data:`NORM_EPS`
+       added, so a window whose Gaussian weights all underflow falls back to a plain average
+       instead of 0/0. The stages run on the guidance shifted by ``⌊(f−1)/2⌋`` pixels and
+       their result is shifted back, so a low-resolution sample sits where the ``'center'``
+       protocol (spec A.5) took it.
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
@@ -507,20 +511,25 @@ class PacJBURefine(nn.Module):
             ``stage`` (and one ×2 where it does not divide), the finest first; a ×s step uses
             a ``(2s+1)²`` kernel. 4 means fewer, wider stages (×4 is a single joint bilateral
             step, like :class:`JointBilateral`).
+        context_channels: Context feature channels (0: none, the layout of the ``v1``
+            weights). They start at zero, so weights without them load non-strictly into a
+            model with them and give the same output.
 
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, or non-positive widths.
     """
 
     def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3,
-                 feat_channels: int = 4, width: int = 16, stage: int = 2) -> None:
+                 feat_channels: int = 4, width: int = 16, stage: int = 2,
+                 context_channels: int = 0) -> None:
         super().__init__()
         from pac_core import PacConvTranspose2d
 
         name = type(self).__name__
         self.factor = _check_factor(name, factor)
-        if feat_channels < 0 or width < 1 or guide_channels < 1:
-            raise ValueError(f"{name}: feat_channels must be ≥ 0, width and guide_channels ≥ 1")
+        if feat_channels < 0 or context_channels < 0 or width < 1 or guide_channels < 1:
+            raise ValueError(f"{name}: feat_channels and context_channels must be ≥ 0, width "
+                             f"and guide_channels ≥ 1")
         self.channels = channels
         self.guide_channels = guide_channels
         self.feat_channels = feat_channels
@@ -542,6 +551,13 @@ class PacJBURefine(nn.Module):
             nn.Conv2d(guide_channels, width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, feat_channels, 3, padding=1),
         ) if feat_channels else None
+        self.context_channels = context_channels
+        self.context = nn.Sequential(
+            nn.Conv2d(guide_channels, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=4, dilation=4), nn.ReLU(inplace=True),
+            nn.Conv2d(width, context_channels, 3, padding=8, dilation=8),
+        ) if context_channels else None
         self.up_convts = nn.ModuleList(
             PacConvTranspose2d(1, 1, 2 * s + 1, stride=s, padding=s, output_padding=s - 1,
                                bias=False)
@@ -555,13 +571,15 @@ class PacJBURefine(nn.Module):
         with torch.no_grad():
             for up in self.up_convts:
                 up.weight.fill_(1.0)
-            lasts = [self.refine[-1]] + ([self.features[-1]] if self.features is not None else [])
+            lasts = [self.refine[-1]] + [m[-1] for m in (self.features, self.context)
+                                         if m is not None]
             for last in lasts:
                 last.weight.zero_()
                 last.bias.zero_()
 
     def guidance_features(self, guide: Tensor, stage: int) -> Tensor:
-        """Kernel features ``[B, 3 + 2 + feat_channels, h_i, w_i]`` of ``stage`` (0 = coarsest)."""
+        """Kernel features ``[B, 3 + 2 + feat_channels + context_channels, h_i, w_i]`` of
+        ``stage`` (0 = coarsest)."""
         r = self.factor // math.prod(self.steps[:stage + 1])
         g = F.avg_pool2d(guide, r) if r > 1 else guide
         b, _, h, w = g.shape
@@ -574,6 +592,8 @@ class PacJBURefine(nn.Module):
         parts = [g * s_c, pos]
         if self.features is not None:
             parts.append(torch.tanh(self.features(g)))
+        if self.context is not None:
+            parts.append(torch.tanh(self.context(g)))
         return torch.cat(parts, dim=1)
 
     def forward(self, target_low: Tensor, guide: Tensor) -> Tensor:
@@ -607,4 +627,5 @@ class PacJBURefine(nn.Module):
 
     def extra_repr(self) -> str:
         """Factor and feature channels."""
-        return f"factor={self.factor}, steps={self.steps}, feat_channels={self.feat_channels}"
+        return (f"factor={self.factor}, steps={self.steps}, feat_channels={self.feat_channels}, "
+                f"context_channels={self.context_channels}")
