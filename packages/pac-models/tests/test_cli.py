@@ -130,6 +130,22 @@ def test_train_init_weights_for_depth(tmp_path, capsys):
               "--out", str(tmp_path / "bad")])
 
 
+def test_train_scene_args(tmp_path, capsys):
+    args = ["train", "--model", "bilinear", "--factor", "4", "--scenes", "2", "--scene-size",
+            "32", "--crop", "16", "--eval-limit", "0", "--epochs", "1", "--quiet",
+            "--max-steps", "1", "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit, match="unknown SceneConfig field"):
+        main([*args, "--scene-arg", "fractal=1"])
+    with pytest.raises(SystemExit, match="--scene-arg must be KEY=VALUE"):
+        main([*args, "--scene-arg", "fractal_prob"])
+    from pac_models.cli import _scene_config, build_parser
+
+    ns = build_parser().parse_args([*args, "--scene-arg", "fractal_prob=0.5", "--scene-arg",
+                                    "fractal_beta=[1.5, 2.5]"])
+    cfg = _scene_config(ns)
+    assert cfg.fractal_prob == 0.5 and cfg.fractal_beta == (1.5, 2.5)
+
+
 def test_demo_subcommand(monkeypatch):
     import pac_models.demo as demo
 

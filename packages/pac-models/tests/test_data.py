@@ -152,6 +152,29 @@ def test_dead_leaves_noise_free_is_piecewise_smooth():
     assert flat.mean() > 0.7
 
 
+def test_fractal_texture_option():
+    """fractal_prob=0 (the default) leaves every scene as it was; the noise field is zero-mean,
+    unit-std and smoother for a larger β; textured scenes keep depth within range."""
+    from pac_models.data.synthetic import fractal_noise
+
+    for seed in (0, 7):
+        a = dead_leaves_scene(48, 64, seed)
+        b = dead_leaves_scene(48, 64, seed, SceneConfig(fractal_prob=0.0))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    rough = fractal_noise(np.random.default_rng(0), 128, 96, 1.0)
+    smooth = fractal_noise(np.random.default_rng(0), 128, 96, 3.0)
+    for f in (rough, smooth):
+        assert f.shape == (128, 96) and abs(f.mean()) < 1e-5 and abs(f.std() - 1) < 1e-4
+    assert np.abs(np.diff(smooth, axis=1)).mean() < 0.5 * np.abs(np.diff(rough, axis=1)).mean()
+    cfg = SceneConfig(fractal_prob=1.0, fractal_amplitude=(0.2, 0.2), read_noise=0.0,
+                      shot_noise=0.0, stripe_prob=0.0, blob_prob=0.0, decal_prob=0.0,
+                      shading=0.0, blur_sigma=0.0)
+    rgb, depth = dead_leaves_scene(64, 64, 0, cfg)
+    assert 0.5 <= depth.min() and depth.max() <= 10.0
+    flat = np.abs(np.diff(rgb.astype(int), axis=1)).max(axis=2) == 0
+    assert flat.mean() < 0.3  # textured everywhere (the plain scene is > 70 % flat, see above)
+
+
 def test_synthetic_dataset():
     tf = AssembleJointUpsamplingInputs(4, crop=32, flip=True)
     ds = SyntheticScenes(3, (48, 48), factor=4, transform=tf, seed=5)

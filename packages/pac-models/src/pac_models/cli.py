@@ -44,14 +44,14 @@ def _task(args: argparse.Namespace) -> str:
         return "depth"
 
 
-def _model_args(pairs: Optional[Sequence[str]]) -> dict[str, Any]:
+def _model_args(pairs: Optional[Sequence[str]], flag: str = "--model-arg") -> dict[str, Any]:
     import ast
 
     out: dict[str, Any] = {}
     for item in pairs or ():
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
-            raise SystemExit(f"--model-arg must be KEY=VALUE, got {item!r}")
+            raise SystemExit(f"{flag} must be KEY=VALUE, got {item!r}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -180,8 +180,25 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
         seed = args.seed if train else args.seed + 10_000  # disjoint scenes for evaluation
         cache = train and getattr(args, "cache_scenes", False)
         return SyntheticScenes(args.scenes, (size, size), factor=f, transform=tf, seed=seed,
-                               cache=cache)
+                               cache=cache, config=_scene_config(args))
     raise SystemExit(f"dataset {args.dataset!r} is not supported here")
+
+
+def _scene_config(args: argparse.Namespace) -> Any:
+    """``--scene-arg KEY=VALUE`` pairs as a :class:`~pac_models.data.SceneConfig` (None: none)."""
+    import dataclasses
+
+    from .data.synthetic import SceneConfig
+
+    kwargs = _model_args(getattr(args, "scene_arg", None), "--scene-arg")
+    if not kwargs:
+        return None
+    fields = {f.name for f in dataclasses.fields(SceneConfig)}
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        raise SystemExit(f"--scene-arg: unknown SceneConfig field(s) {unknown}; known: "
+                         f"{sorted(fields)}")
+    return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -353,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--sintel-pass", default="clean", choices=("clean", "final", "albedo"))
         sp.add_argument("--scenes", type=int, default=64, help="synthetic: number of scenes")
         sp.add_argument("--scene-size", type=int, default=256, help="synthetic: scene size")
+        sp.add_argument("--scene-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="synthetic: a SceneConfig field, e.g. fractal_prob=0.5 "
+                             "(repeatable; values are Python literals)")
         sp.add_argument("--seed", type=int, default=1)
         sp.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")

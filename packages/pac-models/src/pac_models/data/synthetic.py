@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from .joint import AssembleJointUpsamplingInputs, JointSample
 
-__all__ = ["SceneConfig", "SyntheticScenes", "dead_leaves_scene"]
+__all__ = ["SceneConfig", "SyntheticScenes", "dead_leaves_scene", "fractal_noise"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class SceneConfig:
         blur_sigma: Optical blur (pixels at output resolution) before the noise.
         read_noise: Read-noise std of the RGB in [0, 1].
         shot_noise: Shot-noise scale (variance ``shot_noise · intensity``).
+        fractal_prob: Probability that a surface also gets fractal colour texture (a 1/f^β
+            noise field, like the fine texture of real surfaces, with no depth edge); 0 keeps
+            the scenes of every seed exactly as before the option existed.
+        fractal_amplitude: Range of that texture's amplitude (RGB in [0, 1]).
+        fractal_beta: Range of the spectral exponent β (larger: smoother).
     """
 
     n_shapes: tuple[int, int] = (20, 60)
@@ -53,6 +58,21 @@ class SceneConfig:
     blur_sigma: float = 0.5
     read_noise: float = 0.01
     shot_noise: float = 0.002
+    fractal_prob: float = 0.0
+    fractal_amplitude: tuple[float, float] = (0.03, 0.2)
+    fractal_beta: tuple[float, float] = (1.0, 2.0)
+
+
+def fractal_noise(rng: np.random.Generator, height: int, width: int, beta: float) -> np.ndarray:
+    """A ``[H, W]`` noise field with power spectrum ∝ 1/f^β, zero mean and unit std."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    f = np.hypot(fy, fx)
+    f[0, 0] = 1.0
+    spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) * f ** (-beta / 2)
+    spec[0, 0] = 0.0
+    field = np.fft.irfft2(spec, s=(height, width))
+    return (field / max(float(field.std()), 1e-12)).astype(np.float32)
 
 
 def _shape_mask(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float,
@@ -120,6 +140,17 @@ def dead_leaves_scene(
                          np.arange(ww, dtype=np.float32) + 0.5, indexing="ij")
     diag = float(np.hypot(hh, ww))
     near, far = cfg.depth_range
+    # fractal texture: one field per scene, each textured surface takes its window of it with
+    # its own amplitude and colour direction (no draws at all when the option is off)
+    field = None
+    if cfg.fractal_prob > 0:
+        field = fractal_noise(rng, hh, ww, rng.uniform(*cfg.fractal_beta))
+
+    def fractal(col: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
+        if field is None or rng.random() >= cfg.fractal_prob:
+            return col
+        direction = rng.uniform(0.3, 1.0) + rng.uniform(-0.3, 0.3, 3)  # mostly brightness
+        return col + rng.uniform(*cfg.fractal_amplitude) * field[ys, xs, None] * direction
 
     def plane(d0: float, r: float) -> tuple[float, float]:
         slope = cfg.max_slant * d0 / max(r, 1.0)
@@ -131,7 +162,7 @@ def dead_leaves_scene(
     gy, gx = plane(d0, diag / 2)
     depth = d0 + gy * (yy - hh / 2) + gx * (xx - ww / 2)
     base = rng.uniform(0.1, 0.9, 3)
-    rgb = _texture(rng, cfg, yy, xx, base, diag)
+    rgb = fractal(_texture(rng, cfg, yy, xx, base, diag), slice(None), slice(None))
     rgb *= (1 + cfg.shading * (depth - d0) / d0)[..., None]
 
     n = int(rng.integers(cfg.n_shapes[0], cfg.n_shapes[1] + 1))
@@ -151,7 +182,8 @@ def dead_leaves_scene(
         mask = _shape_mask(rng, sy, sx, cy, cx, r)
         if not mask.any():
             continue
-        col = _texture(rng, cfg, sy, sx, rng.uniform(0.05, 0.95, 3), r * 4)
+        col = fractal(_texture(rng, cfg, sy, sx, rng.uniform(0.05, 0.95, 3), r * 4),
+                      slice(y0, y1), slice(x0, x1))
         if rng.random() < cfg.decal_prob:
             # a painted patch: colour edge on the underlying surface, no depth edge
             rgb[y0:y1, x0:x1][mask] = col[mask]
