@@ -192,6 +192,21 @@ def test_train_crf_runs_and_lowers_the_loss():
     assert 0.0 <= res.miou_before <= 100.0 and 0.0 <= res.miou_after[1] <= 100.0
 
 
+def test_crf_training_cli_writes_weights_that_refine_loads(tmp_path, capsys):
+    from pac_models.segmentation.crf_training import main as crf_main
+    from pac_models.weights import load_checkpoint
+
+    out = tmp_path / "crf.safetensors"
+    assert crf_main(["--out", str(out), "--steps", "2", "--batch", "1", "--scenes", "2",
+                     "--size", "32", "32", "--crf", "crfi2p0ds311", "--factors", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "trained 2 steps" in text and "sha256" in text
+    model = PacCrfRefiner(2, "crfi2p0ds311")
+    model.load_state_dict(load_checkpoint(out))
+    logits = torch.randn(1, 2, 16, 16)
+    assert refine(logits, torch.rand(1, 3, 16, 16), model).shape == (1, 2, 16, 16)
+
+
 # -- synthetic labelled scenes and coarse logits ----------------------------------------------
 
 def test_dead_leaves_segmentation_keeps_the_scene():

@@ -204,12 +204,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--scale-lr", type=float, default=d.scale_lr)
     ap.add_argument("--init-filter-scale", type=float, default=d.init_filter_scale)
     ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--crf", default=d.crf, help="the CRF, in the model-name grammar")
+    ap.add_argument("--factors", type=int, nargs="+", default=list(d.factors),
+                    help="coarse-logit factors, alternating over the scenes")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, scenes=args.scenes,
                       size=(args.size[0], args.size[1]), lr=args.lr, scale_lr=args.scale_lr,
-                      init_filter_scale=args.init_filter_scale, seed=args.seed)
+                      init_filter_scale=args.init_filter_scale, seed=args.seed, crf=args.crf,
+                      factors=tuple(args.factors))
     res = train_crf(cfg)
     from ..weights import save_weights
 
