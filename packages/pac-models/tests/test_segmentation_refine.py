@@ -198,7 +198,8 @@ def test_crf_training_cli_writes_weights_that_refine_loads(tmp_path, capsys):
 
     out = tmp_path / "crf.safetensors"
     assert crf_main(["--out", str(out), "--steps", "2", "--batch", "1", "--scenes", "2",
-                     "--size", "32", "32", "--crf", "crfi2p0ds311", "--factors", "8"]) == 0
+                     "--size", "32", "32", "--crf", "crfi2p0ds311", "--factors", "8",
+                     "--scene-arg", "fractal_prob=0.5"]) == 0
     text = capsys.readouterr().out
     assert "trained 2 steps" in text and "sha256" in text
     model = PacCrfRefiner(2, "crfi2p0ds311")

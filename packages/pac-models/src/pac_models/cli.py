@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._keyvalue import parse_key_values, scene_config
+
 DATASETS = ("middlebury", "nyu", "sintel", "synthetic", "voc")
 
 
@@ -22,7 +24,7 @@ def _model(name: str, factor: int, weights: Optional[str],
     from .registry import create_model
 
     return create_model(name, pretrained=weights or False, factor=factor,
-                        **_model_args(model_args))
+                        **parse_key_values(model_args))
 
 
 # --- segmentation -----------------------------------------------------------------------------
@@ -44,25 +46,10 @@ def _task(args: argparse.Namespace) -> str:
         return "depth"
 
 
-def _model_args(pairs: Optional[Sequence[str]], flag: str = "--model-arg") -> dict[str, Any]:
-    import ast
-
-    out: dict[str, Any] = {}
-    for item in pairs or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise SystemExit(f"{flag} must be KEY=VALUE, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
 def _seg_model(args: argparse.Namespace) -> Any:
     from .registry import create_model
 
-    kwargs = _model_args(args.model_arg)
+    kwargs = parse_key_values(args.model_arg)
     if getattr(args, "backbone_weights", None):
         kwargs["backbone_weights"] = args.backbone_weights
     try:
@@ -179,26 +166,10 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
         tf = AssembleJointUpsamplingInputs(f, crop=crop, flip=train, lowres_mode="center")
         seed = args.seed if train else args.seed + 10_000  # disjoint scenes for evaluation
         cache = train and getattr(args, "cache_scenes", False)
+        cfg = scene_config(getattr(args, "scene_arg", None))
         return SyntheticScenes(args.scenes, (size, size), factor=f, transform=tf, seed=seed,
-                               cache=cache, config=_scene_config(args))
+                               cache=cache, config=cfg)
     raise SystemExit(f"dataset {args.dataset!r} is not supported here")
-
-
-def _scene_config(args: argparse.Namespace) -> Any:
-    """``--scene-arg KEY=VALUE`` pairs as a :class:`~pac_models.data.SceneConfig` (None: none)."""
-    import dataclasses
-
-    from .data.synthetic import SceneConfig
-
-    kwargs = _model_args(getattr(args, "scene_arg", None), "--scene-arg")
-    if not kwargs:
-        return None
-    fields = {f.name for f in dataclasses.fields(SceneConfig)}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-        raise SystemExit(f"--scene-arg: unknown SceneConfig field(s) {unknown}; known: "
-                         f"{sorted(fields)}")
-    return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -307,7 +278,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     args.eval_every = 10 if args.eval_every is None else args.eval_every
     torch.manual_seed(args.seed)
     model = create_model(args.model, factor=args.factor,
-                         **_model_args(getattr(args, "model_arg", None)))
+                         **parse_key_values(getattr(args, "model_arg", None)))
     _load_init_weights(model, args.init_weights)
     model = model.to(args.device)
     ds = _dataset(args, "train", train=True)

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._keyvalue import scene_config
+from ..data.synthetic import SceneConfig
 from ..data.synthetic_seg import IGNORE_INDEX, synthetic_seg_batch
 from .api import DEFAULT_CRF, PacCrfRefiner, image_tensor
 
@@ -56,6 +58,8 @@ class TrainConfig:
         seed: Seed of the model init, the scenes (``[seed, i]``) and the batch draws.
         eval_scenes: Held-out scenes (seed ``seed + 1000``) scored before and after.
         crf: The CRF (model-name grammar).
+        scene: Scene parameters of the training and held-out scenes (None: the default
+            :class:`~pac_models.data.SceneConfig`).
         init_filter_scale: The messengers' initial spatial filters (the spec's Gaussian
             ``'crf'`` filler, whose taps sum to about 25 per kernel and outweigh the unaries)
             are multiplied by this before training.
@@ -73,6 +77,7 @@ class TrainConfig:
     eval_scenes: int = 16
     crf: str = DEFAULT_CRF
     init_filter_scale: float = 0.1
+    scene: Optional[SceneConfig] = None
 
 
 @dataclass
@@ -154,9 +159,9 @@ def train_crf(config: TrainConfig = TrainConfig(), *, log_every: int = 25,
                 m.weight.mul_(config.init_filter_scale)
     t0 = time.perf_counter()
     logits, rgb, labels = synthetic_seg_batch(config.scenes, config.size, config.factors,
-                                              config.seed, config.percentile)
+                                              config.seed, config.percentile, config.scene)
     ev = synthetic_seg_batch(config.eval_scenes, config.size, config.factors,
-                             config.seed + 1000, config.percentile)
+                             config.seed + 1000, config.percentile, config.scene)
     images = image_tensor(rgb)
     scales = list(model.feat_scales.parameters())
     scale_ids = {id(p) for p in scales}
@@ -207,13 +212,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--crf", default=d.crf, help="the CRF, in the model-name grammar")
     ap.add_argument("--factors", type=int, nargs="+", default=list(d.factors),
                     help="coarse-logit factors, alternating over the scenes")
+    ap.add_argument("--scene-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="a SceneConfig field of the synthetic scenes, e.g. fractal_prob=0.7")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, scenes=args.scenes,
                       size=(args.size[0], args.size[1]), lr=args.lr, scale_lr=args.scale_lr,
                       init_filter_scale=args.init_filter_scale, seed=args.seed, crf=args.crf,
-                      factors=tuple(args.factors))
+                      factors=tuple(args.factors), scene=scene_config(args.scene_arg))
     res = train_crf(cfg)
     from ..weights import save_weights
 
