@@ -45,7 +45,7 @@ def test_upsample_files(tmp_path, capsys):
                  "--factor", "8", "--out", str(tmp_path / "o.npy")]) == 0
     out = np.load(tmp_path / "o.npy")
     assert out.shape == (32, 48) and out.dtype == np.float32
-    assert "pac_jbu_refine_x8_synthetic_v1" in capsys.readouterr().out  # the shipped weights
+    assert "pac_jbu_refine_x8_synthetic_v2" in capsys.readouterr().out  # the shipped weights
     iio.imwrite(tmp_path / "d.png", (np.load(tmp_path / "d.npy") * 1000).astype(np.uint16))
     assert main(["upsample", "--depth", str(tmp_path / "d.png"), "--rgb", str(tmp_path / "rgb.png"),
                  "--factor", "8", "--model", "bilinear", "--out", str(tmp_path / "o.png")]) == 0
@@ -117,6 +117,7 @@ def test_train_init_weights_for_depth(tmp_path, capsys):
                  str(init), "--out", str(tmp_path / "second")]) == 0
     out = capsys.readouterr().out
     assert "missing keys ['context.0.weight'" in out and "unexpected keys none" in out
+    assert "excluded keys none" in out
     a = torch.load(init, weights_only=True)
     b = torch.load(tmp_path / "second" / "weights_epoch_1.pth", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the loaded values survive
@@ -125,6 +126,15 @@ def test_train_init_weights_for_depth(tmp_path, capsys):
                  "--init-weights", "pac_jbu_refine_x16_synthetic_v1",
                  "--out", str(tmp_path / "tag")]) == 0
     assert "loaded pac_jbu_refine_x16_synthetic_v1 non-strictly" in capsys.readouterr().out
+    excl = tmp_path / "excl"
+    assert main([*common, "--factor", "4", "--model-arg", "width=8", "--model-arg",
+                 "feat_channels=2", "--init-weights", str(init), "--init-exclude", "features.2.*",
+                 "--init-exclude", "refine.0.bias", "--seed", "5", "--out", str(excl)]) == 0
+    assert ("excluded keys ['features.2.bias', 'features.2.weight', 'refine.0.bias']"
+            in capsys.readouterr().out)
+    c = torch.load(excl / "weights_epoch_1.pth", weights_only=True)
+    assert torch.equal(c["refine.0.weight"], a["refine.0.weight"])
+    assert not torch.equal(c["features.2.weight"], a["features.2.weight"])  # a fresh draw
     with pytest.raises(SystemExit, match="neither a file nor a weights tag"):
         main([*common, "--factor", "4", "--init-weights", str(tmp_path / "nope.pth"),
               "--out", str(tmp_path / "bad")])

@@ -202,11 +202,13 @@ def test_pac_jbu_refine_sample_alignment(factor, stage):
 
 
 def test_pac_jbu_refine_gradients_reach_every_parameter():
+    """From the fresh initialisation (only the residual branch's zero last layer opened, as one
+    step would), every parameter gets a gradient: in particular the learned kernel features,
+    which a zero-started last layer would leave at a saddle (equal features, zero gradient)."""
     torch.manual_seed(0)
-    m = create_model("pac_jbu_refine", factor=8)
+    m = create_model("pac_jbu_refine", factor=8, context_channels=2)
     with torch.no_grad():
         m.refine[-1].weight.normal_(0, 0.1)
-        m.features[-1].weight.normal_(0, 0.1)
     out = m(torch.rand(2, 1, 3, 3), torch.rand(2, 3, 24, 24))
     out.square().mean().backward()
     for name, p in m.named_parameters():
@@ -215,8 +217,8 @@ def test_pac_jbu_refine_gradients_reach_every_parameter():
 
 
 def test_pac_jbu_refine_context_features_start_neutral_and_learn():
-    """Weights without context features load non-strictly into a model with them and give the
-    same output (the context stack starts at zero); the context stack then gets gradients."""
+    """Weights without context features load non-strictly into a model with them and give
+    nearly the same output (the context stack starts near zero); it then gets gradients."""
     torch.manual_seed(0)
     base = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2)
     with torch.no_grad():
@@ -229,10 +231,8 @@ def test_pac_jbu_refine_context_features_start_neutral_and_learn():
     assert sorted(res.missing_keys) == sorted(
         f"context.{i}.{t}" for i in (0, 2, 4, 6) for t in ("weight", "bias"))
     low, guide = torch.rand(2, 1, 4, 5), torch.rand(2, 3, 32, 40)
-    torch.testing.assert_close(ctx(low, guide), base(low, guide), rtol=0, atol=0)
+    torch.testing.assert_close(ctx(low, guide), base(low, guide), rtol=0, atol=1e-4)
     assert ctx.guidance_features(guide, 0).shape[1] == 3 + 2 + 2 + 3
-    with torch.no_grad():
-        ctx.context[-1].weight.normal_(0, 0.2)
     ctx(low, guide).square().mean().backward()
     for name, p in ctx.context.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

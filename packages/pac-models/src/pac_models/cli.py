@@ -57,14 +57,18 @@ def _seg_model(args: argparse.Namespace) -> Any:
                              num_classes=args.num_classes, **kwargs)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    _load_init_weights(model, getattr(args, "init_weights", None))
+    _load_init_weights(model, getattr(args, "init_weights", None),
+                       getattr(args, "init_exclude", None))
     return model.to(args.device)
 
 
-def _load_init_weights(model: Any, init: Optional[str]) -> None:
-    """``train --init-weights``: a file or a weights tag, loaded non-strictly (keys reported)."""
+def _load_init_weights(model: Any, init: Optional[str],
+                       exclude: Optional[Sequence[str]] = None) -> None:
+    """``train --init-weights``: a file or a weights tag, loaded non-strictly (keys reported);
+    keys matching an ``--init-exclude`` pattern keep their fresh initialisation."""
     if not init:
         return
+    import fnmatch
     from .weights import get_weights, load_checkpoint, map_legacy_keys, resolve_file
 
     path: Any = init
@@ -75,9 +79,12 @@ def _load_init_weights(model: Any, init: Optional[str]) -> None:
             raise SystemExit(f"error: --init-weights {init!r} is neither a file nor a weights "
                              f"tag ({exc})") from None
     sd = map_legacy_keys(load_checkpoint(path), model.state_dict().keys())
+    skipped = sorted(k for k in sd if any(fnmatch.fnmatchcase(k, p) for p in exclude or ()))
+    sd = {k: v for k, v in sd.items() if k not in skipped}
     res = model.load_state_dict(sd, strict=False)
     print(f"loaded {init} non-strictly: missing keys {list(res.missing_keys) or 'none'}; "
-          f"unexpected keys {list(res.unexpected_keys) or 'none'}")
+          f"unexpected keys {list(res.unexpected_keys) or 'none'}; excluded keys "
+          f"{skipped or 'none'}")
 
 
 def _voc_dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
@@ -279,7 +286,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = create_model(args.model, factor=args.factor,
                          **parse_key_values(getattr(args, "model_arg", None)))
-    _load_init_weights(model, args.init_weights)
+    _load_init_weights(model, args.init_weights, args.init_exclude)
     model = model.to(args.device)
     ds = _dataset(args, "train", train=True)
     ev = None
@@ -395,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="initial weights (a file or a weights tag) loaded non-strictly "
                          "(missing/unexpected keys are printed), e.g. a stage-1 snapshot into a "
                          "loose CRF, or shipped depth weights into a model with more layers")
+    tr.add_argument("--init-exclude", action="append", default=[], metavar="PATTERN",
+                    help="keys of --init-weights not to load (fnmatch pattern, repeatable), "
+                         "e.g. 'features.2.*' to re-initialise a layer")
     tr.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
     tr.add_argument("--snapshot-every", type=int, default=None,
                     help="default 100 (depth), 1 (segmentation)")

@@ -469,6 +469,9 @@ class PacRefine(nn.Module):
 NORM_EPS = 1e-4
 """Floor added to the Gaussian kernel values of :class:`PacJBURefine`'s stages (they are ≤ 1)."""
 
+FEATURE_INIT_STD = 1e-3
+"""Std of the initial weights of the last layer of :class:`PacJBURefine`'s learned features."""
+
 
 class PacJBURefine(nn.Module):
     """Learned multi-scale joint bilateral upsampling with a residual refinement (this project's).
@@ -483,11 +486,13 @@ class PacJBURefine(nn.Module):
        the stage's output resolution (the RGB area-averaged to it): colour and pixel position
        with learned scales per stage (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in
        [0, 1], and ``s_s = 2/s``, σ = s/2 output pixels; both kept within [0.1, 100]) and
-       ``feat_channels`` learned features φ = tanh(a two-layer conv net on the RGB whose last
-       layer starts at zero), plus, with ``context_channels > 0``, as many context features
-       tanh(a dilated conv stack, dilations 1, 2, 4, 8: about 31 pixels of the stage's
-       resolution, whose last layer starts at zero) that can tell which side of an edge a
-       pixel belongs to from more than its own colour. The result is normalised by the
+       ``feat_channels`` learned features φ = tanh(a two-layer conv net on the RGB), plus, with
+       ``context_channels > 0``, as many context features tanh(a dilated conv stack,
+       dilations 1, 2, 4, 8: about 31 pixels of the stage's resolution) that can tell which
+       side of an edge a pixel belongs to from more than its own colour. The last layer of
+       both starts at small random values (σ = :data:`FEATURE_INIT_STD`), so the untrained
+       kernels are the plain Gaussian ones to about 1e-5, yet get gradients (at exactly zero
+       they would not: equal features have zero pairwise differences). The result is normalised by the
        kernel's sum over the taps that hit samples; the kernel values get :data:`NORM_EPS`
        added, so a window whose Gaussian weights all underflow falls back to a plain average
        instead of 0/0. The stages run on the guidance shifted by ``⌊(f−1)/2⌋`` pixels and
@@ -512,8 +517,8 @@ class PacJBURefine(nn.Module):
             a ``(2s+1)²`` kernel. 4 means fewer, wider stages (×4 is a single joint bilateral
             step, like :class:`JointBilateral`).
         context_channels: Context feature channels (0: none, the layout of the ``v1``
-            weights). They start at zero, so weights without them load non-strictly into a
-            model with them and give the same output.
+            weights). They start near zero, so weights without them load non-strictly into a
+            model with them and give nearly the same output.
 
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, or non-positive widths.
@@ -571,11 +576,15 @@ class PacJBURefine(nn.Module):
         with torch.no_grad():
             for up in self.up_convts:
                 up.weight.fill_(1.0)
-            lasts = [self.refine[-1]] + [m[-1] for m in (self.features, self.context)
-                                         if m is not None]
-            for last in lasts:
-                last.weight.zero_()
-                last.bias.zero_()
+            self.refine[-1].weight.zero_()
+            self.refine[-1].bias.zero_()
+            # not zero: the Gaussian kernel's gradient with respect to a feature that is equal at
+            # every pixel vanishes (zero pairwise differences), so zero-started features would
+            # never train
+            for m in (self.features, self.context):
+                if m is not None:
+                    m[-1].weight.normal_(0.0, FEATURE_INIT_STD)
+                    m[-1].bias.zero_()
 
     def guidance_features(self, guide: Tensor, stage: int) -> Tensor:
         """Kernel features ``[B, 3 + 2 + feat_channels + context_channels, h_i, w_i]`` of
