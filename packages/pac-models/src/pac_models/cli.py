@@ -69,6 +69,7 @@ def _load_init_weights(model: Any, init: Optional[str],
     if not init:
         return
     import fnmatch
+
     from .weights import get_weights, load_checkpoint, map_legacy_keys, resolve_file
 
     path: Any = init
