@@ -492,9 +492,9 @@ class PacJBURefine(nn.Module):
        side of an edge a pixel belongs to from more than its own colour. The last layer of
        both starts at small random values (σ = :data:`FEATURE_INIT_STD`), so the untrained
        kernels are the plain Gaussian ones to about 1e-5, yet get gradients (at exactly zero
-       they would not: equal features have zero pairwise differences). The result is normalised by the
-       kernel's sum over the taps that hit samples; the kernel values get :data:`NORM_EPS`
-       added, so a window whose Gaussian weights all underflow falls back to a plain average
+       they would not: equal features have zero pairwise differences). The result is
+       normalised by the kernel's sum over the taps that hit samples; the kernel values get
+       :data:`NORM_EPS` added, so a window whose Gaussian weights all underflow falls back to a plain average
        instead of 0/0. The stages run on the guidance shifted by ``⌊(f−1)/2⌋`` pixels and
        their result is shifted back, so a low-resolution sample sits where the ``'center'``
        protocol (spec A.5) took it.
