@@ -482,22 +482,21 @@ class PacJBURefine(nn.Module):
 
     1. Each stage upsamples the current estimate ×s (s = 2 or 4, see ``stage``) with a
        :class:`pac_core.PacConvTranspose2d` (kernel 2s+1, stride s, weight initialised to ones)
-       whose Gaussian kernel sees the guidance features ``(RGB·s_c, y·s_s, x·s_s, φ(RGB))`` at
-       the stage's output resolution (the RGB area-averaged to it): colour and pixel position
-       with learned scales per stage (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in
-       [0, 1], and ``s_s = 2/s``, σ = s/2 output pixels; both kept within [0.1, 100]) and
-       ``feat_channels`` learned features φ = tanh(a two-layer conv net on the RGB), plus, with
-       ``context_channels > 0``, as many context features tanh(a dilated conv stack,
-       dilations 1, 2, 4, 8: about 31 pixels of the stage's resolution) that can tell which
-       side of an edge a pixel belongs to from more than its own colour. The last layer of
-       both starts at small random values (σ = :data:`FEATURE_INIT_STD`), so the untrained
-       kernels are the plain Gaussian ones to about 1e-5, yet get gradients (at exactly zero
-       they would not: equal features have zero pairwise differences). The result is
-       normalised by the kernel's sum over the taps that hit samples; the kernel values get
-       :data:`NORM_EPS` added, so a window whose Gaussian weights all underflow falls back to a plain average
-       instead of 0/0. The stages run on the guidance shifted by ``⌊(f−1)/2⌋`` pixels and
-       their result is shifted back, so a low-resolution sample sits where the ``'center'``
-       protocol (spec A.5) took it.
+       whose Gaussian kernel sees the guidance features ``(RGB·s_c, y·s_s, x·s_s, φ(RGB))`` at the
+       stage's output resolution (the RGB area-averaged to it): colour and pixel position with
+       learned scales per stage (initialised to ``s_c = 10``, i.e. σ = 0.1 on RGB in [0, 1], and
+       ``s_s = 2/s``, σ = s/2 output pixels; both kept within [0.1, 100]) and ``feat_channels``
+       learned features φ = tanh(a two-layer conv net on the RGB), plus, with ``context_channels >
+       0``, as many context features tanh(a dilated conv stack, dilations 1, 2, 4, 8: about 31
+       pixels of the stage's resolution) that can tell which side of an edge a pixel belongs to from
+       more than its own colour. The last layer of both starts at small random values (σ =
+       :data:`FEATURE_INIT_STD`), so the untrained kernels are the plain Gaussian ones to about
+       1e-5, yet get gradients (at exactly zero they would not: equal features have zero pairwise
+       differences). The result is normalised by the kernel's sum over the taps that hit samples;
+       the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian weights all
+       underflow falls back to a plain average instead of 0/0. The stages run on the guidance
+       shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution sample
+       sits where the ``'center'`` protocol (spec A.5) took it.
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
