@@ -207,8 +207,8 @@ def test_missing_path():
 @pytest.mark.parametrize("factor", [4, 8, 16])
 def test_shipped_depth_weights(factor):
     """The shipped pac_jbu_refine weights: default record per factor, loadable, and better than
-    bilinear on a held-out synthetic scene (seed 3: neither training, seed 1, nor the record's
-    metrics, seed 2)."""
+    bilinear on a held-out synthetic scene (seed 4: no training seed, 1 for v1 and 3 for v2, nor
+    the records' metrics seed, 2)."""
     import numpy as np
 
     from pac_models.data.synthetic import dead_leaves_scene
@@ -219,8 +219,27 @@ def test_shipped_depth_weights(factor):
     assert rec is not None and rec.model == "pac_jbu_refine" and rec.shipped and rec.default
     assert rec.licence == "Apache-2.0" and "synthetic_rmse_m" in rec.metrics
     assert rec.metrics["synthetic_rmse_m"] < rec.metrics["synthetic_bilinear_rmse_m"]
-    rgb, depth = dead_leaves_scene(128, 128, np.random.default_rng([3, factor]))
+    rgb, depth = dead_leaves_scene(128, 128, np.random.default_rng([4, factor]))
     low = center_lowres(depth, factor)
     ours = upsample(low, rgb, factor).numpy()           # model=None: the shipped weights
     bil = interpolate(low, depth.shape, "bilinear")
     assert np.sqrt(np.mean((ours - depth) ** 2)) < np.sqrt(np.mean((bil - depth) ** 2))
+
+
+@pytest.mark.parametrize("factor", [8, 16])
+def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
+    """×8/×16: best_weights picks the v2 records (context features); v1 stays registered and is
+    still the default of the v1 architecture."""
+    rec = weights.best_weights("depth", factor)
+    assert rec.tag == f"pac_jbu_refine_x{factor}_synthetic_v2"
+    assert rec.model_kwargs["context_channels"] == 8
+    v1 = weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v1")
+    assert v1.metrics["synthetic_rmse_m"] > rec.metrics["synthetic_rmse_m"]
+    assert v1.metrics["synthetic_fractal_rmse_m"] > rec.metrics["synthetic_fractal_rmse_m"]
+    assert weights.default_weights("pac_jbu_refine", {"factor": factor, "stage": 4, "width": 32,
+                                                      "feat_channels": 8}) is v1
+    m = create_model("pac_jbu_refine", pretrained=True, **rec.model_kwargs)
+    trained = m.context[-1].weight.abs().sum() > 0 and m.features[-1].weight.abs().sum() > 0
+    # ×16 won with the fixed initialisation (trained features and context); ×8's winner ran
+    # before the fix, its features stayed at zero (see the record's recipe)
+    assert trained == (factor == 16)
