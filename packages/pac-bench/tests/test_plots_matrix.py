@@ -149,3 +149,23 @@ def test_compare_committed_results(path, tmp_path, capsys):
     slowed.write_text(json.dumps(data))
     assert main(["compare", str(path), str(slowed), "--threshold", "50"]) == 1
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_gpu_set_precision_sets_both_switches():
+    import torch
+
+    from pac_bench.gpu import set_precision
+
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        set_precision("tf32")
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        set_precision("strict")
+        assert not torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cuda.matmul.allow_tf32
+        set_precision("default")  # leaves them as they are
+        assert not torch.backends.cudnn.allow_tf32
+        with pytest.raises(ValueError, match="precision must be one of"):
+            set_precision("fp16")
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

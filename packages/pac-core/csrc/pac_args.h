@@ -8,6 +8,8 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
+#include <type_traits>
 
 #include "kernels/geometry.h"
 
@@ -41,13 +43,49 @@ struct Problem {
   Geometry geo;
 };
 
+// Error messages are built here from strings only (integers through std::to_string, shapes and
+// devices by hand) and handed to TORCH_CHECK as one std::string. Streaming a number into the
+// std::ostringstream that TORCH_CHECK's own formatting uses crashed the process (SIGSEGV in
+// std::ostream::_M_insert<long>) for builds on the GPU machine's toolchain (g++ 13.3 from
+// /opt/gcc, torch 2.11), whose extension carried its own copy of parts of libstdc++ whose locale
+// facets do not match the process's. Strings need no locale facets.
+namespace detail {
+
+inline void msg_append(std::string& s, const char* v) { s += v; }
+inline void msg_append(std::string& s, const std::string& v) { s += v; }
+inline void msg_append(std::string& s, bool v) { s += v ? "true" : "false"; }
+template <typename I, typename = std::enable_if_t<std::is_integral_v<I>>>
+inline void msg_append(std::string& s, I v) { s += std::to_string(v); }
+inline void msg_append(std::string& s, at::IntArrayRef v) {
+  s += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(v[i]);
+  }
+  s += ']';
+}
+inline void msg_append(std::string& s, const c10::Device& v) { s += v.str(); }
+inline void msg_append(std::string& s, c10::ScalarType v) { s += c10::toString(v); }
+
+template <typename... Args>
+std::string msg(const Args&... args) {
+  std::string s;
+  (msg_append(s, args), ...);
+  return s;
+}
+
+}  // namespace detail
+
+// TORCH_CHECK with a message made by detail::msg (evaluated only when the check fails).
+#define PAC_CHECK(cond, ...) TORCH_CHECK(cond, ::pac::detail::msg(__VA_ARGS__))
+
 namespace detail {
 
 inline std::array<int64_t, 2> pair_arg(const char* op, at::IntArrayRef v, const char* name,
                                        int64_t minimum, bool check_min = true) {
-  TORCH_CHECK(v.size() == 2, op, ": ", name, " must have 2 elements (h, w), got ", v.size());
+  PAC_CHECK(v.size() == 2, op, ": ", name, " must have 2 elements (h, w), got ", v.size());
   if (check_min) {
-    TORCH_CHECK(v[0] >= minimum && v[1] >= minimum, op, ": ", name, " must be >= ", minimum,
+    PAC_CHECK(v[0] >= minimum && v[1] >= minimum, op, ": ", name, " must be >= ", minimum,
                 ", got ", v);
   }
   return {v[0], v[1]};
@@ -55,27 +93,27 @@ inline std::array<int64_t, 2> pair_arg(const char* op, at::IntArrayRef v, const 
 
 inline void check_tensor(const char* op, const at::Tensor& t, const char* name, int64_t ndim,
                          const at::Tensor& ref, c10::DeviceType device_type) {
-  TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
-  TORCH_CHECK(t.device().type() == device_type, op, ": ", name, " must be a ",
+  PAC_CHECK(t.defined(), op, ": ", name, " is undefined");
+  PAC_CHECK(t.device().type() == device_type, op, ": ", name, " must be a ",
               c10::DeviceTypeName(device_type), " tensor, got device ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+  PAC_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
               " must be float32 or float64, got ", t.scalar_type());
   if (ref.defined()) {
-    TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
+    PAC_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
                 t.scalar_type(), " but input has ", ref.scalar_type());
-    TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(),
+    PAC_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(),
                 " but input is on ", ref.device());
   }
   if (ndim >= 0) {
-    TORCH_CHECK(t.dim() == ndim, op, ": ", name, " must be ", ndim, "-D, got shape ", t.sizes());
+    PAC_CHECK(t.dim() == ndim, op, ": ", name, " must be ", ndim, "-D, got shape ", t.sizes());
   }
 }
 
 inline void check_inv_param(const char* op, const at::Tensor& t, const char* name, int64_t ck,
                             const at::Tensor& ref, c10::DeviceType dt) {
   check_tensor(op, t, name, -1, ref, dt);
-  TORCH_CHECK(t.dim() <= 1, op, ": ", name, " must be 0-D or 1-D, got shape ", t.sizes());
-  TORCH_CHECK(t.numel() == 1 || t.numel() == ck, op, ": ", name, " must have 1 or ", ck,
+  PAC_CHECK(t.dim() <= 1, op, ": ", name, " must be 0-D or 1-D, got shape ", t.sizes());
+  PAC_CHECK(t.numel() == 1 || t.numel() == ck, op, ": ", name, " must have 1 or ", ck,
               " (kernel channels) elements, got ", t.numel());
 }
 
@@ -113,26 +151,26 @@ inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidanc
   auto gp = detail::pair_arg(op, guidance_padding, "guidance_padding", 0, false);
   p.geo.gsh = gs[0]; p.geo.gsw = gs[1];
   p.geo.gph = gp[0]; p.geo.gpw = gp[1];
-  TORCH_CHECK(kernel_type == kernels::kGaussian || kernel_type == kernels::kInv, op,
+  PAC_CHECK(kernel_type == kernels::kGaussian || kernel_type == kernels::kInv, op,
               ": kernel_type must be 0 (gaussian) or 1 (inv), got ", kernel_type);
   p.guided = true;
   p.kernel_type = kernel_type;
   p.asym = asym;
   p.channel_wise = channel_wise;
   p.Cf = guidance.size(1); p.Hg = guidance.size(2); p.Wg = guidance.size(3);
-  TORCH_CHECK(guidance.size(0) == p.B, op, ": guidance batch ", guidance.size(0),
+  PAC_CHECK(guidance.size(0) == p.B, op, ": guidance batch ", guidance.size(0),
               " != input batch ", p.B);
   const int64_t ho = kernels::conv_out_size(p.Hg, p.geo.kh, p.geo.gsh, p.geo.gph, p.geo.dh);
   const int64_t wo = kernels::conv_out_size(p.Wg, p.geo.kw, p.geo.gsw, p.geo.gpw, p.geo.dw);
-  TORCH_CHECK(ho >= 1 && wo >= 1, op, ": no kernel window fits the guidance ", guidance.sizes(),
+  PAC_CHECK(ho >= 1 && wo >= 1, op, ": no kernel window fits the guidance ", guidance.sizes(),
               " with kernel size (", p.geo.kh, ", ", p.geo.kw, ")");
-  TORCH_CHECK(phi.size(0) == p.B && phi.size(1) == p.Cf && phi.size(2) == ho && phi.size(3) == wo,
+  PAC_CHECK(phi.size(0) == p.B && phi.size(1) == p.Cf && phi.size(2) == ho && phi.size(3) == wo,
               op, ": phi must have shape [", p.B, ", ", p.Cf, ", ", ho, ", ", wo,
               "] (batch, guidance channels, kernel windows on the guidance), got ", phi.sizes());
   p.Ho = ho; p.Wo = wo;
   p.CK = channel_wise ? p.Cf : 1;
   if (kernel_type == kernels::kInv) {
-    TORCH_CHECK(alpha.has_value() && alpha->defined() && lambda.has_value() && lambda->defined(),
+    PAC_CHECK(alpha.has_value() && alpha->defined() && lambda.has_value() && lambda->defined(),
                 op, ": the inv kernel needs inv_alpha and inv_lambda");
   }
   if (alpha.has_value() && alpha->defined()) {
@@ -151,9 +189,9 @@ inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidanc
 inline void check_kernel(const char* op, Problem& p, const at::Tensor& kernel,
                          c10::DeviceType dt) {
   detail::check_tensor(op, kernel, "kernel", 6, p.input, dt);
-  TORCH_CHECK(kernel.size(0) == p.B, op, ": kernel batch ", kernel.size(0), " != input batch ",
+  PAC_CHECK(kernel.size(0) == p.B, op, ": kernel batch ", kernel.size(0), " != input batch ",
               p.B);
-  TORCH_CHECK(kernel.size(1) >= 1 && kernel.size(2) >= 1 && kernel.size(3) >= 1 &&
+  PAC_CHECK(kernel.size(1) >= 1 && kernel.size(2) >= 1 && kernel.size(3) >= 1 &&
                   kernel.size(4) >= 1 && kernel.size(5) >= 1,
               op, ": kernel must have non-empty channel, tap and spatial dims, got ",
               kernel.sizes());
@@ -168,13 +206,13 @@ inline void check_conv_weight(const char* op, Problem& p, const at::Tensor& weig
                               const c10::optional<at::Tensor>& bias, int64_t groups,
                               c10::DeviceType dt) {
   detail::check_tensor(op, weight, "weight", 4, p.input, dt);
-  TORCH_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
-  TORCH_CHECK(p.C % groups == 0 && weight.size(0) % groups == 0, op, ": input channels ", p.C,
+  PAC_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  PAC_CHECK(p.C % groups == 0 && weight.size(0) % groups == 0, op, ": input channels ", p.C,
               " and output channels ", weight.size(0), " must be divisible by groups=", groups);
-  TORCH_CHECK(weight.size(1) * groups == p.C, op, ": weight ", weight.sizes(),
+  PAC_CHECK(weight.size(1) * groups == p.C, op, ": weight ", weight.sizes(),
               " does not fit input channels ", p.C, " with groups=", groups,
               " (expected [C_out, C_in/groups, kh, kw])");
-  TORCH_CHECK(weight.size(2) >= 1 && weight.size(3) >= 1, op, ": empty weight kernel ",
+  PAC_CHECK(weight.size(2) >= 1 && weight.size(3) >= 1, op, ": empty weight kernel ",
               weight.sizes());
   p.O = weight.size(0);
   p.groups = groups;
@@ -183,7 +221,7 @@ inline void check_conv_weight(const char* op, Problem& p, const at::Tensor& weig
   p.weight = weight.contiguous();
   if (bias.has_value() && bias->defined()) {
     detail::check_tensor(op, *bias, "bias", 1, p.input, dt);
-    TORCH_CHECK(bias->size(0) == p.O, op, ": bias must have ", p.O, " elements, got ",
+    PAC_CHECK(bias->size(0) == p.O, op, ": bias must have ", p.O, " elements, got ",
                 bias->sizes());
     p.bias = bias->contiguous();
   }
@@ -194,7 +232,7 @@ inline void check_pool_weight(const char* op, Problem& p, const c10::optional<at
                               c10::DeviceType dt) {
   if (weight.has_value() && weight->defined()) {
     detail::check_tensor(op, *weight, "weight", 4, p.input, dt);
-    TORCH_CHECK(weight->size(0) == 1 && weight->size(1) == 1 && weight->size(2) == p.geo.kh &&
+    PAC_CHECK(weight->size(0) == 1 && weight->size(1) == 1 && weight->size(2) == p.geo.kh &&
                     weight->size(3) == p.geo.kw,
                 op, ": weight must have shape [1, 1, ", p.geo.kh, ", ", p.geo.kw, "], got ",
                 weight->sizes());
@@ -204,7 +242,7 @@ inline void check_pool_weight(const char* op, Problem& p, const c10::optional<at
 
 // Pool channel broadcasting: out channels max(C, C_K), C and C_K equal or one of them 1.
 inline void check_pool_channels(const char* op, Problem& p) {
-  TORCH_CHECK(p.C == p.CK || p.C == 1 || p.CK == 1, op, ": input channels ", p.C,
+  PAC_CHECK(p.C == p.CK || p.C == 1 || p.CK == 1, op, ": input channels ", p.C,
               " and kernel channels ", p.CK, " must be equal or one of them 1");
   p.pool = true;
   p.O = std::max(p.C, p.CK);
@@ -213,7 +251,7 @@ inline void check_pool_channels(const char* op, Problem& p) {
 inline void check_grad_out(const char* op, const Problem& p, const at::Tensor& grad,
                            c10::DeviceType dt) {
   detail::check_tensor(op, grad, "grad_out", 4, p.input, dt);
-  TORCH_CHECK(grad.size(0) == p.B && grad.size(1) == p.O && grad.size(2) == p.Ho &&
+  PAC_CHECK(grad.size(0) == p.B && grad.size(1) == p.O && grad.size(2) == p.Ho &&
                   grad.size(3) == p.Wo,
               op, ": grad_out must have shape [", p.B, ", ", p.O, ", ", p.Ho, ", ", p.Wo,
               "], got ", grad.sizes());
@@ -271,9 +309,9 @@ inline Problem conv_kernel_problem(const char* op, const at::Tensor& input,
   check_kernel(op, p, kernel, DT);
   const int64_t kh = p.geo.kh, kw = p.geo.kw;
   check_conv_weight(op, p, weight, bias, groups, DT);
-  TORCH_CHECK(p.geo.kh == kh && p.geo.kw == kw, op, ": weight kernel size (", p.geo.kh, ", ",
+  PAC_CHECK(p.geo.kh == kh && p.geo.kw == kw, op, ": weight kernel size (", p.geo.kh, ", ",
               p.geo.kw, ") != kernel tap dims (", kh, ", ", kw, ")");
-  TORCH_CHECK(p.CK == 1, op, ": the kernel of a convolution must have one channel, got ", p.CK);
+  PAC_CHECK(p.CK == 1, op, ": the kernel of a convolution must have one channel, got ", p.CK);
   return p;
 }
 

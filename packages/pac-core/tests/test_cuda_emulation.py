@@ -170,3 +170,16 @@ def test_errors_match_the_cpu_backend(emu):
         emu.conv2d_guided(x, g, phi, w, None, None, None, *geo, 1, 1, False)
     with pytest.raises(RuntimeError, match="float32 or float64"):
         emu.conv2d_guided(x.half(), g, phi, w, None, None, None, *geo, 1, 0, False)
+
+
+@pytest.mark.parametrize("cap", ["40", "1000000"])
+def test_tile_cap_from_environment(emu, monkeypatch, cap):
+    """PAC_CUDA_TILE_ELEMS (read at every call) changes the tiling, not the result."""
+    monkeypatch.setenv("PAC_CUDA_TILE_ELEMS", cap)
+    k, _, x, g, phi, a, lam, geo_args = _guided_args(GEOS["tiled"], C=4, Cf=3, B=3)
+    w = _randn(6, 4, *k, seed=10, device="cpu")
+    out = _both(emu, "conv2d_guided", x, g, phi, w, None, a, lam, *geo_args, 1, 0, False)
+    gy = _randn(*out.shape, seed=12, device="cpu")
+    _both(emu, "conv2d_guided_backward", gy, x, g, phi, w, a, lam, *geo_args, 1, 0, False,
+          [True, True, True, True, False, False])
+    _both(emu, "pool2d_guided", x, g, phi, None, a, lam, list(k), *geo_args, 0, False, False)

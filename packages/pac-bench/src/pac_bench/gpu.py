@@ -30,7 +30,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CASES", "Case", "main", "run_benchmarks"]
+__all__ = ["CASES", "PRECISIONS", "Case", "main", "run_benchmarks", "set_precision"]
 
 MiB = 1024.0 * 1024.0
 
@@ -239,6 +239,11 @@ def _markdown(meta: dict[str, Any], results: list[Result]) -> str:
         f"- torch: {meta['torch']} (CUDA {meta['cuda']}, cuDNN {meta['cudnn']})",
         f"- pac-core: {meta['pac_core']}",
         f"- date: {meta['date']}",
+        f"- precision: {meta.get('precision', 'default')} (cuDNN TF32 "
+        f"{'on' if meta.get('cudnn_allow_tf32') else 'off'}, matmul TF32 "
+        f"{'on' if meta.get('matmul_allow_tf32') else 'off'}; the native conv's matrix products "
+        "follow the matmul flag, cuDNN convolutions the cuDNN flag)",
+        f"- native tile scratch cap: {meta.get('tile_elems') or 'automatic'}",
         f"- timing: median of {meta['iters']} iterations after {meta['warmup']} warm-up, CUDA "
         "events; peak = max_memory_allocated during one call minus what was allocated before",
         "",
@@ -255,12 +260,37 @@ def _markdown(meta: dict[str, Any], results: list[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PRECISIONS = ("default", "strict", "tf32")
+
+
+def set_precision(precision: str) -> None:
+    """Set torch's TF32 switches for a run.
+
+    Args:
+        precision: ``'default'`` leaves torch's defaults (cuDNN convolutions may use TF32, matrix
+            products may not), ``'strict'`` turns TF32 off for both, ``'tf32'`` on for both. The
+            native convolution's matrix products follow ``torch.backends.cuda.matmul.allow_tf32``,
+            cuDNN's convolutions ``torch.backends.cudnn.allow_tf32``: only ``strict`` and
+            ``tf32`` compare the two at the same precision.
+
+    Raises:
+        ValueError: An unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "default":
+        on = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = on
+        torch.backends.cuda.matmul.allow_tf32 = on
+
+
 def run_benchmarks(
     cases: tuple[Case, ...] = CASES,
     peers: tuple[str, ...] = ("cudnn", "native", "reference"),
     warmup: int = 3,
     iters: int = 10,
     time_budget_s: float = float("inf"),
+    precision: str = "default",
 ) -> tuple[dict[str, Any], list[Result]]:
     """Run every case; return the labels (device, versions, date) and the results.
 
@@ -270,12 +300,16 @@ def run_benchmarks(
         warmup: Untimed calls before timing.
         iters: Timed calls (the median is reported).
         time_budget_s: Cases not started within this many seconds are skipped.
+        precision: TF32 policy, see :func:`set_precision`.
 
     Raises:
         RuntimeError: CUDA is not available.
     """
+    set_precision(precision)
     if not torch.cuda.is_available():
         raise RuntimeError("pac_bench.gpu needs a CUDA device")
+    import os
+
     import pac_core
     from pac_core import _ext
 
@@ -296,6 +330,10 @@ def run_benchmarks(
         "warmup": warmup,
         "iters": iters,
         "skipped_peers": [p for p in peers if p not in use_peers],
+        "precision": precision,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "tile_elems": os.environ.get("PAC_CUDA_TILE_ELEMS"),
     }
     results: list[Result] = []
     start = time.monotonic()
@@ -319,18 +357,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--peers", nargs="*", default=["cudnn", "native", "reference"])
     parser.add_argument("--time-budget", type=float, default=float("inf"),
                         help="seconds after which remaining cases are skipped")
+    parser.add_argument("--precision", choices=PRECISIONS, default="default",
+                        help="TF32 policy: torch's defaults, strict float32, or TF32 for both")
+    parser.add_argument("--tag", default="",
+                        help="suffix of the output files: gpu-bench-TAG.md/.json")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("pac_bench.gpu: no CUDA device; nothing to do", file=sys.stderr)
         return 2
     cases = CASES if not args.cases else tuple(c for c in CASES if c.name in args.cases)
     meta, results = run_benchmarks(cases, tuple(args.peers), args.warmup, args.iters,
-                                   args.time_budget)
+                                   args.time_budget, args.precision)
     args.out.mkdir(parents=True, exist_ok=True)
     md = _markdown(meta, results)
-    (args.out / "gpu-bench.md").write_text(md, encoding="utf-8")
+    stem = f"gpu-bench-{args.tag}" if args.tag else "gpu-bench"
+    (args.out / f"{stem}.md").write_text(md, encoding="utf-8")
     payload = {**meta, "results": [asdict(r) for r in results]}
-    (args.out / "gpu-bench.json").write_text(json.dumps(payload, indent=2, default=str),
+    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=str),
                                              encoding="utf-8")
     print(md)
     return 0

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <tuple>
 #include <vector>
 
@@ -55,7 +56,11 @@ constexpr c10::DeviceType kCUDA = c10::DeviceType::CPU;
 #ifndef PAC_CUDA_MIN_TILE_PIXELS
 #define PAC_CUDA_MIN_TILE_PIXELS 1024
 #endif
+#ifndef PAC_CUDA_MIN_TILE_ELEMS
+#define PAC_CUDA_MIN_TILE_ELEMS (int64_t(1) << 20)
+#endif
 constexpr int64_t kTileElems = PAC_CUDA_TILE_ELEMS;
+constexpr int64_t kMinTileElems = PAC_CUDA_MIN_TILE_ELEMS;
 constexpr int64_t kMinTilePixels = PAC_CUDA_MIN_TILE_PIXELS;
 constexpr int kThreads = 256;
 
@@ -213,24 +218,35 @@ PAC_GLOBAL void kernel_tile_kernel(int64_t n, Dev d, TileR tl, const T* __restri
 }
 
 // Kernel-scaled columns col[c*T + t, bb*P + jj] = K(bb, 0, t, jj) · X̄[b, c, tap t of pixel j].
+// One thread per (bb, t, jj): the tap's source sample and kernel value are found once and the
+// thread walks the C channels (consecutive threads: consecutive pixels, so reads of X and writes
+// of col are coalesced).
 template <typename T>
 PAC_GLOBAL void fill_col_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X, KV<T> K,
                                 T* __restrict__ col) {
   PAC_KERNEL_LOOP(idx, n) {
-    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T), i3 = divmod(i2.q, d.C);
-    const int64_t jj = i1.r, t = i2.r, c = i3.r, bb = i3.q;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T);
+    const int64_t jj = i1.r, t = i2.r, bb = i2.q;
     const int64_t j = tl.j0 + jj;
     const QR yx = divmod(j, d.Wo);
-    const int64_t y = yx.q, x = yx.r;
     const QR ae = divmod(t, d.kw);
-    const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
-    const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
-    const T* plane = X + ((tl.b0 + bb) * d.C + c) * d.H * d.W;
-    col[((c * d.T + t) * tl.nb + bb) * tl.P + jj] = scaled_im2col(K(bb, 0, t, jj), plane, d.W, r, q);
+    const int64_t r = tap_source(yx.q, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(yx.r, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
+    const int64_t plane = d.H * d.W, cstride = d.T * tl.nb * tl.P;
+    T* dst = col + (t * tl.nb + bb) * tl.P + jj;
+    if (r < 0 || q < 0) {
+      for (int64_t c = 0; c < d.C; ++c) dst[c * cstride] = T(0);
+      continue;
+    }
+    const T kv = K(bb, 0, t, jj);
+    const T* src = X + (tl.b0 + bb) * d.C * plane + r * d.W + q;
+    for (int64_t c = 0; c < d.C; ++c) dst[c * cstride] = kv * src[c * plane];
   }
 }
 
-// Pool: out[b, o, j] = Σ_t w[t] K(bb, κ(o), t, jj) X̄[b, χ(o), tap t].
+// Pool: out[b, o, j] = Σ_t w[t] K(bb, κ(o), t, jj) X̄[b, χ(o), tap t]. The source row of each
+// kernel row and the source column of each kernel column are found once per row / column
+// (tap_source per tap would redo a division per tap when the input is upsampled).
 template <typename T>
 PAC_GLOBAL void pool_forward_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X,
                                     KV<T> K, const T* w, T* __restrict__ out) {
@@ -242,13 +258,19 @@ PAC_GLOBAL void pool_forward_kernel(int64_t n, Dev d, TileR tl, const T* __restr
     const int64_t y = yx.q, x = yx.r;
     const int64_t ck = d.CK == 1 ? 0 : o, cx = d.C == 1 ? 0 : o;
     const T* plane = X + (b * d.C + cx) * d.H * d.W;
+    const T* kp = &K(bb, ck, 0, jj);
     T acc = T(0);
-    for (int64_t t = 0; t < d.T; ++t) {
-      const QR ae = divmod(t, d.kw);
-      const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
-      const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
-      const T wt = w ? w[t] : T(1);
-      acc += wt * scaled_im2col(K(bb, ck, t, jj), plane, d.W, r, q);
+    for (int64_t a = 0; a < d.kh; ++a) {
+      const int64_t r = tap_source(y, a, d.sh, d.ph, d.dh, d.uh, d.H);
+      if (r < 0) continue;
+      const T* row = plane + r * d.W;
+      for (int64_t e = 0; e < d.kw; ++e) {
+        const int64_t q = tap_source(x, e, d.sw, d.pw, d.dw, d.uw, d.W);
+        if (q < 0) continue;
+        const int64_t t = a * d.kw + e;
+        const T wt = w ? w[t] : T(1);
+        acc += wt * (kp[t * K.sT] * row[q]);
+      }
     }
     out[(b * d.O + o) * d.HW + j] = acc;
   }
@@ -468,11 +490,25 @@ const T* opt_ptr(const at::Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
 }
 
-// Tiles of output pixels such that per_pixel scratch elements per pixel stay under kTileElems.
+// Scratch elements a tile may use: half the output's elements (so that the scratch never
+// exceeds half of what the call must allocate anyway), but at least kMinTileElems (small calls
+// stay few launches) and at most kTileElems. PAC_CUDA_TILE_ELEMS in the environment overrides it
+// (a tuning knob: larger tiles mean fewer, larger matrix products and more memory).
+int64_t tile_cap(const Dev& d) {
+  if (const char* env = std::getenv("PAC_CUDA_TILE_ELEMS")) {
+    const long long v = std::atoll(env);
+    if (v > 0) return static_cast<int64_t>(v);
+  }
+  const int64_t out_elems = d.B * std::max(d.O, int64_t(1)) * d.HW;
+  const int64_t lo = std::min(kMinTileElems, kTileElems);
+  return std::clamp(out_elems / 2, lo, kTileElems);
+}
+
+// Tiles of output pixels such that per_pixel scratch elements per pixel stay under tile_cap.
 std::vector<TileR> make_tiles(const Dev& d, int64_t per_pixel) {
   std::vector<TileR> tiles;
   if (d.B == 0 || d.HW == 0) return tiles;
-  const int64_t max_px = std::max(kMinTilePixels, kTileElems / std::max<int64_t>(per_pixel, 1));
+  const int64_t max_px = std::max(kMinTilePixels, tile_cap(d) / std::max<int64_t>(per_pixel, 1));
   if (d.HW <= max_px) {
     const int64_t nb = std::min(d.B, std::max<int64_t>(1, max_px / d.HW));
     for (int64_t b0 = 0; b0 < d.B; b0 += nb) tiles.push_back({b0, std::min(nb, d.B - b0), 0, d.HW});
@@ -536,7 +572,7 @@ void forward_impl(const Problem& p, at::Tensor& out) {
       continue;
     }
     at::Tensor col = at::empty({d.C * T_, tl.nb * tl.P}, opts);
-    launch(fill_col_kernel<T>, col.numel(), d, tl, X, K, col.data_ptr<T>());
+    launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, X, K, col.data_ptr<T>());
     const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
     for (int64_t g = 0; g < G; ++g) {
       const at::Tensor wg = w2.narrow(0, g * Og, Og);
@@ -646,7 +682,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
       const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
       if (need_dw) {
         at::Tensor col = at::empty({d.C * T_, tl.nb * tl.P}, opts);
-        launch(fill_col_kernel<T>, col.numel(), d, tl, X, K, col.data_ptr<T>());
+        launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, X, K, col.data_ptr<T>());
         at::Tensor dw2 = gr.dw.view({p.O, Cg * T_});
         for (int64_t g = 0; g < G; ++g) {
           dw2.narrow(0, g * Og, Og)
