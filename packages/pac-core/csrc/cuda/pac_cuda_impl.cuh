@@ -277,6 +277,93 @@ PAC_GLOBAL void pool_forward_kernel(int64_t n, Dev d, TileR tl, const T* __restr
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sub-pixel classes (convolution of an upsampled input, input stride 1: the transposed layers)
+// ---------------------------------------------------------------------------------------------
+// With zero insertion by u, output row y reads a real sample through kernel row a only when
+// (y - p + a·d) mod u = 0, which depends on y mod u alone. So the output pixels with equal
+// (y mod uh, x mod uw) form a class that reads through the same na × ne taps; the others read
+// inserted zeros. Convolving class by class drops those zero taps from the columns and the
+// matrix product (about uh·uw times fewer rows for a stride-u transposed convolution).
+
+constexpr int kMaxClassTaps = 16;
+
+struct Cls {
+  int64_t py, px;  // residues of y mod uh and x mod uw
+  int64_t Hc, Wc;  // rows and columns of the class: y = py + uh·yy, x = px + uw·xx
+  int64_t na, ne;  // kernel rows and columns that read real samples
+  int64_t a[kMaxClassTaps], e[kMaxClassTaps];
+};
+
+// Output pixel (y, x) of class-local pixel jc, and the kernel tap t of class tap tc.
+PAC_DEVICE void class_pixel(const Dev& d, const Cls& cl, int64_t jc, int64_t& y, int64_t& x) {
+  const QR yx = divmod(jc, cl.Wc);
+  y = cl.py + d.uh * yx.q;
+  x = cl.px + d.uw * yx.r;
+}
+
+PAC_DEVICE int64_t class_tap(const Dev& d, const Cls& cl, int64_t tc) {
+  const QR ae = divmod(tc, cl.ne);
+  return cl.a[ae.q] * d.kw + cl.e[ae.r];
+}
+
+// Kc[bb, tc, jj] of a class tile from the guidance (kernel channel 0: the convolution path).
+template <typename T>
+PAC_GLOBAL void class_kernel_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* __restrict__ F,
+                                    const T* __restrict__ phi, const T* alpha, const T* lambda,
+                                    T* __restrict__ Kc) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, cl.na * cl.ne);
+    const int64_t jj = i1.r, tc = i2.r, bb = i2.q;
+    int64_t y, x;
+    class_pixel(d, cl, tl.j0 + jj, y, x);
+    const T D = tap_distance(d, F, phi, tl.b0 + bb, 0, class_tap(d, cl, tc), y, x);
+    Kc[idx] = kernel_value(d.kernel_type, D, param_of(alpha, d.n_alpha, 0),
+                           param_of(lambda, d.n_lambda, 0));
+  }
+}
+
+// Class columns col[c*Tc + tc, bb*P + jj] = K · X̄[b, c, tap of pixel]. K from the class tile
+// buffer Kc[bb, tc, jj] (guided ops) or from the precomputed kernel Kfull(bb, 0, t, j).
+template <typename T>
+PAC_GLOBAL void class_fill_col_kernel(int64_t n, Dev d, TileR tl, Cls cl,
+                                      const T* __restrict__ X, const T* __restrict__ Kc,
+                                      KV<T> Kfull, T* __restrict__ col) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t Tc = cl.na * cl.ne;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, Tc);
+    const int64_t jj = i1.r, tc = i2.r, bb = i2.q;
+    int64_t y, x;
+    class_pixel(d, cl, tl.j0 + jj, y, x);
+    const int64_t t = class_tap(d, cl, tc);
+    const QR ae = divmod(t, d.kw);
+    const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
+    const int64_t plane = d.H * d.W, cstride = Tc * tl.nb * tl.P;
+    T* dst = col + (tc * tl.nb + bb) * tl.P + jj;
+    if (r < 0 || q < 0) {
+      for (int64_t c = 0; c < d.C; ++c) dst[c * cstride] = T(0);
+      continue;
+    }
+    const T kv = Kc ? Kc[idx] : Kfull(bb, 0, t, y * d.Wo + x);
+    const T* src = X + (tl.b0 + bb) * d.C * plane + r * d.W + q;
+    for (int64_t c = 0; c < d.C; ++c) dst[c * cstride] = kv * src[c * plane];
+  }
+}
+
+// out[b, o, y, x] = res[o, bb*P + jj] for the pixels of a class tile.
+template <typename T>
+PAC_GLOBAL void class_scatter_kernel(int64_t n, Dev d, TileR tl, Cls cl,
+                                     const T* __restrict__ res, T* __restrict__ out) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, tl.nb);
+    const int64_t jj = i1.r, bb = i2.r, o = i2.q;
+    int64_t y, x;
+    class_pixel(d, cl, tl.j0 + jj, y, x);
+    out[((tl.b0 + bb) * d.O + o) * d.HW + y * d.Wo + x] = res[idx];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Backward kernels
 // ---------------------------------------------------------------------------------------------
 
@@ -504,18 +591,19 @@ int64_t tile_cap(const Dev& d) {
   return std::clamp(out_elems / 2, lo, kTileElems);
 }
 
-// Tiles of output pixels such that per_pixel scratch elements per pixel stay under tile_cap.
-std::vector<TileR> make_tiles(const Dev& d, int64_t per_pixel) {
+// Tiles of the HW output pixels of B images such that per_pixel scratch elements per pixel stay
+// under cap.
+std::vector<TileR> make_tiles(int64_t B, int64_t HW, int64_t per_pixel, int64_t cap) {
   std::vector<TileR> tiles;
-  if (d.B == 0 || d.HW == 0) return tiles;
-  const int64_t max_px = std::max(kMinTilePixels, tile_cap(d) / std::max<int64_t>(per_pixel, 1));
-  if (d.HW <= max_px) {
-    const int64_t nb = std::min(d.B, std::max<int64_t>(1, max_px / d.HW));
-    for (int64_t b0 = 0; b0 < d.B; b0 += nb) tiles.push_back({b0, std::min(nb, d.B - b0), 0, d.HW});
+  if (B == 0 || HW == 0) return tiles;
+  const int64_t max_px = std::max(kMinTilePixels, cap / std::max<int64_t>(per_pixel, 1));
+  if (HW <= max_px) {
+    const int64_t nb = std::min(B, std::max<int64_t>(1, max_px / HW));
+    for (int64_t b0 = 0; b0 < B; b0 += nb) tiles.push_back({b0, std::min(nb, B - b0), 0, HW});
   } else {
-    for (int64_t b = 0; b < d.B; ++b)
-      for (int64_t j0 = 0; j0 < d.HW; j0 += max_px)
-        tiles.push_back({b, 1, j0, std::min(max_px, d.HW - j0)});
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j0 = 0; j0 < HW; j0 += max_px)
+        tiles.push_back({b, 1, j0, std::min(max_px, HW - j0)});
   }
   return tiles;
 }
@@ -542,6 +630,90 @@ void tile_rows(const Dev& d, const TileR& tl, int64_t stride, int64_t padding, i
   R = std::max<int64_t>(0, r1 - r0 + 1);
 }
 
+// The sub-pixel classes of a convolution of an upsampled input, or none when the call does not
+// qualify (pool path, input stride > 1, no upsampling, or more than kMaxClassTaps taps per axis).
+std::vector<Cls> make_classes(const Problem& p) {
+  const Geometry& g = p.geo;
+  std::vector<Cls> classes;
+  if (p.pool || g.sh != 1 || g.sw != 1 || (g.uh == 1 && g.uw == 1)) return classes;
+  auto residue = [](int64_t v, int64_t m) { return ((v % m) + m) % m; };
+  for (int64_t py = 0; py < std::min(g.uh, p.Ho); ++py) {
+    for (int64_t px = 0; px < std::min(g.uw, p.Wo); ++px) {
+      Cls cl{};
+      cl.py = py;
+      cl.px = px;
+      cl.Hc = (p.Ho - py + g.uh - 1) / g.uh;
+      cl.Wc = (p.Wo - px + g.uw - 1) / g.uw;
+      for (int64_t a = 0; a < g.kh; ++a) {
+        if (residue(py - g.ph + a * g.dh, g.uh) != 0) continue;
+        if (cl.na == kMaxClassTaps) return {};
+        cl.a[cl.na++] = a;
+      }
+      for (int64_t e = 0; e < g.kw; ++e) {
+        if (residue(px - g.pw + e * g.dw, g.uw) != 0) continue;
+        if (cl.ne == kMaxClassTaps) return {};
+        cl.e[cl.ne++] = e;
+      }
+      classes.push_back(cl);
+    }
+  }
+  return classes;
+}
+
+// Convolution forward class by class (see Cls). Needs p.CK == 1 (the convolution path).
+template <typename T>
+void forward_classes(const Problem& p, const std::vector<Cls>& classes, at::Tensor& out) {
+  const Dev d = make_dev(p);
+  const auto opts = p.input.options();
+  const T* X = p.input.data_ptr<T>();
+  const T* F = opt_ptr<T>(p.guidance);
+  const T* phi = opt_ptr<T>(p.phi);
+  const T* alpha = opt_ptr<T>(p.alpha);
+  const T* lambda = opt_ptr<T>(p.lambda);
+  const int64_t G = p.groups, Og = p.O / G, Cg = p.C / G;
+  const int64_t cap = tile_cap(d);
+  for (const Cls& cl : classes) {
+    const int64_t Tc = cl.na * cl.ne, HWc = cl.Hc * cl.Wc;
+    if (Tc == 0) {  // every tap reads an inserted zero: the class's outputs are 0
+      out.view({p.B, p.O, p.Ho, p.Wo})
+          .slice(2, cl.py, p.Ho, p.geo.uh)
+          .slice(3, cl.px, p.Wo, p.geo.uw)
+          .zero_();
+      continue;
+    }
+    // The valid rows (columns) solve a·d ≡ p − py (mod u): an arithmetic progression, so the
+    // class's weight is a strided slice (no index tensor, no host-to-device copy).
+    const int64_t sa = cl.na > 1 ? cl.a[1] - cl.a[0] : 1, se = cl.ne > 1 ? cl.e[1] - cl.e[0] : 1;
+    const at::Tensor wc = p.weight.slice(2, cl.a[0], cl.a[cl.na - 1] + 1, sa)
+                              .slice(3, cl.e[0], cl.e[cl.ne - 1] + 1, se)
+                              .reshape({p.O, Cg * Tc});
+    const int64_t per_px = (p.guided ? Tc : 0) + d.C * Tc + p.O;
+    for (const TileR& tl : make_tiles(d.B, HWc, per_px, cap)) {
+      const int64_t n = tl.nb * Tc * tl.P;
+      at::Tensor Kc;
+      if (p.guided) {
+        Kc = at::empty({n}, opts);
+        launch(class_kernel_kernel<T>, n, d, tl, cl, F, phi, alpha, lambda, Kc.data_ptr<T>());
+      }
+      const KV<T> Kfull = p.guided ? KV<T>{nullptr, 0, 0, 0}
+                                   : kernel_view<T>(const_cast<T*>(p.kernel.data_ptr<T>()), d,
+                                                    TileR{tl.b0, tl.nb, 0, d.HW});
+      at::Tensor col = at::empty({d.C * Tc, tl.nb * tl.P}, opts);
+      launch(class_fill_col_kernel<T>, n, d, tl, cl, X,
+             static_cast<const T*>(p.guided ? Kc.data_ptr<T>() : nullptr), Kfull,
+             col.data_ptr<T>());
+      at::Tensor res = at::empty({p.O, tl.nb * tl.P}, opts);
+      for (int64_t g = 0; g < G; ++g) {
+        at::Tensor rg = res.narrow(0, g * Og, Og);
+        at::mm_out(rg, wc.narrow(0, g * Og, Og), col.narrow(0, g * Cg * Tc, Cg * Tc));
+      }
+      launch(class_scatter_kernel<T>, res.numel(), d, tl, cl,
+             static_cast<const T*>(res.data_ptr<T>()), out.data_ptr<T>());
+    }
+  }
+  if (p.bias.defined()) out.add_(p.bias.view({1, p.O, 1, 1}));
+}
+
 template <typename T>
 void forward_impl(const Problem& p, at::Tensor& out) {
   const Dev d = make_dev(p);
@@ -556,7 +728,7 @@ void forward_impl(const Problem& p, at::Tensor& out) {
   const T* w = opt_ptr<T>(p.weight);
   const int64_t G = p.groups, Og = p.O / G, Cg = p.C / G;
 
-  for (const TileR& tl : make_tiles(d, per_px)) {
+  for (const TileR& tl : make_tiles(d.B, d.HW, per_px, tile_cap(d))) {
     at::Tensor Kbuf;
     KV<T> K;
     if (p.guided) {
@@ -602,8 +774,14 @@ at::Tensor run_forward(const Problem& p) {
     if (!p.pool && p.bias.defined()) out.add_(p.bias.view({1, p.O, 1, 1}));
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cuda",
-                             [&] { forward_impl<scalar_t>(p, out); });
+  const std::vector<Cls> classes = make_classes(p);
+  AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cuda", [&] {
+    if (classes.empty()) {
+      forward_impl<scalar_t>(p, out);
+    } else {
+      forward_classes<scalar_t>(p, classes, out);
+    }
+  });
   return out;
 }
 
@@ -642,7 +820,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
   at::Tensor acc_alpha = need_da ? at::zeros({d.CK}, opts) : at::Tensor();
   at::Tensor acc_lambda = need_dl ? at::zeros({d.CK}, opts) : at::Tensor();
 
-  for (const TileR& tl : make_tiles(d, per_px)) {
+  for (const TileR& tl : make_tiles(d.B, d.HW, per_px, tile_cap(d))) {
     const int64_t nK = tl.nb * d.CK * T_ * tl.P;
     at::Tensor Kbuf, gKbuf;
     KV<T> K, gK{nullptr, 0, 0, 0};
