@@ -1,101 +1,149 @@
 #!/usr/bin/env bash
 # GPU check of pac-core's CUDA backend, for a lent GPU machine (H100/H200, CUDA 13 nvcc, python3 with
-# a CUDA torch, scikit-build-core, pybind11, cmake, ninja, pytest preinstalled; no network).
-#
-# Run from anywhere inside the repository, with $OUT set to a folder for the results:
+# a CUDA torch, scikit-build-core, pybind11, cmake, ninja, pytest, pytest-xdist preinstalled; no
+# network). One call of the device tool:
 #     OUT=/some/dir bash packages/pac-bench/scripts/gpu_check.sh
-# Steps (each time-boxed; the whole script stays well under 8 minutes):
-#   1. build and install pac-core with PAC_CUDA=on           -> $OUT/build.log
-#   2. pytest packages/pac-core/tests -m cuda                 -> $OUT/cuda-tests.log
-#   3. python3 -m pac_bench.gpu --out $OUT                    -> $OUT/gpu-bench.{md,json}, bench.log
-#   4. a short summary, printed last (also $OUT/summary.txt)
-# Later steps run even if earlier tests fail; the benchmark is skipped only when the build failed.
+# Steps (each time-boxed; the whole script stays under about 8 minutes):
+#   1. build and install pac-core with PAC_CUDA=on (sm_90)
+#   2. a bad-argument call that must raise (it crashed the process before PAC_CHECK)
+#   3. pytest -m cuda: pac-core, then pac-models (4 xdist workers when available, so that a crash
+#      names its test and the others still run)
+#   4. python3 -m pac_bench.gpu at three TF32 policies (strict, tf32, default)
+#   5. a kernel-time profile of the native forward (1x64x512x512)
+# Everything is written under a temporary folder w/ and packed into $OUT/gpu-check.tgz after every step (the
+# device tool returns at most 8 files); $OUT/summary.txt is printed last.
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$ROOT" || exit 1
 OUT="${OUT:-$ROOT/gpu-check-out}"
-mkdir -p "$OUT"
+W="$(mktemp -d)/w"
+mkdir -p "$W" "$OUT"
 PY="${PYTHON:-python3}"
-T_BUILD="${T_BUILD:-210}"     # seconds
-T_TESTS="${T_TESTS:-140}"
-T_BENCH="${T_BENCH:-80}"
 export PYTHONPATH="$ROOT/packages/pac-bench/src${PYTHONPATH:+:$PYTHONPATH}"
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1
-export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"
-export PYTHONDONTWRITEBYTECODE=1
+export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)" PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 T0=$SECONDS
-stamp() { echo "[gpu_check +$((SECONDS - T0))s] $*"; }
+stamp() { echo "[gpu_check +$((SECONDS - T0))s] $*" | tee -a "$W/steps.txt"; }
+pack() { tar -C "$(dirname "$W")" -czf "$OUT/gpu-check.tgz" w 2>/dev/null; }
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "host: $(hostname)"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   nvcc --version 2>&1 | tail -n 2
+  echo "c++: $(command -v c++) $(c++ --version 2>&1 | head -n 1)"
   "$PY" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())' 2>&1
   git -C "$ROOT" log --oneline -1 2>/dev/null || true
-} | tee "$OUT/env.txt"
+} > "$W/env.txt" 2>&1
+cat "$W/env.txt"
 
 # 1. Build.
-stamp "building pac-core (PAC_CUDA=on, TORCH_CUDA_ARCH_LIST=9.0) -> $OUT/build.log"
+stamp "build"
 PAC_CUDA=on TORCH_CUDA_ARCH_LIST="9.0" CMAKE_BUILD_PARALLEL_LEVEL=16 \
-  timeout "$T_BUILD" "$PY" -m pip install --no-build-isolation --no-deps -v "$ROOT/packages/pac-core" \
-  2>&1 | tee "$OUT/build.log" | tail -n 3
-BUILD_RC=${PIPESTATUS[0]}
-if [ "$BUILD_RC" -ne 0 ]; then
-  stamp "BUILD FAILED (rc=$BUILD_RC); last lines:"
-  grep -E "error|Error|FAILED" "$OUT/build.log" | head -n 40
-  tail -n 30 "$OUT/build.log"
-fi
+  timeout 200 "$PY" -m pip install --no-build-isolation --no-deps -v "$ROOT/packages/pac-core" \
+  > "$W/build.log" 2>&1
+BUILD_RC=$?
+[ "$BUILD_RC" -ne 0 ] && { grep -E "error|FAILED" "$W/build.log" | head -n 30; tail -n 20 "$W/build.log"; }
+SO=$("$PY" -c 'import pac_core._C as m; print(m.__file__)' 2>/dev/null)
+{
+  echo "extension: $SO"
+  echo "libstdc++ symbols defined in it: $(nm -D --defined-only "$SO" 2>/dev/null | c++filt | grep -c 'std::')"
+  ldd "$SO" 2>/dev/null | grep -E "stdc|cudart"
+} >> "$W/env.txt"
+pack
 
-# Check that the installed extension (not a source tree) is imported and has CUDA kernels.
-(cd "$OUT" && timeout 60 "$PY" - <<'EOF'
+# 2. The bad-argument call that used to segfault, and the import check.
+stamp "import and error check"
+(cd "$W" && timeout 60 "$PY" - <<'PY'
 import torch, pac_core
 from pac_core import _ext
-info = _ext.build_info()
-print("pac_core from", pac_core.__file__)
-print("build_info", info, "| load error:", _ext.error())
-print("backends", pac_core.backends.available())
+print("build_info", _ext.build_info(), "| load error:", _ext.error())
 ops = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("pac::"))
 missing = [n for n in ops if not torch._C._dispatch_has_kernel_for_dispatch_key(n, "CUDA")]
-print(f"{len(ops)} pac ops registered")
-print("ops without a CUDA kernel:", missing or "none")
-EOF
-) 2>&1 | tee "$OUT/import-check.txt"
+print(f"{len(ops)} pac ops registered; ops without a CUDA kernel: {missing or 'none'}")
+d = "cuda"
+x, g = torch.randn(2, 4, 7, 9, device=d), torch.randn(2, 3, 7, 9, device=d)
+phi, w = torch.randn(2, 3, 6, 9, device=d), torch.randn(6, 4, 3, 3, device=d)
+try:
+    torch.ops.pac.conv2d_guided(x, g, phi, w, None, None, None, *[[1, 1]] * 6, 1, 0, False)
+    print("phi_shape: NO ERROR")
+except RuntimeError as e:
+    print("phi_shape raises:", str(e).splitlines()[0][:160])
+PY
+) > "$W/import-check.txt" 2>&1
+echo "import check rc=$?" >> "$W/import-check.txt"
+cat "$W/import-check.txt"
+pack
 
-# 2. CUDA tests (run from $OUT so that the installed pac_core is imported).
+XDIST=""
+"$PY" -c "import xdist" 2>/dev/null && XDIST="-n 4"
+# 3. CUDA tests.
 TESTS_RC=-1
+MODELS_RC=-1
 if [ "$BUILD_RC" -eq 0 ]; then
-  stamp "running pytest -m cuda -> $OUT/cuda-tests.log"
-  (cd "$OUT" && timeout "$T_TESTS" "$PY" -m pytest "$ROOT/packages/pac-core/tests" -m cuda -q \
-      -p no:cacheprovider -rfE --tb=short --continue-on-collection-errors \
-      --rootdir="$ROOT/packages/pac-core" 2>&1) | tee "$OUT/cuda-tests.log" | tail -n 25
-  TESTS_RC=${PIPESTATUS[0]}
+  stamp "pytest -m cuda (pac-core) $XDIST"
+  (cd "$W" && timeout 170 "$PY" -m pytest "$ROOT/packages/pac-core/tests/test_cuda.py" -m cuda -q \
+      $XDIST -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-core" \
+      > "$W/cuda-tests.log" 2>&1)
+  TESTS_RC=$?
+  tail -n 4 "$W/cuda-tests.log"
+  pack
 fi
 
-# 3. Benchmark.
-BENCH_RC=-1
+# 4. Benchmarks.
 if [ "$BUILD_RC" -eq 0 ]; then
-  stamp "running python3 -m pac_bench.gpu -> $OUT/gpu-bench.md"
-  (cd "$OUT" && timeout "$T_BENCH" "$PY" -m pac_bench.gpu --out "$OUT" --warmup 3 --iters 10 \
-      --time-budget $((T_BENCH - 30)) 2>&1) > "$OUT/bench.log"
-  BENCH_RC=$?
+  for prec in strict tf32 default; do
+    peers="cudnn native"
+    [ "$prec" = strict ] && peers="cudnn native reference"
+    stamp "benchmark precision=$prec ($peers)"
+    (cd "$W" && timeout 100 "$PY" -m pac_bench.gpu --out "$W" --warmup 3 --iters 10 \
+        --precision "$prec" --tag "$prec" --peers $peers --time-budget 70 > "$W/bench-$prec.log" 2>&1)
+    echo "bench $prec rc=$?" >> "$W/steps.txt"
+    pack
+  done
 fi
 
-# 4. Summary (last).
+# 5. Profile.
+if [ "$BUILD_RC" -eq 0 ]; then
+  stamp "profile"
+  (cd "$W" && timeout 60 "$PY" "$ROOT/packages/pac-bench/scripts/gpu_profile.py" > "$W/profile.txt" 2>&1)
+  pack
+fi
+
+# 6. pac-models CUDA tests (time permitting).
+if [ "$BUILD_RC" -eq 0 ]; then
+  stamp "pytest -m cuda (pac-models)"
+  timeout 60 "$PY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT/packages/pac-models" \
+    > "$W/models-install.log" 2>&1
+  (cd "$W" && timeout 120 "$PY" -m pytest "$ROOT/packages/pac-models/tests/test_cuda.py" -m cuda -q \
+      $XDIST -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-models" \
+      > "$W/models-cuda-tests.log" 2>&1)
+  MODELS_RC=$?
+  pack
+fi
+
+# Summary (last).
 {
   echo "==================== pac gpu_check summary ===================="
-  head -n 3 "$OUT/env.txt" | tail -n 2
-  echo "build: rc=$BUILD_RC ($( [ "$BUILD_RC" -eq 0 ] && echo ok || echo FAILED; [ "$BUILD_RC" -eq 124 ] && echo ' timeout'))"
-  grep -E "^build_info|pac ops registered|ops without" "$OUT/import-check.txt" 2>/dev/null
-  echo "cuda tests: rc=$TESTS_RC: $(grep -E '(passed|failed|error|skipped|no tests ran)' "$OUT/cuda-tests.log" 2>/dev/null | tail -n 1)"
-  grep -E "^(FAILED|ERROR) " "$OUT/cuda-tests.log" 2>/dev/null | head -n 15
-  echo "benchmark: rc=$BENCH_RC (124 = timeout) -> $OUT/gpu-bench.md"
-  if [ -f "$OUT/gpu-bench.md" ]; then
-    grep -E "^\| b" "$OUT/gpu-bench.md" | awk -F'|' '{printf "  %-16s %-17s %-9s fwd %8s ms  fwd+bwd %8s ms  peak %8s MiB  vs cuDNN %6s %6s %s\n", $2, $3, $4, $6, $7, $9, $10, $11, $12}'
-  else
-    tail -n 15 "$OUT/bench.log" 2>/dev/null
-  fi
+  sed -n 2,3p "$W/env.txt"; grep -E "^c\+\+|libstdc|extension" "$W/env.txt"
+  echo "build: rc=$BUILD_RC"
+  grep -E "ops registered|phi_shape" "$W/import-check.txt"
+  echo "pac-core cuda tests: rc=$TESTS_RC: $(tail -n 1 "$W/cuda-tests.log" 2>/dev/null)"
+  grep -E "^(FAILED|ERROR)|crashed|worker" "$W/cuda-tests.log" 2>/dev/null | head -n 12
+  echo "pac-models cuda tests: rc=$MODELS_RC: $(tail -n 1 "$W/models-cuda-tests.log" 2>/dev/null)"
+  grep -E "^(FAILED|ERROR)|crashed" "$W/models-cuda-tests.log" 2>/dev/null | head -n 8
+  for prec in strict tf32 default; do
+    f="$W/gpu-bench-$prec.md"
+    echo "benchmark $prec:"
+    if [ -f "$f" ]; then
+      grep -E "^\| b" "$f" | grep -v reference | awk -F'|' '{printf "  %-15s %-16s %-7s fwd %7s ms  f+b %7s ms  peak %7s/%7s MiB  x%s %s\n", $2, $3, $4, $6, $7, $8, $9, $10, $11}'
+    else
+      tail -n 3 "$W/bench-$prec.log" 2>/dev/null
+    fi
+  done
+  grep -E "tf32=|sgemm|copy" "$W/profile.txt" 2>/dev/null
   echo "total: $((SECONDS - T0)) s"
-} 2>&1 | tee "$OUT/summary.txt"
+} 2>&1 | tee "$W/summary.txt"
+cp "$W/summary.txt" "$OUT/summary.txt"
+pack
 exit 0

@@ -67,7 +67,7 @@ def main() -> None:
             print(f"sgemm 8192^3 tf32={tf32}: {t:.2f} ms = {2 * 8192**3 / t / 1e9:.1f} TFLOP/s")
         buf = torch.empty(2**28, device=dev)
         t = median_ms(lambda: buf.clone(), iters=5)
-        print(f"copy 1 GiB: {t:.3f} ms = {2 * buf.numel() * 4 / t / 1e9:.0f} GB/s (read+write)")
+        print(f"copy 1 GiB: {t:.3f} ms = {2 * buf.numel() * 4 / t / 1e9:.2f} TB/s (read+write)")
 
 
 if __name__ == "__main__":
