@@ -113,9 +113,9 @@ fi
 # 6. pac-models CUDA tests (time permitting).
 if [ "$BUILD_RC" -eq 0 ]; then
   stamp "pytest -m cuda (pac-models)"
-  timeout 60 "$PY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT/packages/pac-models" \
+  timeout 40 "$PY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT/packages/pac-models" \
     > "$W/models-install.log" 2>&1
-  (cd "$W" && timeout 120 "$PY" -m pytest "$ROOT/packages/pac-models/tests/test_cuda.py" -m cuda -q \
+  (cd "$W" && timeout 100 "$PY" -m pytest "$ROOT/packages/pac-models/tests/test_cuda.py" -m cuda -q \
       $XDIST -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-models" \
       > "$W/models-cuda-tests.log" 2>&1)
   MODELS_RC=$?
