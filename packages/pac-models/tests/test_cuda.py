@@ -50,5 +50,5 @@ def test_train_and_eval_on_cuda(tmp_path, capsys):
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "2"]) == 0  # resume on the GPU from a CPU-saved checkpoint
     assert "resumed" in capsys.readouterr().out
-    assert main(["eval", "--model", "bilinear", "--factor", "8", "--downscale", "4",
+    assert main(["eval", "--model", "bilinear", "--factor", "8", "--crop", "100", "200", "128", "128",
                  "--device", "cuda"]) == 0

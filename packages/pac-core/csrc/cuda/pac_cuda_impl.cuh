@@ -59,7 +59,11 @@ constexpr c10::DeviceType kCUDA = c10::DeviceType::CPU;
 #ifndef PAC_CUDA_MIN_TILE_ELEMS
 #define PAC_CUDA_MIN_TILE_ELEMS (int64_t(1) << 20)
 #endif
+#ifndef PAC_CUDA_GEMM_PIXELS
+#define PAC_CUDA_GEMM_PIXELS 16384
+#endif
 constexpr int64_t kTileElems = PAC_CUDA_TILE_ELEMS;
+constexpr int64_t kGemmPixels = PAC_CUDA_GEMM_PIXELS;
 constexpr int64_t kMinTileElems = PAC_CUDA_MIN_TILE_ELEMS;
 constexpr int64_t kMinTilePixels = PAC_CUDA_MIN_TILE_PIXELS;
 constexpr int kThreads = 256;
@@ -217,13 +221,13 @@ PAC_GLOBAL void kernel_tile_kernel(int64_t n, Dev d, TileR tl, const T* __restri
   }
 }
 
-// Kernel-scaled columns col[c*T + t, bb*P + jj] = K(bb, 0, t, jj) · X̄[b, c, tap t of pixel j].
-// One thread per (bb, t, jj): the tap's source sample and kernel value are found once and the
+// Kernel-scaled columns col[c*T + t, bb*P + jj] = K(bb, 0, t, jj) · X̄[b, c0 + c, tap t of pixel
+// j] for the cc channels c0 ... c0 + cc - 1. One thread per (bb, t, jj): the tap's source sample and kernel value are found once and the
 // thread walks the C channels (consecutive threads: consecutive pixels, so reads of X and writes
 // of col are coalesced).
 template <typename T>
-PAC_GLOBAL void fill_col_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X, KV<T> K,
-                                T* __restrict__ col) {
+PAC_GLOBAL void fill_col_kernel(int64_t n, Dev d, TileR tl, int64_t c0, int64_t cc,
+                                const T* __restrict__ X, KV<T> K, T* __restrict__ col) {
   PAC_KERNEL_LOOP(idx, n) {
     const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.T);
     const int64_t jj = i1.r, t = i2.r, bb = i2.q;
@@ -235,44 +239,56 @@ PAC_GLOBAL void fill_col_kernel(int64_t n, Dev d, TileR tl, const T* __restrict_
     const int64_t plane = d.H * d.W, cstride = d.T * tl.nb * tl.P;
     T* dst = col + (t * tl.nb + bb) * tl.P + jj;
     if (r < 0 || q < 0) {
-      for (int64_t c = 0; c < d.C; ++c) dst[c * cstride] = T(0);
+      for (int64_t c = 0; c < cc; ++c) dst[c * cstride] = T(0);
       continue;
     }
     const T kv = K(bb, 0, t, jj);
-    const T* src = X + (tl.b0 + bb) * d.C * plane + r * d.W + q;
-    for (int64_t c = 0; c < d.C; ++c) dst[c * cstride] = kv * src[c * plane];
+    const T* src = X + ((tl.b0 + bb) * d.C + c0) * plane + r * d.W + q;
+    for (int64_t c = 0; c < cc; ++c) dst[c * cstride] = kv * src[c * plane];
   }
 }
 
-// Pool: out[b, o, j] = Σ_t w[t] K(bb, κ(o), t, jj) X̄[b, χ(o), tap t]. The source row of each
-// kernel row and the source column of each kernel column are found once per row / column
-// (tap_source per tap would redo a division per tap when the input is upsampled).
+// Pool: out[b, o, j] = Σ_t w[t] K(bb, κ(o), t, jj) X̄[b, χ(o), tap t]. One thread per pixel and
+// kPoolOuts consecutive output channels (a shared kernel value is read once for all of them).
+// The source row of each kernel row and the source column of each kernel column are found once
+// per row / column (tap_source per tap would redo a division per tap when the input is
+// upsampled).
+constexpr int kPoolOuts = 4;
+
 template <typename T>
 PAC_GLOBAL void pool_forward_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ X,
                                     KV<T> K, const T* w, T* __restrict__ out) {
   PAC_KERNEL_LOOP(idx, n) {
-    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.O);
-    const int64_t jj = i1.r, o = i2.r, bb = i2.q;
+    const int64_t nob = (d.O + kPoolOuts - 1) / kPoolOuts;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, nob);
+    const int64_t jj = i1.r, o0 = i2.r * kPoolOuts, bb = i2.q;
     const int64_t b = tl.b0 + bb, j = tl.j0 + jj;
+    const int64_t no = std::min<int64_t>(kPoolOuts, d.O - o0);
     const QR yx = divmod(j, d.Wo);
     const int64_t y = yx.q, x = yx.r;
-    const int64_t ck = d.CK == 1 ? 0 : o, cx = d.C == 1 ? 0 : o;
-    const T* plane = X + (b * d.C + cx) * d.H * d.W;
-    const T* kp = &K(bb, ck, 0, jj);
-    T acc = T(0);
+    const T* kp[kPoolOuts];
+    const T* plane[kPoolOuts];
+    T acc[kPoolOuts];
+#pragma unroll
+    for (int i = 0; i < kPoolOuts; ++i) {
+      const int64_t o = o0 + (i < no ? i : 0);
+      kp[i] = &K(bb, d.CK == 1 ? 0 : o, 0, jj);
+      plane[i] = X + (b * d.C + (d.C == 1 ? 0 : o)) * d.H * d.W;
+      acc[i] = T(0);
+    }
     for (int64_t a = 0; a < d.kh; ++a) {
       const int64_t r = tap_source(y, a, d.sh, d.ph, d.dh, d.uh, d.H);
       if (r < 0) continue;
-      const T* row = plane + r * d.W;
       for (int64_t e = 0; e < d.kw; ++e) {
         const int64_t q = tap_source(x, e, d.sw, d.pw, d.dw, d.uw, d.W);
         if (q < 0) continue;
-        const int64_t t = a * d.kw + e;
+        const int64_t t = a * d.kw + e, off = r * d.W + q;
         const T wt = w ? w[t] : T(1);
-        acc += wt * (kp[t * K.sT] * row[q]);
+#pragma unroll
+        for (int i = 0; i < kPoolOuts; ++i) acc[i] += wt * (kp[i][t * K.sT] * plane[i][off]);
       }
     }
-    out[(b * d.O + o) * d.HW + j] = acc;
+    for (int i = 0; i < no; ++i) out[(b * d.O + o0 + i) * d.HW + j] = acc[i];
   }
 }
 
@@ -719,7 +735,7 @@ void forward_impl(const Problem& p, at::Tensor& out) {
   const Dev d = make_dev(p);
   const auto opts = p.input.options();
   const int64_t T_ = d.T;
-  const int64_t per_px = (p.guided ? d.CK * T_ : 0) + (p.pool ? 0 : d.C * T_);
+  const int64_t k_px = p.guided ? d.CK * T_ : 0;
   const T* X = p.input.data_ptr<T>();
   const T* F = opt_ptr<T>(p.guidance);
   const T* phi = opt_ptr<T>(p.phi);
@@ -727,8 +743,22 @@ void forward_impl(const Problem& p, at::Tensor& out) {
   const T* lambda = opt_ptr<T>(p.lambda);
   const T* w = opt_ptr<T>(p.weight);
   const int64_t G = p.groups, Og = p.O / G, Cg = p.C / G;
+  const int64_t cap = tile_cap(d);
 
-  for (const TileR& tl : make_tiles(d.B, d.HW, per_px, tile_cap(d))) {
+  // Channels per column chunk. A matrix product needs many pixels (columns) to fill the GPU;
+  // when the scratch cap leaves fewer than kGemmPixels pixels for all C·T column rows, the
+  // columns of an ungrouped convolution are built and multiplied cc channels at a time and
+  // accumulated into the output (same memory, larger products).
+  int64_t cc = d.C;
+  if (!p.pool && G == 1) {
+    const int64_t want = std::min(kGemmPixels, d.B * d.HW);
+    if (cap / (k_px + d.C * T_) < want) {
+      cc = std::clamp((cap / want - k_px) / T_, int64_t(1), d.C);
+    }
+  }
+  const int64_t per_px = k_px + (p.pool ? 0 : cc * T_);
+
+  for (const TileR& tl : make_tiles(d.B, d.HW, per_px, cap)) {
     at::Tensor Kbuf;
     KV<T> K;
     if (p.guided) {
@@ -740,12 +770,35 @@ void forward_impl(const Problem& p, at::Tensor& out) {
       K = kernel_view<T>(const_cast<T*>(p.kernel.data_ptr<T>()), d, tl);
     }
     if (p.pool) {
-      launch(pool_forward_kernel<T>, tl.nb * d.O * tl.P, d, tl, X, K, w, out.data_ptr<T>());
+      launch(pool_forward_kernel<T>, tl.nb * ((d.O + kPoolOuts - 1) / kPoolOuts) * tl.P, d, tl, X,
+             K, w, out.data_ptr<T>());
+      continue;
+    }
+    const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
+    if (cc < d.C) {  // G == 1: out(tile) = Σ_chunks W[:, chunk] · col(chunk)
+      at::Tensor col_buf = at::empty({cc * T_, tl.nb * tl.P}, opts);
+      at::Tensor res = tl.nb == 1 ? out.select(0, tl.b0).view({p.O, d.HW}).narrow(1, tl.j0, tl.P)
+                                  : at::empty({p.O, tl.nb * tl.P}, opts);
+      for (int64_t c0 = 0; c0 < d.C; c0 += cc) {
+        const int64_t n_c = std::min(cc, d.C - c0);
+        at::Tensor col = col_buf.narrow(0, 0, n_c * T_);
+        launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, c0, n_c, X, K, col.data_ptr<T>());
+        const at::Tensor wc = w2.narrow(1, c0 * T_, n_c * T_);
+        if (c0 == 0) {
+          at::mm_out(res, wc, col);
+        } else {
+          res.addmm_(wc, col);
+        }
+      }
+      if (tl.nb > 1) {
+        out.narrow(0, tl.b0, tl.nb).view({tl.nb, p.O, d.HW})
+            .copy_(res.view({p.O, tl.nb, d.HW}).transpose(0, 1));
+      }
       continue;
     }
     at::Tensor col = at::empty({d.C * T_, tl.nb * tl.P}, opts);
-    launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, X, K, col.data_ptr<T>());
-    const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
+    launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, int64_t(0), d.C, X, K,
+           col.data_ptr<T>());
     for (int64_t g = 0; g < G; ++g) {
       const at::Tensor wg = w2.narrow(0, g * Og, Og);
       const at::Tensor cg = col.narrow(0, g * Cg * T_, Cg * T_);
@@ -860,7 +913,8 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
       const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
       if (need_dw) {
         at::Tensor col = at::empty({d.C * T_, tl.nb * tl.P}, opts);
-        launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, X, K, col.data_ptr<T>());
+        launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, int64_t(0), d.C, X, K,
+               col.data_ptr<T>());
         at::Tensor dw2 = gr.dw.view({p.O, Cg * T_});
         for (int64_t g = 0; g < G; ++g) {
           dw2.narrow(0, g * Og, Og)
