@@ -53,7 +53,8 @@ def emu(tmp_path_factory):
         mod = load_inline(
             "pac_cuda_emulation", cpp_sources=[src], functions=[f"{n}_cuda" for n in OPS],
             extra_include_paths=[str(CSRC)],
-            extra_cflags=["-O1", "-DPAC_CUDA_TILE_ELEMS=3000", "-DPAC_CUDA_MIN_TILE_PIXELS=7"],
+            extra_cflags=["-O1", "-DPAC_CUDA_TILE_ELEMS=3000", "-DPAC_CUDA_MIN_TILE_PIXELS=7",
+                          "-DPAC_CUDA_MIN_CHUNK_ROWS=1"],
             build_directory=str(tmp_path_factory.mktemp("pac_cuda_emulation")), verbose=False)
 
     class Ops:
