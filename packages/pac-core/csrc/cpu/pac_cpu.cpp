@@ -329,10 +329,9 @@ std::vector<Tile> make_tiles(const Problem& p, int64_t rows, int parity) {
 // Forward
 // -------------------------------------------------------------------------------------------
 template <typename T>
-void forward_impl(const Problem& p, at::Tensor& out) {
+void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
   const Geometry& g = p.geo;
   const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo;
-  const SourceTables st = make_tables(p);
   const Ptrs<T> P(p);
   const int64_t col_rows = p.pool ? p.CK * kk : p.C * kk;
   const int64_t rows = rows_per_tile(p, col_rows, sizeof(T), false);
@@ -413,6 +412,122 @@ void forward_impl(const Problem& p, at::Tensor& out) {
   });
 }
 
+// -------------------------------------------------------------------------------------------
+// Sub-pixel classes (convolution of an upsampled input, input stride 1: the transposed layers)
+// -------------------------------------------------------------------------------------------
+// With zero insertion by u, output row y reads a real sample through kernel row a only when
+// (y - p + a·d) mod u = 0, which depends on y mod u alone. The output pixels with equal
+// (y mod uh, x mod uw) form a class that reads through the same na × ne taps; the other taps
+// read inserted zeros. Each class is an ordinary convolution of the input (stride 1, no zero
+// insertion) on the class's Hc × Wc pixels with the sub-kernel of its taps: it runs through
+// forward_impl with a derived Problem and source tables, and about uh·uw times fewer
+// multiply-adds than the zero-inserted convolution.
+struct ClassPlan {
+  int64_t py, px, Hc, Wc;
+  std::vector<int64_t> a, e;  // kernel rows / columns that read real samples
+};
+
+std::vector<ClassPlan> make_class_plans(const Problem& p) {
+  const Geometry& g = p.geo;
+  std::vector<ClassPlan> plans;
+  if (p.pool || g.sh != 1 || g.sw != 1 || (g.uh == 1 && g.uw == 1)) return plans;
+  auto residue = [](int64_t v, int64_t m) { return ((v % m) + m) % m; };
+  for (int64_t py = 0; py < std::min(g.uh, p.Ho); ++py) {
+    for (int64_t px = 0; px < std::min(g.uw, p.Wo); ++px) {
+      ClassPlan c{py, px, (p.Ho - py + g.uh - 1) / g.uh, (p.Wo - px + g.uw - 1) / g.uw, {}, {}};
+      for (int64_t a = 0; a < g.kh; ++a)
+        if (residue(py - g.ph + a * g.dh, g.uh) == 0) c.a.push_back(a);
+      for (int64_t e = 0; e < g.kw; ++e)
+        if (residue(px - g.pw + e * g.dw, g.uw) == 0) c.e.push_back(e);
+      plans.push_back(std::move(c));
+    }
+  }
+  return plans;
+}
+
+// Affine ranges of a class's column table (q = x*stride + base inside [lo, hi), -1 outside);
+// false when a table is not of that form (then the tables are used as they are).
+bool class_affine(const std::vector<int64_t>& col, int64_t taps, int64_t Wc, int64_t stride,
+                  std::vector<int64_t>& lo, std::vector<int64_t>& hi,
+                  std::vector<int64_t>& base) {
+  lo.assign(taps, 0); hi.assign(taps, 0); base.assign(taps, 0);
+  for (int64_t i = 0; i < taps; ++i) {
+    const int64_t* c = col.data() + i * Wc;
+    int64_t l = 0;
+    while (l < Wc && c[l] < 0) ++l;
+    int64_t h = l;
+    while (h < Wc && c[h] >= 0) ++h;
+    const int64_t b = l < Wc ? c[l] - l * stride : 0;
+    for (int64_t x = 0; x < Wc; ++x) {
+      const bool inside = x >= l && x < h;
+      if (inside ? c[x] != x * stride + b : c[x] >= 0) return false;
+    }
+    lo[i] = l; hi[i] = std::max(l, h); base[i] = b;
+  }
+  return true;
+}
+
+// A strided slice along dim of the indices idx (an arithmetic progression, see make_class_plans).
+at::Tensor take_taps(const at::Tensor& t, int64_t dim, const std::vector<int64_t>& idx) {
+  const int64_t step = idx.size() > 1 ? idx[1] - idx[0] : 1;
+  return t.slice(dim, idx.front(), idx.back() + 1, step);
+}
+
+template <typename T>
+void forward_classes(const Problem& p, const std::vector<ClassPlan>& plans, at::Tensor& out) {
+  const Geometry& g = p.geo;
+  const SourceTables full = make_tables(p);
+  for (const ClassPlan& c : plans) {
+    at::Tensor ov = out.slice(2, c.py, p.Ho, g.uh).slice(3, c.px, p.Wo, g.uw);
+    const int64_t na = static_cast<int64_t>(c.a.size()), ne = static_cast<int64_t>(c.e.size());
+    if (na == 0 || ne == 0) {  // every tap reads an inserted zero: the bias, or 0
+      if (p.bias.defined()) {
+        ov.copy_(p.bias.view({1, p.O, 1, 1}).expand_as(ov));
+      } else {
+        ov.zero_();
+      }
+      continue;
+    }
+    Problem q = p;
+    q.geo.kh = na; q.geo.kw = ne;
+    q.geo.uh = 1; q.geo.uw = 1;
+    q.geo.gsh = g.gsh * g.uh; q.geo.gsw = g.gsw * g.uw;
+    q.Ho = c.Hc; q.Wo = c.Wc;
+    q.weight = take_taps(take_taps(p.weight, 2, c.a), 3, c.e).contiguous();
+    if (p.guided) {
+      q.phi = p.phi.slice(2, c.py, p.Ho, g.uh).slice(3, c.px, p.Wo, g.uw).contiguous();
+    } else {
+      q.kernel = take_taps(take_taps(p.kernel, 2, c.a), 3, c.e)
+                     .slice(4, c.py, p.Ho, g.uh).slice(5, c.px, p.Wo, g.uw).contiguous();
+    }
+    SourceTables st;
+    st.in_row.resize(na * c.Hc); st.in_col.resize(ne * c.Wc);
+    for (int64_t i = 0; i < na; ++i)
+      for (int64_t y = 0; y < c.Hc; ++y)
+        st.in_row[i * c.Hc + y] = full.in_row[c.a[i] * p.Ho + c.py + g.uh * y];
+    for (int64_t i = 0; i < ne; ++i)
+      for (int64_t x = 0; x < c.Wc; ++x)
+        st.in_col[i * c.Wc + x] = full.in_col[c.e[i] * p.Wo + c.px + g.uw * x];
+    // The class reads its columns with stride 1; forward_impl's affine path uses g.sw = 1.
+    st.in_affine = class_affine(st.in_col, ne, c.Wc, 1, st.in_lo, st.in_hi, st.in_base);
+    if (p.guided) {
+      st.g_row.resize(na * c.Hc); st.g_col.resize(ne * c.Wc);
+      for (int64_t i = 0; i < na; ++i)
+        for (int64_t y = 0; y < c.Hc; ++y)
+          st.g_row[i * c.Hc + y] = full.g_row[c.a[i] * p.Ho + c.py + g.uh * y];
+      for (int64_t i = 0; i < ne; ++i)
+        for (int64_t x = 0; x < c.Wc; ++x)
+          st.g_col[i * c.Wc + x] = full.g_col[c.e[i] * p.Wo + c.px + g.uw * x];
+      // guided_kernel_tile always takes the affine guidance path: it must hold.
+      const bool ok = class_affine(st.g_col, ne, c.Wc, q.geo.gsw, st.g_lo, st.g_hi, st.g_base);
+      TORCH_CHECK(ok, "pac: internal error: guidance columns of a sub-pixel class are not affine");
+    }
+    at::Tensor oc = at::empty({p.B, p.O, c.Hc, c.Wc}, p.input.options());
+    forward_impl<T>(q, st, oc);
+    ov.copy_(oc);
+  }
+}
+
 at::Tensor run_forward(const Problem& p) {
   at::AutoDispatchBelowADInplaceOrView no_autograd;
   at::Tensor out = at::empty({p.B, p.O, p.Ho, p.Wo}, p.input.options());
@@ -423,8 +538,14 @@ at::Tensor run_forward(const Problem& p) {
     if (p.bias.defined()) out.add_(p.bias.view({1, p.O, 1, 1}));
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cpu",
-                             [&] { forward_impl<scalar_t>(p, out); });
+  const std::vector<ClassPlan> plans = make_class_plans(p);
+  AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cpu", [&] {
+    if (plans.empty()) {
+      forward_impl<scalar_t>(p, make_tables(p), out);
+    } else {
+      forward_classes<scalar_t>(p, plans, out);
+    }
+  });
   return out;
 }
 
