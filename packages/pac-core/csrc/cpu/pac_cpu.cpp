@@ -473,14 +473,69 @@ at::Tensor take_taps(const at::Tensor& t, int64_t dim, const std::vector<int64_t
   return t.slice(dim, idx.front(), idx.back() + 1, step);
 }
 
+// The ordinary convolution that computes class c of p: Problem (sub-kernel, class phi or kernel,
+// class output size) and source tables taken from p's tables `full`. dh / dw become the class's
+// tap spacing so that rows_per_tile's race-free band height covers the class's reach.
+struct ClassProblem {
+  Problem q;
+  SourceTables st;
+};
+
+ClassProblem make_class_problem(const Problem& p, const ClassPlan& c, const SourceTables& full) {
+  const Geometry& g = p.geo;
+  const int64_t na = static_cast<int64_t>(c.a.size()), ne = static_cast<int64_t>(c.e.size());
+  ClassProblem cp;
+  Problem& q = cp.q;
+  q = p;
+  q.geo.kh = na; q.geo.kw = ne;
+  q.geo.uh = 1; q.geo.uw = 1;
+  q.geo.dh = na > 1 ? (c.a[1] - c.a[0]) * g.dh : g.dh;
+  q.geo.dw = ne > 1 ? (c.e[1] - c.e[0]) * g.dw : g.dw;
+  q.geo.gsh = g.gsh * g.uh; q.geo.gsw = g.gsw * g.uw;
+  q.Ho = c.Hc; q.Wo = c.Wc;
+  q.weight = take_taps(take_taps(p.weight, 2, c.a), 3, c.e).contiguous();
+  if (p.guided) {
+    q.phi = p.phi.slice(2, c.py, p.Ho, g.uh).slice(3, c.px, p.Wo, g.uw).contiguous();
+  } else {
+    q.kernel = take_taps(take_taps(p.kernel, 2, c.a), 3, c.e)
+                   .slice(4, c.py, p.Ho, g.uh).slice(5, c.px, p.Wo, g.uw).contiguous();
+  }
+  SourceTables& st = cp.st;
+  st.in_row.resize(na * c.Hc); st.in_col.resize(ne * c.Wc);
+  for (int64_t i = 0; i < na; ++i)
+    for (int64_t y = 0; y < c.Hc; ++y)
+      st.in_row[i * c.Hc + y] = full.in_row[c.a[i] * p.Ho + c.py + g.uh * y];
+  for (int64_t i = 0; i < ne; ++i)
+    for (int64_t x = 0; x < c.Wc; ++x)
+      st.in_col[i * c.Wc + x] = full.in_col[c.e[i] * p.Wo + c.px + g.uw * x];
+  // The class reads its columns with stride 1 (the affine paths use g.sw = 1).
+  st.in_affine = class_affine(st.in_col, ne, c.Wc, 1, st.in_lo, st.in_hi, st.in_base);
+  if (p.guided) {
+    st.g_row.resize(na * c.Hc); st.g_col.resize(ne * c.Wc);
+    for (int64_t i = 0; i < na; ++i)
+      for (int64_t y = 0; y < c.Hc; ++y)
+        st.g_row[i * c.Hc + y] = full.g_row[c.a[i] * p.Ho + c.py + g.uh * y];
+    for (int64_t i = 0; i < ne; ++i)
+      for (int64_t x = 0; x < c.Wc; ++x)
+        st.g_col[i * c.Wc + x] = full.g_col[c.e[i] * p.Wo + c.px + g.uw * x];
+    // guided_kernel_tile always takes the affine guidance path: it must hold.
+    const bool ok = class_affine(st.g_col, ne, c.Wc, q.geo.gsw, st.g_lo, st.g_hi, st.g_base);
+    TORCH_CHECK(ok, "pac: internal error: guidance columns of a sub-pixel class are not affine");
+  }
+  return cp;
+}
+
+// View of the class's output pixels in a [B, O, Ho, Wo] tensor.
+at::Tensor class_view(const at::Tensor& t, const Geometry& g, const ClassPlan& c) {
+  return t.slice(2, c.py, t.size(2), g.uh).slice(3, c.px, t.size(3), g.uw);
+}
+
 template <typename T>
 void forward_classes(const Problem& p, const std::vector<ClassPlan>& plans, at::Tensor& out) {
-  const Geometry& g = p.geo;
   const SourceTables full = make_tables(p);
   for (const ClassPlan& c : plans) {
-    at::Tensor ov = out.slice(2, c.py, p.Ho, g.uh).slice(3, c.px, p.Wo, g.uw);
-    const int64_t na = static_cast<int64_t>(c.a.size()), ne = static_cast<int64_t>(c.e.size());
-    if (na == 0 || ne == 0) {  // every tap reads an inserted zero: the bias, or 0
+    at::Tensor ov = class_view(out, p.geo, c);
+    if (c.a.empty() || c.e.empty()) {  // every tap reads an inserted zero: the bias, or 0
       if (p.bias.defined()) {
         ov.copy_(p.bias.view({1, p.O, 1, 1}).expand_as(ov));
       } else {
@@ -488,42 +543,9 @@ void forward_classes(const Problem& p, const std::vector<ClassPlan>& plans, at::
       }
       continue;
     }
-    Problem q = p;
-    q.geo.kh = na; q.geo.kw = ne;
-    q.geo.uh = 1; q.geo.uw = 1;
-    q.geo.gsh = g.gsh * g.uh; q.geo.gsw = g.gsw * g.uw;
-    q.Ho = c.Hc; q.Wo = c.Wc;
-    q.weight = take_taps(take_taps(p.weight, 2, c.a), 3, c.e).contiguous();
-    if (p.guided) {
-      q.phi = p.phi.slice(2, c.py, p.Ho, g.uh).slice(3, c.px, p.Wo, g.uw).contiguous();
-    } else {
-      q.kernel = take_taps(take_taps(p.kernel, 2, c.a), 3, c.e)
-                     .slice(4, c.py, p.Ho, g.uh).slice(5, c.px, p.Wo, g.uw).contiguous();
-    }
-    SourceTables st;
-    st.in_row.resize(na * c.Hc); st.in_col.resize(ne * c.Wc);
-    for (int64_t i = 0; i < na; ++i)
-      for (int64_t y = 0; y < c.Hc; ++y)
-        st.in_row[i * c.Hc + y] = full.in_row[c.a[i] * p.Ho + c.py + g.uh * y];
-    for (int64_t i = 0; i < ne; ++i)
-      for (int64_t x = 0; x < c.Wc; ++x)
-        st.in_col[i * c.Wc + x] = full.in_col[c.e[i] * p.Wo + c.px + g.uw * x];
-    // The class reads its columns with stride 1; forward_impl's affine path uses g.sw = 1.
-    st.in_affine = class_affine(st.in_col, ne, c.Wc, 1, st.in_lo, st.in_hi, st.in_base);
-    if (p.guided) {
-      st.g_row.resize(na * c.Hc); st.g_col.resize(ne * c.Wc);
-      for (int64_t i = 0; i < na; ++i)
-        for (int64_t y = 0; y < c.Hc; ++y)
-          st.g_row[i * c.Hc + y] = full.g_row[c.a[i] * p.Ho + c.py + g.uh * y];
-      for (int64_t i = 0; i < ne; ++i)
-        for (int64_t x = 0; x < c.Wc; ++x)
-          st.g_col[i * c.Wc + x] = full.g_col[c.e[i] * p.Wo + c.px + g.uw * x];
-      // guided_kernel_tile always takes the affine guidance path: it must hold.
-      const bool ok = class_affine(st.g_col, ne, c.Wc, q.geo.gsw, st.g_lo, st.g_hi, st.g_base);
-      TORCH_CHECK(ok, "pac: internal error: guidance columns of a sub-pixel class are not affine");
-    }
+    const ClassProblem cp = make_class_problem(p, c, full);
     at::Tensor oc = at::empty({p.B, p.O, c.Hc, c.Wc}, p.input.options());
-    forward_impl<T>(q, st, oc);
+    forward_impl<T>(cp.q, cp.st, oc);
     ov.copy_(oc);
   }
 }
@@ -557,10 +579,9 @@ struct Grads {
 };
 
 template <typename T>
-void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
+void backward_impl(const Problem& p, const SourceTables& st, const at::Tensor& grad, Grads& gr) {
   const Geometry& g = p.geo;
   const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo, plane_i = p.H * p.W;
-  const SourceTables st = make_tables(p);
   const Ptrs<T> P(p);
   const bool need_dx = gr.dx.defined(), need_dg = gr.dg.defined(), need_dphi = gr.dphi.defined();
   const bool need_dw = gr.dw.defined(), need_da = gr.dalpha.defined();
@@ -724,6 +745,37 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
   }
 }
 
+// Backward class by class (see make_class_plans): each class's gradients from its ordinary
+// convolution. dx, dguidance, dalpha and dlambda accumulate straight into the full tensors;
+// dphi, dweight and dkernel go through class-sized buffers into their slices.
+template <typename T>
+void backward_classes(const Problem& p, const std::vector<ClassPlan>& plans,
+                      const at::Tensor& grad, Grads& gr) {
+  const SourceTables full = make_tables(p);
+  const auto opts = p.input.options();
+  for (const ClassPlan& c : plans) {
+    if (c.a.empty() || c.e.empty()) continue;  // the class's outputs depend on nothing
+    const ClassProblem cp = make_class_problem(p, c, full);
+    const Problem& q = cp.q;
+    const at::Tensor gq = class_view(grad, p.geo, c).contiguous();
+    Grads cg;
+    cg.dx = gr.dx;
+    cg.dg = gr.dg;
+    cg.dalpha = gr.dalpha;
+    cg.dlambda = gr.dlambda;
+    if (gr.dphi.defined()) cg.dphi = at::zeros({p.B, p.Cf, c.Hc, c.Wc}, opts);
+    if (gr.dw.defined()) cg.dw = at::zeros(q.weight.sizes(), opts);
+    if (gr.dkernel.defined()) cg.dkernel = at::zeros(q.kernel.sizes(), opts);
+    backward_impl<T>(q, cp.st, gq, cg);
+    if (cg.dphi.defined()) class_view(gr.dphi, p.geo, c).copy_(cg.dphi);
+    if (cg.dw.defined()) take_taps(take_taps(gr.dw, 2, c.a), 3, c.e).add_(cg.dw);
+    if (cg.dkernel.defined()) {
+      take_taps(take_taps(gr.dkernel, 2, c.a), 3, c.e)
+          .slice(4, c.py, p.Ho, p.geo.uh).slice(5, c.px, p.Wo, p.geo.uw).copy_(cg.dkernel);
+    }
+  }
+}
+
 at::Tensor empty_grad(const Problem& p) { return at::empty({0}, p.input.options()); }
 
 // Allocates the requested gradients (zeros), runs the backward pass, returns
@@ -745,8 +797,14 @@ Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bo
   const bool empty = p.B == 0 || p.O == 0 || p.Ho == 0 || p.Wo == 0 || p.C == 0;
   if (any && !empty) {
     at::Tensor grad = grad_in.contiguous();
-    AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cpu",
-                               [&] { backward_impl<scalar_t>(p, grad, gr); });
+    const std::vector<ClassPlan> plans = make_class_plans(p);
+    AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cpu", [&] {
+      if (plans.empty()) {
+        backward_impl<scalar_t>(p, make_tables(p), grad, gr);
+      } else {
+        backward_classes<scalar_t>(p, plans, grad, gr);
+      }
+    });
   }
   auto fill = [&](at::Tensor& t) {
     if (!t.defined()) t = empty_grad(p);
