@@ -24,6 +24,7 @@
 #include "kernels/im2col.h"
 #include "kernels/kernel_fn.h"
 #include "pac_args.h"
+#include "subpixel.h"
 
 namespace pac {
 namespace {
@@ -430,18 +431,10 @@ struct ClassPlan {
 std::vector<ClassPlan> make_class_plans(const Problem& p) {
   const Geometry& g = p.geo;
   std::vector<ClassPlan> plans;
-  if (p.pool || g.sh != 1 || g.sw != 1 || (g.uh == 1 && g.uw == 1)) return plans;
-  auto residue = [](int64_t v, int64_t m) { return ((v % m) + m) % m; };
-  for (int64_t py = 0; py < std::min(g.uh, p.Ho); ++py) {
-    for (int64_t px = 0; px < std::min(g.uw, p.Wo); ++px) {
-      ClassPlan c{py, px, (p.Ho - py + g.uh - 1) / g.uh, (p.Wo - px + g.uw - 1) / g.uw, {}, {}};
-      for (int64_t a = 0; a < g.kh; ++a)
-        if (residue(py - g.ph + a * g.dh, g.uh) == 0) c.a.push_back(a);
-      for (int64_t e = 0; e < g.kw; ++e)
-        if (residue(px - g.pw + e * g.dw, g.uw) == 0) c.e.push_back(e);
-      plans.push_back(std::move(c));
-    }
-  }
+  if (!subpixel_applies(p.pool, g.sh, g.sw, g.uh, g.uw)) return plans;
+  for (const SubpixelAxis& ay : subpixel_axis(p.Ho, g.kh, g.ph, g.dh, g.uh))
+    for (const SubpixelAxis& ax : subpixel_axis(p.Wo, g.kw, g.pw, g.dw, g.uw))
+      plans.push_back({ay.residue, ax.residue, ay.extent, ax.extent, ay.taps, ax.taps});
   return plans;
 }
 
@@ -473,6 +466,17 @@ at::Tensor take_taps(const at::Tensor& t, int64_t dim, const std::vector<int64_t
   return t.slice(dim, idx.front(), idx.back() + 1, step);
 }
 
+// Rows of a class's source table: out[i*n + y] = full[taps[i]*N + r + u*y] (N: the full table's
+// output extent, n: the class's).
+std::vector<int64_t> class_table(const std::vector<int64_t>& full, int64_t N,
+                                 const std::vector<int64_t>& taps, int64_t r, int64_t u,
+                                 int64_t n) {
+  std::vector<int64_t> t(taps.size() * n);
+  for (size_t i = 0; i < taps.size(); ++i)
+    for (int64_t y = 0; y < n; ++y) t[i * n + y] = full[taps[i] * N + r + u * y];
+  return t;
+}
+
 // The ordinary convolution that computes class c of p: Problem (sub-kernel, class phi or kernel,
 // class output size) and source tables taken from p's tables `full`. dh / dw become the class's
 // tap spacing so that rows_per_tile's race-free band height covers the class's reach.
@@ -501,23 +505,13 @@ ClassProblem make_class_problem(const Problem& p, const ClassPlan& c, const Sour
                    .slice(4, c.py, p.Ho, g.uh).slice(5, c.px, p.Wo, g.uw).contiguous();
   }
   SourceTables& st = cp.st;
-  st.in_row.resize(na * c.Hc); st.in_col.resize(ne * c.Wc);
-  for (int64_t i = 0; i < na; ++i)
-    for (int64_t y = 0; y < c.Hc; ++y)
-      st.in_row[i * c.Hc + y] = full.in_row[c.a[i] * p.Ho + c.py + g.uh * y];
-  for (int64_t i = 0; i < ne; ++i)
-    for (int64_t x = 0; x < c.Wc; ++x)
-      st.in_col[i * c.Wc + x] = full.in_col[c.e[i] * p.Wo + c.px + g.uw * x];
+  st.in_row = class_table(full.in_row, p.Ho, c.a, c.py, g.uh, c.Hc);
+  st.in_col = class_table(full.in_col, p.Wo, c.e, c.px, g.uw, c.Wc);
   // The class reads its columns with stride 1 (the affine paths use g.sw = 1).
   st.in_affine = class_affine(st.in_col, ne, c.Wc, 1, st.in_lo, st.in_hi, st.in_base);
   if (p.guided) {
-    st.g_row.resize(na * c.Hc); st.g_col.resize(ne * c.Wc);
-    for (int64_t i = 0; i < na; ++i)
-      for (int64_t y = 0; y < c.Hc; ++y)
-        st.g_row[i * c.Hc + y] = full.g_row[c.a[i] * p.Ho + c.py + g.uh * y];
-    for (int64_t i = 0; i < ne; ++i)
-      for (int64_t x = 0; x < c.Wc; ++x)
-        st.g_col[i * c.Wc + x] = full.g_col[c.e[i] * p.Wo + c.px + g.uw * x];
+    st.g_row = class_table(full.g_row, p.Ho, c.a, c.py, g.uh, c.Hc);
+    st.g_col = class_table(full.g_col, p.Wo, c.e, c.px, g.uw, c.Wc);
     // guided_kernel_tile always takes the affine guidance path: it must hold.
     const bool ok = class_affine(st.g_col, ne, c.Wc, q.geo.gsw, st.g_lo, st.g_hi, st.g_base);
     TORCH_CHECK(ok, "pac: internal error: guidance columns of a sub-pixel class are not affine");

@@ -28,6 +28,7 @@
 #include "kernels/im2col.h"
 #include "kernels/kernel_fn.h"
 #include "pac_args.h"
+#include "subpixel.h"
 
 namespace pac {
 namespace cuda_impl {
@@ -655,25 +656,21 @@ void tile_rows(const Dev& d, const TileR& tl, int64_t stride, int64_t padding, i
 std::vector<Cls> make_classes(const Problem& p) {
   const Geometry& g = p.geo;
   std::vector<Cls> classes;
-  if (p.pool || g.sh != 1 || g.sw != 1 || (g.uh == 1 && g.uw == 1)) return classes;
-  auto residue = [](int64_t v, int64_t m) { return ((v % m) + m) % m; };
-  for (int64_t py = 0; py < std::min(g.uh, p.Ho); ++py) {
-    for (int64_t px = 0; px < std::min(g.uw, p.Wo); ++px) {
+  if (!subpixel_applies(p.pool, g.sh, g.sw, g.uh, g.uw)) return classes;
+  const auto rows = subpixel_axis(p.Ho, g.kh, g.ph, g.dh, g.uh);
+  const auto cols = subpixel_axis(p.Wo, g.kw, g.pw, g.dw, g.uw);
+  for (const SubpixelAxis& ay : rows) {
+    for (const SubpixelAxis& ax : cols) {
+      if (ay.taps.size() > kMaxClassTaps || ax.taps.size() > kMaxClassTaps) return {};
       Cls cl{};
-      cl.py = py;
-      cl.px = px;
-      cl.Hc = (p.Ho - py + g.uh - 1) / g.uh;
-      cl.Wc = (p.Wo - px + g.uw - 1) / g.uw;
-      for (int64_t a = 0; a < g.kh; ++a) {
-        if (residue(py - g.ph + a * g.dh, g.uh) != 0) continue;
-        if (cl.na == kMaxClassTaps) return {};
-        cl.a[cl.na++] = a;
-      }
-      for (int64_t e = 0; e < g.kw; ++e) {
-        if (residue(px - g.pw + e * g.dw, g.uw) != 0) continue;
-        if (cl.ne == kMaxClassTaps) return {};
-        cl.e[cl.ne++] = e;
-      }
+      cl.py = ay.residue;
+      cl.px = ax.residue;
+      cl.Hc = ay.extent;
+      cl.Wc = ax.extent;
+      cl.na = static_cast<int64_t>(ay.taps.size());
+      cl.ne = static_cast<int64_t>(ax.taps.size());
+      std::copy(ay.taps.begin(), ay.taps.end(), cl.a);
+      std::copy(ax.taps.begin(), ax.taps.end(), cl.e);
       classes.push_back(cl);
     }
   }
