@@ -45,7 +45,7 @@ def test_upsample_files(tmp_path, capsys):
                  "--factor", "8", "--out", str(tmp_path / "o.npy")]) == 0
     out = np.load(tmp_path / "o.npy")
     assert out.shape == (32, 48) and out.dtype == np.float32
-    assert "pac_jbu_refine_x8_synthetic_v2" in capsys.readouterr().out  # the shipped weights
+    assert "pac_jbu_refine_x8_synthetic_v3" in capsys.readouterr().out  # the shipped weights
     iio.imwrite(tmp_path / "d.png", (np.load(tmp_path / "d.npy") * 1000).astype(np.uint16))
     assert main(["upsample", "--depth", str(tmp_path / "d.png"), "--rgb", str(tmp_path / "rgb.png"),
                  "--factor", "8", "--model", "bilinear", "--out", str(tmp_path / "o.png")]) == 0
