@@ -45,6 +45,13 @@ class SceneConfig:
             the scenes of every seed exactly as before the option existed.
         fractal_amplitude: Range of that texture's amplitude (RGB in [0, 1]).
         fractal_beta: Range of the spectral exponent β (larger: smoother).
+        camouflage_prob: Probability that a shape takes nearly the mean colour of what it
+            occludes (a depth edge with little colour contrast, common in real scenes and the
+            case where colour guidance misleads); 0 draws nothing, as before the option.
+        camouflage_std: Std of that colour's offset from the occluded mean (RGB in [0, 1]).
+        thin_prob: Probability that a shape is a thin bar (a pole, a spoke: thinner than a
+            low-resolution pixel at large factors); 0 draws nothing, as before the option.
+        thin_width: Range of the bars' widths in output pixels.
     """
 
     n_shapes: tuple[int, int] = (20, 60)
@@ -61,6 +68,10 @@ class SceneConfig:
     fractal_prob: float = 0.0
     fractal_amplitude: tuple[float, float] = (0.03, 0.2)
     fractal_beta: tuple[float, float] = (1.0, 2.0)
+    camouflage_prob: float = 0.0
+    camouflage_std: float = 0.04
+    thin_prob: float = 0.0
+    thin_width: tuple[float, float] = (1.0, 4.0)
 
 
 def fractal_noise(rng: np.random.Generator, height: int, width: int, beta: float) -> np.ndarray:
@@ -93,6 +104,15 @@ def _shape_mask(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cy: fl
     for a in angles:
         mask &= np.cos(a) * dx + np.sin(a) * dy <= r * 0.5
     return mask
+
+
+def _bar_mask(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float,
+              r: float, half_width: float) -> np.ndarray:
+    """A thin bar of length ``2r`` and the given half width through ``(cy, cx)``."""
+    theta = rng.uniform(0, np.pi)
+    c, s = np.cos(theta), np.sin(theta)
+    dy, dx = yy - cy, xx - cx
+    return (np.abs(c * dx + s * dy) <= r) & (np.abs(-s * dx + c * dy) <= half_width)
 
 
 def _texture(rng: np.random.Generator, cfg: SceneConfig, yy: np.ndarray, xx: np.ndarray,
@@ -179,11 +199,17 @@ def dead_leaves_scene(
         if y0 >= y1 or x0 >= x1:
             continue
         sy, sx = yy[y0:y1, x0:x1], xx[y0:y1, x0:x1]
-        mask = _shape_mask(rng, sy, sx, cy, cx, r)
+        if cfg.thin_prob > 0 and rng.random() < cfg.thin_prob:
+            mask = _bar_mask(rng, sy, sx, cy, cx, r, rng.uniform(*cfg.thin_width) * ss / 2)
+        else:
+            mask = _shape_mask(rng, sy, sx, cy, cx, r)
         if not mask.any():
             continue
-        col = fractal(_texture(rng, cfg, sy, sx, rng.uniform(0.05, 0.95, 3), r * 4),
-                      slice(y0, y1), slice(x0, x1))
+        base = rng.uniform(0.05, 0.95, 3)
+        if cfg.camouflage_prob > 0 and rng.random() < cfg.camouflage_prob:
+            under = rgb[y0:y1, x0:x1][mask].mean(axis=0)
+            base = np.clip(under + rng.normal(0.0, cfg.camouflage_std, 3), 0.0, 1.0)
+        col = fractal(_texture(rng, cfg, sy, sx, base, r * 4), slice(y0, y1), slice(x0, x1))
         if rng.random() < cfg.decal_prob:
             # a painted patch: colour edge on the underlying surface, no depth edge
             rgb[y0:y1, x0:x1][mask] = col[mask]
