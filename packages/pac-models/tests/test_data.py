@@ -210,6 +210,22 @@ def test_thin_option_draws_thin_near_structures():
     assert rgb.shape == (64, 64, 3) and 0.5 <= depth.min() and depth.max() <= 10.0
 
 
+def test_photo_option_paints_surfaces_with_bundled_photos():
+    """photo_prob=1: every surface shows a photo crop (few flat pixels, unlike the > 70 % of the
+    plain scene); the bank is scikit-image's samples without the Middlebury evaluation image."""
+    from pac_models.data.synthetic import PHOTO_TEXTURES, photo_textures
+
+    assert "stereo_motorcycle" not in PHOTO_TEXTURES
+    bank = photo_textures()
+    assert len(bank) == len(PHOTO_TEXTURES)
+    assert all(p.ndim == 3 and p.shape[2] == 3 and p.dtype == np.float32 for p in bank)
+    assert all(0.0 <= p.min() and p.max() <= 1.0 for p in bank)
+    rgb, depth = dead_leaves_scene(64, 64, 0, SceneConfig(photo_prob=1.0, **_CLEAN))
+    flat = np.abs(np.diff(rgb.astype(int), axis=1)).max(axis=2) == 0
+    assert flat.mean() < 0.3
+    assert 0.5 <= depth.min() and depth.max() <= 10.0 and np.isfinite(depth).all()
+
+
 def test_synthetic_dataset():
     tf = AssembleJointUpsamplingInputs(4, crop=32, flip=True)
     ds = SyntheticScenes(3, (48, 48), factor=4, transform=tf, seed=5)

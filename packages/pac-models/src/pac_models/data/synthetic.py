@@ -13,6 +13,7 @@ Generation is deterministic per ``(seed, index)`` and takes a few milliseconds p
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -21,7 +22,14 @@ from torch.utils.data import Dataset
 
 from .joint import AssembleJointUpsamplingInputs, JointSample
 
-__all__ = ["SceneConfig", "SyntheticScenes", "dead_leaves_scene", "fractal_noise"]
+__all__ = ["PHOTO_TEXTURES", "SceneConfig", "SyntheticScenes", "dead_leaves_scene",
+           "fractal_noise", "photo_textures"]
+
+PHOTO_TEXTURES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "brick",
+                  "grass", "gravel", "camera", "moon", "clock", "coins")
+"""The :mod:`skimage.data` samples that :attr:`SceneConfig.photo_prob` paints surfaces with
+(colour photos and greyscale textures, which get a random tint). The Middlebury motorcycle, the
+real evaluation sample of this package, is deliberately not among them."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,12 @@ class SceneConfig:
         thin_prob: Probability that a shape is a thin bar (a pole, a spoke: thinner than a
             low-resolution pixel at large factors); 0 draws nothing, as before the option.
         thin_width: Range of the bars' widths in output pixels.
+        photo_prob: Probability that a surface is painted with a crop of a natural photo
+            (:data:`PHOTO_TEXTURES`, scikit-image's bundled samples, never the Middlebury
+            motorcycle) instead of a flat colour: colour edges and shading with real-image
+            statistics inside surfaces that have no depth edge (the FlyingChairs idea); 0
+            draws nothing, as before the option.
+        photo_zoom: Range of the photo's magnification (output pixels per photo pixel).
     """
 
     n_shapes: tuple[int, int] = (20, 60)
@@ -72,6 +86,8 @@ class SceneConfig:
     camouflage_std: float = 0.04
     thin_prob: float = 0.0
     thin_width: tuple[float, float] = (1.0, 4.0)
+    photo_prob: float = 0.0
+    photo_zoom: tuple[float, float] = (0.5, 2.0)
 
 
 def fractal_noise(rng: np.random.Generator, height: int, width: int, beta: float) -> np.ndarray:
@@ -84,6 +100,40 @@ def fractal_noise(rng: np.random.Generator, height: int, width: int, beta: float
     spec[0, 0] = 0.0
     field = np.fft.irfft2(spec, s=(height, width))
     return (field / max(float(field.std()), 1e-12)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def photo_textures() -> tuple[np.ndarray, ...]:
+    """The :data:`PHOTO_TEXTURES` as float32 ``[H, W, 3]`` arrays in [0, 1] (loaded once)."""
+    from skimage import data
+
+    out = []
+    for name in PHOTO_TEXTURES:
+        img = np.asarray(getattr(data, name)(), dtype=np.float32) / 255.0
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        out.append(np.ascontiguousarray(img[..., :3]))
+    return tuple(out)
+
+
+def _photo(rng: np.random.Generator, cfg: SceneConfig, yy: np.ndarray, xx: np.ndarray,
+           base: np.ndarray) -> np.ndarray:
+    """A random window of a random photo over the pixels ``(yy, xx)`` (mirrored at its borders),
+    magnified by ``cfg.photo_zoom``, its colours tinted towards ``base``."""
+    from scipy.ndimage import map_coordinates
+
+    bank = photo_textures()
+    img = bank[int(rng.integers(len(bank)))]
+    zoom = rng.uniform(*cfg.photo_zoom) * 2.0  # the scene is rendered supersampled ×2
+    theta = rng.uniform(0, 2 * np.pi)
+    c, s = np.cos(theta), np.sin(theta)
+    oy, ox = rng.uniform(0, img.shape[0]), rng.uniform(0, img.shape[1])
+    dy, dx = (yy - yy.min()) / zoom, (xx - xx.min()) / zoom
+    py, px = oy + c * dy - s * dx, ox + s * dy + c * dx
+    col = np.stack([map_coordinates(img[..., k], [py, px], order=1, mode="mirror")
+                    for k in range(3)], axis=-1)
+    tint = 0.5 + base  # in [0.55, 1.45]: a colour cast without hiding the photo
+    return (col * tint * rng.uniform(0.6, 1.2)).astype(np.float32)
 
 
 def _shape_mask(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float,
@@ -172,6 +222,11 @@ def dead_leaves_scene(
         direction = rng.uniform(0.3, 1.0) + rng.uniform(-0.3, 0.3, 3)  # mostly brightness
         return col + rng.uniform(*cfg.fractal_amplitude) * field[ys, xs, None] * direction
 
+    def surface(sy: np.ndarray, sx: np.ndarray, base: np.ndarray, scale: float) -> np.ndarray:
+        if cfg.photo_prob > 0 and rng.random() < cfg.photo_prob:
+            return _photo(rng, cfg, sy, sx, base)
+        return _texture(rng, cfg, sy, sx, base, scale)
+
     def plane(d0: float, r: float) -> tuple[float, float]:
         slope = cfg.max_slant * d0 / max(r, 1.0)
         a = rng.uniform(0, 2 * np.pi)
@@ -182,7 +237,7 @@ def dead_leaves_scene(
     gy, gx = plane(d0, diag / 2)
     depth = d0 + gy * (yy - hh / 2) + gx * (xx - ww / 2)
     base = rng.uniform(0.1, 0.9, 3)
-    rgb = fractal(_texture(rng, cfg, yy, xx, base, diag), slice(None), slice(None))
+    rgb = fractal(surface(yy, xx, base, diag), slice(None), slice(None))
     rgb *= (1 + cfg.shading * (depth - d0) / d0)[..., None]
 
     n = int(rng.integers(cfg.n_shapes[0], cfg.n_shapes[1] + 1))
@@ -209,7 +264,7 @@ def dead_leaves_scene(
         if cfg.camouflage_prob > 0 and rng.random() < cfg.camouflage_prob:
             under = rgb[y0:y1, x0:x1][mask].mean(axis=0)
             base = np.clip(under + rng.normal(0.0, cfg.camouflage_std, 3), 0.0, 1.0)
-        col = fractal(_texture(rng, cfg, sy, sx, base, r * 4), slice(y0, y1), slice(x0, x1))
+        col = fractal(surface(sy, sx, base, r * 4), slice(y0, y1), slice(x0, x1))
         if rng.random() < cfg.decal_prob:
             # a painted patch: colour edge on the underlying surface, no depth edge
             rgb[y0:y1, x0:x1][mask] = col[mask]
