@@ -384,6 +384,170 @@ PAC_GLOBAL void class_scatter_kernel(int64_t n, Dev d, TileR tl, Cls cl,
   }
 }
 
+// gt[o, bb*P + jj] = dY[b, o, pixel jj of the class tile] (the inverse of class_scatter_kernel).
+template <typename T>
+PAC_GLOBAL void class_gather_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* __restrict__ dY,
+                                    T* __restrict__ gt) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, tl.nb);
+    const int64_t jj = i1.r, bb = i2.r, o = i2.q;
+    int64_t y, x;
+    class_pixel(d, cl, tl.j0 + jj, y, x);
+    gt[idx] = dY[((tl.b0 + bb) * d.O + o) * d.HW + y * d.Wo + x];
+  }
+}
+
+// Class-local pixel (in the tile) of output coordinate (y, x), or -1 when (y, x) is not in the
+// class or not in the tile.
+PAC_DEVICE int64_t class_local(const Dev& d, const Cls& cl, const TileR& tl, int64_t y,
+                               int64_t x) {
+  const int64_t dy = y - cl.py, dx = x - cl.px;
+  if (dy < 0 || dx < 0) return -1;
+  const QR qy = divmod(dy, d.uh), qx = divmod(dx, d.uw);
+  if (qy.r != 0 || qx.r != 0) return -1;
+  const int64_t jj = qy.q * cl.Wc + qx.q - tl.j0;
+  return (jj >= 0 && jj < tl.P) ? jj : -1;
+}
+
+// Class input gradient, gathered: dX[b, c, ir, ic] += Σ over the class taps (a, e) and the
+// class pixels of the tile that read (ir, ic) through them of K · dcol[c*Tc + tc, bb*P + jj].
+template <typename T>
+PAC_GLOBAL void class_dx_kernel(int64_t n, Dev d, TileR tl, Cls cl, int64_t r0, int64_t R,
+                                const T* __restrict__ Kc, KV<T> Kfull,
+                                const T* __restrict__ dcol, T* __restrict__ dX) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const QR i1 = divmod(idx, d.W), i2 = divmod(i1.q, R), i3 = divmod(i2.q, d.C);
+    const int64_t ic = i1.r, ir = r0 + i2.r, c = i3.r, bb = i3.q;
+    const int64_t Tc = cl.na * cl.ne;
+    T acc = T(0);
+    for (int64_t ia = 0; ia < cl.na; ++ia) {
+      const int64_t y = tap_target(ir, cl.a[ia], d.sh, d.ph, d.dh, d.uh, d.Ho);
+      if (y < 0) continue;
+      for (int64_t ie = 0; ie < cl.ne; ++ie) {
+        const int64_t x = tap_target(ic, cl.e[ie], d.sw, d.pw, d.dw, d.uw, d.Wo);
+        if (x < 0) continue;
+        const int64_t jj = class_local(d, cl, tl, y, x);
+        if (jj < 0) continue;
+        const int64_t tc = ia * cl.ne + ie;
+        const T kv = Kc ? Kc[(bb * Tc + tc) * tl.P + jj]
+                        : Kfull(bb, 0, cl.a[ia] * d.kw + cl.e[ie], y * d.Wo + x);
+        acc += kv * dcol[((c * Tc + tc) * tl.nb + bb) * tl.P + jj];
+      }
+    }
+    dX[(((tl.b0 + bb) * d.C + c) * d.H + ir) * d.W + ic] += acc;
+  }
+}
+
+// Class kernel gradient: Σ_c dcol[c*Tc + tc, bb*P + jj] · X̄[b, c, tap of the pixel], into the
+// class tile buffer gKc[bb, tc, jj] or, without one, the full kernel gradient gKfull.
+template <typename T>
+PAC_GLOBAL void class_dk_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* __restrict__ X,
+                                const T* __restrict__ dcol, T* __restrict__ gKc, KV<T> gKfull) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t Tc = cl.na * cl.ne;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, Tc);
+    const int64_t jj = i1.r, tc = i2.r, bb = i2.q;
+    int64_t y, x;
+    class_pixel(d, cl, tl.j0 + jj, y, x);
+    const int64_t t = class_tap(d, cl, tc);
+    const QR ae = divmod(t, d.kw);
+    const int64_t r = tap_source(y, ae.q, d.sh, d.ph, d.dh, d.uh, d.H);
+    const int64_t q = tap_source(x, ae.r, d.sw, d.pw, d.dw, d.uw, d.W);
+    T acc = T(0);
+    if (r >= 0 && q >= 0) {
+      const int64_t plane = d.H * d.W, dstride = Tc * tl.nb * tl.P;
+      const T* xp = X + (tl.b0 + bb) * d.C * plane + r * d.W + q;
+      const T* dp = dcol + (tc * tl.nb + bb) * tl.P + jj;
+      for (int64_t c = 0; c < d.C; ++c) acc += dp[c * dstride] * xp[c * plane];
+    }
+    if (gKc) {
+      gKc[idx] = acc;
+    } else {
+      gKfull(bb, 0, t, y * d.Wo + x) = acc;
+    }
+  }
+}
+
+// kernel_chain_kernel on a class tile buffer (kernel channel 0).
+template <typename T>
+PAC_GLOBAL void class_chain_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* __restrict__ F,
+                                   const T* __restrict__ phi, const T* alpha, const T* lambda,
+                                   const T* __restrict__ Kc, T* __restrict__ g,
+                                   T* __restrict__ dlam) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, cl.na * cl.ne);
+    const int64_t jj = i1.r, tc = i2.r, bb = i2.q;
+    int64_t y, x;
+    class_pixel(d, cl, tl.j0 + jj, y, x);
+    const T D = tap_distance(d, F, phi, tl.b0 + bb, 0, class_tap(d, cl, tc), y, x);
+    const T Kv = Kc[idx], gk = g[idx];
+    if (dlam) {
+      dlam[idx] = gk * kernel_grad_lambda(d.kernel_type, D, Kv, param_of(alpha, d.n_alpha, 0));
+    }
+    g[idx] = gk * kernel_grad_D(d.kernel_type, D, Kv, param_of(lambda, d.n_lambda, 0));
+  }
+}
+
+// dphi of the class pixels: −Σ_tc dD(tc, jj) · 2Δ_c (the other taps read inserted zeros, so
+// their dD is 0; each output pixel belongs to one class and one tile).
+template <typename T>
+PAC_GLOBAL void class_dphi_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* __restrict__ F,
+                                  const T* __restrict__ phi, const T* __restrict__ dD,
+                                  T* __restrict__ dphi) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const int64_t Tc = cl.na * cl.ne;
+    const QR i1 = divmod(idx, tl.P), i2 = divmod(i1.q, d.Cf);
+    const int64_t jj = i1.r, c = i2.r, bb = i2.q;
+    const int64_t b = tl.b0 + bb;
+    int64_t y, x;
+    class_pixel(d, cl, tl.j0 + jj, y, x);
+    const int64_t j = y * d.Wo + x;
+    const T* Fp = F + (b * d.Cf + c) * d.Hg * d.Wg;
+    const T ph = phi[(b * d.Cf + c) * d.HW + j];
+    const T* g = dD + bb * Tc * tl.P + jj;
+    T acc = T(0);
+    for (int64_t tc = 0; tc < Tc; ++tc) {
+      const QR ae = divmod(class_tap(d, cl, tc), d.kw);
+      const int64_t r = tap_source(y, ae.q, d.gsh, d.gph, d.dh, 1, d.Hg);
+      const int64_t q = tap_source(x, ae.r, d.gsw, d.gpw, d.dw, 1, d.Wg);
+      const T dl = guidance_delta(read_zero_ext(Fp, d.Wg, r, q), ph, d.asym);
+      acc += T(2) * dl * g[tc * tl.P];
+    }
+    dphi[(b * d.Cf + c) * d.HW + j] = -acc;
+  }
+}
+
+// Guidance gradient of a class tile, gathered: dF[b, c, r, q] += Σ over the class taps and the
+// class pixels of the tile reading (r, q) of dD · 2Δ_c.
+template <typename T>
+PAC_GLOBAL void class_dguidance_kernel(int64_t n, Dev d, TileR tl, Cls cl, int64_t r0, int64_t R,
+                                       const T* __restrict__ F, const T* __restrict__ phi,
+                                       const T* __restrict__ dD, T* __restrict__ dF) {
+  PAC_KERNEL_LOOP(idx, n) {
+    const QR i1 = divmod(idx, d.Wg), i2 = divmod(i1.q, R), i3 = divmod(i2.q, d.Cf);
+    const int64_t q = i1.r, r = r0 + i2.r, c = i3.r, bb = i3.q;
+    const int64_t b = tl.b0 + bb;
+    const int64_t fi = ((b * d.Cf + c) * d.Hg + r) * d.Wg + q;
+    const T f = F[fi];
+    const T* php = phi + (b * d.Cf + c) * d.HW;
+    const T* g = dD + bb * cl.na * cl.ne * tl.P;
+    T acc = T(0);
+    for (int64_t ia = 0; ia < cl.na; ++ia) {
+      const int64_t y = tap_target(r, cl.a[ia], d.gsh, d.gph, d.dh, 1, d.Ho);
+      if (y < 0) continue;
+      for (int64_t ie = 0; ie < cl.ne; ++ie) {
+        const int64_t x = tap_target(q, cl.e[ie], d.gsw, d.gpw, d.dw, 1, d.Wo);
+        if (x < 0) continue;
+        const int64_t jj = class_local(d, cl, tl, y, x);
+        if (jj < 0) continue;
+        const T dl = guidance_delta(f, php[y * d.Wo + x], d.asym);
+        acc += T(2) * dl * g[(ia * cl.ne + ie) * tl.P + jj];
+      }
+    }
+    dF[fi] += acc;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backward kernels
 // ---------------------------------------------------------------------------------------------
@@ -629,16 +793,10 @@ std::vector<TileR> make_tiles(int64_t B, int64_t HW, int64_t per_pixel, int64_t 
   return tiles;
 }
 
-// Rows [r0, r0 + R) of a sampled plane (extent rows, zero insertion `up`) that the taps of the
-// tile's output rows can read.
-void tile_rows(const Dev& d, const TileR& tl, int64_t stride, int64_t padding, int64_t dilation,
+// Rows [r0, r0 + R) of a sampled plane (extent rows, zero insertion `up`) that the taps of
+// output rows y0 ... y1 can read.
+void rows_read(int64_t y0, int64_t y1, int64_t stride, int64_t padding, int64_t dilation,
                int64_t k, int64_t up, int64_t extent, int64_t& r0, int64_t& R) {
-  if (tl.j0 == 0 && tl.P == d.HW) {
-    r0 = 0;
-    R = extent;
-    return;
-  }
-  const int64_t y0 = tl.j0 / d.Wo, y1 = (tl.j0 + tl.P - 1) / d.Wo;
   const int64_t lo = std::max<int64_t>(0, y0 * stride - padding);
   const int64_t hi = y1 * stride - padding + (k - 1) * dilation;
   if (hi < 0) {
@@ -649,6 +807,18 @@ void tile_rows(const Dev& d, const TileR& tl, int64_t stride, int64_t padding, i
   r0 = (lo + up - 1) / up;
   const int64_t r1 = std::min(extent - 1, hi / up);
   R = std::max<int64_t>(0, r1 - r0 + 1);
+}
+
+// The same for the output rows of a tile.
+void tile_rows(const Dev& d, const TileR& tl, int64_t stride, int64_t padding, int64_t dilation,
+               int64_t k, int64_t up, int64_t extent, int64_t& r0, int64_t& R) {
+  if (tl.j0 == 0 && tl.P == d.HW) {
+    r0 = 0;
+    R = extent;
+    return;
+  }
+  rows_read(tl.j0 / d.Wo, (tl.j0 + tl.P - 1) / d.Wo, stride, padding, dilation, k, up, extent,
+            r0, R);
 }
 
 // The sub-pixel classes of a convolution of an upsampled input, or none when the call does not
@@ -974,6 +1144,119 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
   }
 }
 
+// Backward class by class (see Cls), the convolution path of a transposed layer: each class's
+// gradients from its own taps only (the other taps read inserted zeros, so their gradient terms
+// vanish). dx, dguidance, dphi and dkernel are written or accumulated in place; dweight gets
+// each class's [O, Cg, na, ne] block added to its taps' strided slice.
+template <typename T>
+void backward_classes(const Problem& p, const std::vector<Cls>& classes, const at::Tensor& grad,
+                      Grads& gr) {
+  const Dev d = make_dev(p);
+  TORCH_CHECK(d.CK == 1, "pac: internal error: class backward needs one kernel channel");
+  const auto opts = p.input.options();
+  const bool need_dx = gr.dx.defined(), need_dg = gr.dg.defined(), need_dphi = gr.dphi.defined();
+  const bool need_dw = gr.dw.defined(), need_dk = gr.dkernel.defined();
+  const bool inv = p.kernel_type == kInv;
+  const bool need_da = gr.dalpha.defined() && inv, need_dl = gr.dlambda.defined() && inv;
+  const bool need_gK = need_dg || need_dphi || need_da || need_dl || need_dk;
+  const bool guided_grads = p.guided && (need_dg || need_dphi || need_da || need_dl);
+
+  const T* X = p.input.data_ptr<T>();
+  const T* F = opt_ptr<T>(p.guidance);
+  const T* phi = opt_ptr<T>(p.phi);
+  const T* alpha = opt_ptr<T>(p.alpha);
+  const T* lambda = opt_ptr<T>(p.lambda);
+  const T* dY = grad.data_ptr<T>();
+  const int64_t G = std::max<int64_t>(p.groups, 1), Og = p.O / G, Cg = p.C / G;
+  const int64_t cap = tile_cap(d);
+  at::Tensor acc_alpha = need_da ? at::zeros({1}, opts) : at::Tensor();
+  at::Tensor acc_lambda = need_dl ? at::zeros({1}, opts) : at::Tensor();
+
+  for (const Cls& cl : classes) {
+    const int64_t Tc = cl.na * cl.ne, HWc = cl.Hc * cl.Wc;
+    if (Tc == 0) continue;  // the class's outputs depend on nothing
+    const int64_t sa = cl.na > 1 ? cl.a[1] - cl.a[0] : 1, se = cl.ne > 1 ? cl.e[1] - cl.e[0] : 1;
+    auto taps_of = [&](const at::Tensor& t) {
+      return t.slice(2, cl.a[0], cl.a[cl.na - 1] + 1, sa).slice(3, cl.e[0], cl.e[cl.ne - 1] + 1, se);
+    };
+    const at::Tensor wc = taps_of(p.weight).reshape({p.O, Cg * Tc});
+    int64_t per_px = d.O + d.C * Tc * ((need_dw ? 1 : 0) + ((need_dx || need_gK) ? 1 : 0));
+    if (p.guided) per_px += Tc * (1 + (need_gK ? 1 : 0) + (need_dl ? 1 : 0));
+    for (const TileR& tl : make_tiles(d.B, HWc, per_px, cap)) {
+      const int64_t n = tl.nb * Tc * tl.P;
+      const TileR whole{tl.b0, tl.nb, 0, d.HW};
+      at::Tensor Kc, gKc;
+      KV<T> Kfull{nullptr, 0, 0, 0}, gKfull{nullptr, 0, 0, 0};
+      if (p.guided) {
+        Kc = at::empty({n}, opts);
+        launch(class_kernel_kernel<T>, n, d, tl, cl, F, phi, alpha, lambda, Kc.data_ptr<T>());
+        if (need_gK) gKc = at::empty({n}, opts);  // fully written by class_dk_kernel
+      } else {
+        Kfull = kernel_view<T>(const_cast<T*>(p.kernel.data_ptr<T>()), d, whole);
+        if (need_dk) gKfull = kernel_view<T>(gr.dkernel.data_ptr<T>(), d, whole);
+      }
+      const T* kc = p.guided ? static_cast<const T*>(Kc.data_ptr<T>()) : nullptr;
+      at::Tensor gt = at::empty({p.O, tl.nb * tl.P}, opts);
+      launch(class_gather_kernel<T>, gt.numel(), d, tl, cl, dY, gt.data_ptr<T>());
+      if (need_dw) {
+        at::Tensor col = at::empty({d.C * Tc, tl.nb * tl.P}, opts);
+        launch(class_fill_col_kernel<T>, n, d, tl, cl, X, kc, Kfull, col.data_ptr<T>());
+        at::Tensor dwc = at::empty({p.O, Cg * Tc}, opts);
+        for (int64_t g = 0; g < G; ++g) {
+          at::Tensor dg = dwc.narrow(0, g * Og, Og);
+          at::mm_out(dg, gt.narrow(0, g * Og, Og), col.narrow(0, g * Cg * Tc, Cg * Tc).t());
+        }
+        taps_of(gr.dw).add_(dwc.view({p.O, Cg, cl.na, cl.ne}));
+      }
+      if (need_dx || need_gK) {
+        at::Tensor dcol = at::empty({d.C * Tc, tl.nb * tl.P}, opts);
+        for (int64_t g = 0; g < G; ++g) {
+          at::Tensor dg = dcol.narrow(0, g * Cg * Tc, Cg * Tc);
+          at::mm_out(dg, wc.narrow(0, g * Og, Og).t(), gt.narrow(0, g * Og, Og));
+        }
+        const T* dc = dcol.data_ptr<T>();
+        if (need_dx) {
+          int64_t r0, R;
+          rows_read(cl.py + d.uh * (tl.j0 / cl.Wc), cl.py + d.uh * ((tl.j0 + tl.P - 1) / cl.Wc),
+                    d.sh, d.ph, d.dh, d.kh, d.uh, d.H, r0, R);
+          launch(class_dx_kernel<T>, tl.nb * d.C * R * d.W, d, tl, cl, r0, R, kc, Kfull, dc,
+                 gr.dx.data_ptr<T>());
+        }
+        if (need_gK) {
+          launch(class_dk_kernel<T>, n, d, tl, cl, X, dc,
+                 p.guided ? gKc.data_ptr<T>() : static_cast<T*>(nullptr), gKfull);
+        }
+      }
+      if (guided_grads) {
+        T* g = gKc.data_ptr<T>();
+        if (need_da) acc_alpha.add_(gKc.sum());  // dK/dα = 1 for inv kernels
+        at::Tensor dlam = need_dl ? at::empty({n}, opts) : at::Tensor();
+        launch(class_chain_kernel<T>, n, d, tl, cl, F, phi, alpha, lambda, kc, g,
+               need_dl ? dlam.data_ptr<T>() : nullptr);
+        if (need_dl) acc_lambda.add_(dlam.sum());
+        if (need_dphi) {
+          launch(class_dphi_kernel<T>, tl.nb * d.Cf * tl.P, d, tl, cl, F, phi,
+                 static_cast<const T*>(g), gr.dphi.data_ptr<T>());
+        }
+        if (need_dg) {
+          int64_t r0, R;
+          rows_read(cl.py + d.uh * (tl.j0 / cl.Wc), cl.py + d.uh * ((tl.j0 + tl.P - 1) / cl.Wc),
+                    d.gsh, d.gph, d.dh, d.kh, 1, d.Hg, r0, R);
+          launch(class_dguidance_kernel<T>, tl.nb * d.Cf * R * d.Wg, d, tl, cl, r0, R, F, phi,
+                 static_cast<const T*>(g), gr.dg.data_ptr<T>());
+        }
+      }
+    }
+  }
+  if (need_da) {
+    gr.dalpha.copy_((gr.dalpha.numel() == 1 ? acc_alpha.sum() : acc_alpha).view(gr.dalpha.sizes()));
+  }
+  if (need_dl) {
+    gr.dlambda.copy_(
+        (gr.dlambda.numel() == 1 ? acc_lambda.sum() : acc_lambda).view(gr.dlambda.sizes()));
+  }
+}
+
 at::Tensor empty_grad(const Problem& p) { return at::empty({0}, p.input.options()); }
 
 // Allocates the requested gradients (zeros), runs the backward pass, returns them with empty
@@ -997,8 +1280,14 @@ Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bo
   const bool empty = p.B == 0 || p.O == 0 || p.Ho == 0 || p.Wo == 0 || p.C == 0;
   if (any && !empty) {
     at::Tensor grad = grad_in.contiguous();
-    AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cuda",
-                               [&] { backward_impl<scalar_t>(p, grad, gr); });
+    const std::vector<Cls> classes = p.CK == 1 ? make_classes(p) : std::vector<Cls>{};
+    AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cuda", [&] {
+      if (classes.empty()) {
+        backward_impl<scalar_t>(p, grad, gr);
+      } else {
+        backward_classes<scalar_t>(p, classes, grad, gr);
+      }
+    });
   }
   auto fill = [&](at::Tensor& t) {
     if (!t.defined()) t = empty_grad(p);
