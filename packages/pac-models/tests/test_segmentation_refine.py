@@ -176,6 +176,15 @@ def test_default_crf_is_the_learned_record_for_any_label_count():
     assert not torch.allclose(fresh.crf.unary_weight, default_refiner(2).crf.unary_weight)
 
 
+def test_default_crf_v2_replaces_v1():
+    """v2 (v1's recipe on harder scenes) is the default; v1 stays shipped and loadable by tag."""
+    v1 = get_weights("paccrf_refiner_synthetic_v1")
+    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v2"
+    assert v1.shipped and not v1.default
+    old = create_model("paccrf_refiner", num_classes=2, pretrained="paccrf_refiner_synthetic_v1")
+    assert not torch.allclose(old.crf.unary_weight, default_refiner(2).crf.unary_weight)
+
+
 def test_learned_crf_improves_held_out_synthetic_scenes():
     """Scenes of a seed the training never saw (it used seeds 0 and 1000)."""
     logits, rgb, labels = synthetic_seg_batch(6, (96, 96), (8, 16), seed=4242)

@@ -39,7 +39,7 @@ DEFAULT_CRF = "crfp0ds511p0ds541p0ds5121"
 """The default CRF, in the model-name grammar (spec B.3): 5 shared-weight mean-field steps, three
 Potts kernels with learnable 5×5 spatial filters at dilations 1, 4 and 12 (full resolution)."""
 
-DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v1"
+DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v2"
 """Weights record of the default CRF's learned parameters."""
 
 MODEL_NAME = "paccrf_refiner"

@@ -11,9 +11,11 @@ as they live on a scale of tens; both rates drop ×10 after two thirds of the st
 are kept ≥ 1. The spatial filters start at a tenth of the spec's Gaussian filler (which, summed over
 its taps, outweighs the unaries about 20 to 1 and over-smooths).
 
-Run (the recipe of the shipped weights, see ``pac_models/weights/README.md``)::
+Run (the recipes of the shipped weights, see ``pac_models/weights/README.md``)::
 
     python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v1.safetensors
+    python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v2.safetensors \
+        --scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15
 
 Everything is seeded; one CPU thread by default.
 """
