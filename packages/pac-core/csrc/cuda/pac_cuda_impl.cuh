@@ -327,6 +327,35 @@ PAC_DEVICE int64_t class_tap(const Dev& d, const Cls& cl, int64_t tc) {
   return cl.a[ae.q] * d.kw + cl.e[ae.r];
 }
 
+// Chain rule through the kernel function at element idx of a tile buffer (kernel channel k), in
+// place: g[idx] = dL/dK becomes dL/dD; dlam[idx] = dL/dK · dK/dλ when dlam is given.
+template <typename T>
+PAC_DEVICE void kernel_chain_at(const Dev& d, int64_t idx, int64_t k, T D, const T* K,
+                                const T* alpha, const T* lambda, T* g, T* dlam) {
+  const T Kv = K[idx], gk = g[idx];
+  if (dlam) {
+    dlam[idx] = gk * kernel_grad_lambda(d.kernel_type, D, Kv, param_of(alpha, d.n_alpha, k));
+  }
+  g[idx] = gk * kernel_grad_D(d.kernel_type, D, Kv, param_of(lambda, d.n_lambda, k));
+}
+
+// dL/dphi of guidance channel plane Fp at output pixel (y, x), phi value ph: −Σ_i dD_i · 2Δ over
+// the taps i of the pixel (all d.T taps, or the class's taps when cl is given), dD_i = g[i * P].
+template <typename T>
+PAC_DEVICE T phi_grad(const Dev& d, const Cls* cl, const T* Fp, T ph, const T* g, int64_t P,
+                      int64_t y, int64_t x) {
+  const int64_t n = cl ? cl->na * cl->ne : d.T;
+  T acc = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const QR ae = divmod(cl ? class_tap(d, *cl, i) : i, d.kw);
+    const int64_t r = tap_source(y, ae.q, d.gsh, d.gph, d.dh, 1, d.Hg);
+    const int64_t q = tap_source(x, ae.r, d.gsw, d.gpw, d.dw, 1, d.Wg);
+    const T dl = guidance_delta(read_zero_ext(Fp, d.Wg, r, q), ph, d.asym);
+    acc += T(2) * dl * g[i * P];
+  }
+  return -acc;
+}
+
 // Kc[bb, tc, jj] of a class tile from the guidance (kernel channel 0: the convolution path).
 template <typename T>
 PAC_GLOBAL void class_kernel_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* __restrict__ F,
@@ -480,11 +509,7 @@ PAC_GLOBAL void class_chain_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* 
     int64_t y, x;
     class_pixel(d, cl, tl.j0 + jj, y, x);
     const T D = tap_distance(d, F, phi, tl.b0 + bb, 0, class_tap(d, cl, tc), y, x);
-    const T Kv = Kc[idx], gk = g[idx];
-    if (dlam) {
-      dlam[idx] = gk * kernel_grad_lambda(d.kernel_type, D, Kv, param_of(alpha, d.n_alpha, 0));
-    }
-    g[idx] = gk * kernel_grad_D(d.kernel_type, D, Kv, param_of(lambda, d.n_lambda, 0));
+    kernel_chain_at(d, idx, 0, D, Kc, alpha, lambda, g, dlam);
   }
 }
 
@@ -502,18 +527,9 @@ PAC_GLOBAL void class_dphi_kernel(int64_t n, Dev d, TileR tl, Cls cl, const T* _
     int64_t y, x;
     class_pixel(d, cl, tl.j0 + jj, y, x);
     const int64_t j = y * d.Wo + x;
-    const T* Fp = F + (b * d.Cf + c) * d.Hg * d.Wg;
-    const T ph = phi[(b * d.Cf + c) * d.HW + j];
-    const T* g = dD + bb * Tc * tl.P + jj;
-    T acc = T(0);
-    for (int64_t tc = 0; tc < Tc; ++tc) {
-      const QR ae = divmod(class_tap(d, cl, tc), d.kw);
-      const int64_t r = tap_source(y, ae.q, d.gsh, d.gph, d.dh, 1, d.Hg);
-      const int64_t q = tap_source(x, ae.r, d.gsw, d.gpw, d.dw, 1, d.Wg);
-      const T dl = guidance_delta(read_zero_ext(Fp, d.Wg, r, q), ph, d.asym);
-      acc += T(2) * dl * g[tc * tl.P];
-    }
-    dphi[(b * d.Cf + c) * d.HW + j] = -acc;
+    dphi[(b * d.Cf + c) * d.HW + j] =
+        phi_grad(d, &cl, F + (b * d.Cf + c) * d.Hg * d.Wg, phi[(b * d.Cf + c) * d.HW + j],
+                 dD + bb * Tc * tl.P + jj, tl.P, y, x);
   }
 }
 
@@ -676,11 +692,7 @@ PAC_GLOBAL void kernel_chain_kernel(int64_t n, Dev d, TileR tl, const T* __restr
     const QR yx = divmod(j, d.Wo);
     const int64_t y = yx.q, x = yx.r;
     const T D = tap_distance(d, F, phi, tl.b0 + bb, k, t, y, x);
-    const T Kv = K[idx], gk = g[idx];
-    if (dlam) {
-      dlam[idx] = gk * kernel_grad_lambda(d.kernel_type, D, Kv, param_of(alpha, d.n_alpha, k));
-    }
-    g[idx] = gk * kernel_grad_D(d.kernel_type, D, Kv, param_of(lambda, d.n_lambda, k));
+    kernel_chain_at(d, idx, k, D, K, alpha, lambda, g, dlam);
   }
 }
 
@@ -696,18 +708,10 @@ PAC_GLOBAL void dphi_kernel(int64_t n, Dev d, TileR tl, const T* __restrict__ F,
     const QR yx = divmod(j, d.Wo);
     const int64_t y = yx.q, x = yx.r;
     const int64_t k = d.channel_wise ? c : 0;
-    const T* Fp = F + (b * d.Cf + c) * d.Hg * d.Wg;
-    const T ph = phi[(b * d.Cf + c) * d.HW + j];
-    const T* g = dD + (bb * d.CK + k) * d.T * tl.P + jj;
-    T acc = T(0);
-    for (int64_t t = 0; t < d.T; ++t) {
-      const QR ae = divmod(t, d.kw);
-      const int64_t r = tap_source(y, ae.q, d.gsh, d.gph, d.dh, 1, d.Hg);
-      const int64_t q = tap_source(x, ae.r, d.gsw, d.gpw, d.dw, 1, d.Wg);
-      const T dl = guidance_delta(read_zero_ext(Fp, d.Wg, r, q), ph, d.asym);
-      acc += T(2) * dl * g[t * tl.P];
-    }
-    dphi[(b * d.Cf + c) * d.HW + j] = -acc;
+    dphi[(b * d.Cf + c) * d.HW + j] =
+        phi_grad(d, static_cast<const Cls*>(nullptr), F + (b * d.Cf + c) * d.Hg * d.Wg,
+                 phi[(b * d.Cf + c) * d.HW + j], dD + (bb * d.CK + k) * d.T * tl.P + jj, tl.P, y,
+                 x);
   }
 }
 

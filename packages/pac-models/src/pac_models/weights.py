@@ -672,14 +672,20 @@ def _depth_v2_records() -> None:
           "synthetic_fractal_rmse_m": 0.8358,
           "synthetic_fractal_bilinear_rmse_m": 1.2585}),
     ):
-        register_weights(Weights(
-            tag=f"pac_jbu_refine_x{factor}_synthetic_v2", model="pac_jbu_refine",
-            model_kwargs={"factor": factor, "stage": 4, "width": 32, "feat_channels": 8,
-                          "context_channels": 8},
-            file=f"pac_jbu_refine_x{factor}_synthetic_v2.safetensors", sha256=sha256,
-            licence="Apache-2.0", recipe=recipes[factor].format(f=factor), metrics=metrics,
-            default=factor not in V3_FACTORS, task="depth",  # see v3 below
-        ))
+        _register_jbu_context("v2", factor, sha256, recipes[factor].format(f=factor), metrics,
+                              default=factor not in V3_FACTORS)  # see v3 below
+
+
+def _register_jbu_context(version: str, factor: int, sha256: str, recipe: str,
+                          metrics: dict[str, float], default: bool) -> None:
+    """One shipped ``pac_jbu_refine`` file of the context architecture (v2 and later)."""
+    register_weights(Weights(
+        tag=f"pac_jbu_refine_x{factor}_synthetic_{version}", model="pac_jbu_refine",
+        model_kwargs={"factor": factor, "stage": 4, "width": 32, "feat_channels": 8,
+                      "context_channels": 8},
+        file=f"pac_jbu_refine_x{factor}_synthetic_{version}.safetensors", sha256=sha256,
+        licence="Apache-2.0", recipe=recipe, metrics=metrics, default=default, task="depth",
+    ))
 
 
 V3_FACTORS = (4, 8, 16)
@@ -732,16 +738,10 @@ def _depth_v3_records() -> None:
     }
     for factor in V3_FACTORS:
         run = runs[factor]
-        register_weights(Weights(
-            tag=f"pac_jbu_refine_x{factor}_synthetic_v3", model="pac_jbu_refine",
-            model_kwargs={"factor": factor, "stage": 4, "width": 32, "feat_channels": 8,
-                          "context_channels": 8},
-            file=f"pac_jbu_refine_x{factor}_synthetic_v3.safetensors", sha256=run["sha256"],
-            licence="Apache-2.0",
-            recipe=common.format(f=factor, extra=run["extra"], seed=run["seed"],
-                                 code=run["code"], minutes=run["minutes"]),
-            metrics=run["metrics"], default=factor not in V4_FACTORS, task="depth",
-        ))
+        recipe = common.format(f=factor, extra=run["extra"], seed=run["seed"], code=run["code"],
+                               minutes=run["minutes"])
+        _register_jbu_context("v3", factor, run["sha256"], recipe, run["metrics"],
+                              default=factor not in V4_FACTORS)
 
 
 V4_FACTORS = (4, 8, 16)
@@ -808,16 +808,9 @@ def _depth_v4_records() -> None:
     }
     for factor in V4_FACTORS:
         run = runs[factor]
-        register_weights(Weights(
-            tag=f"pac_jbu_refine_x{factor}_synthetic_v4", model="pac_jbu_refine",
-            model_kwargs={"factor": factor, "stage": 4, "width": 32, "feat_channels": 8,
-                          "context_channels": 8},
-            file=f"pac_jbu_refine_x{factor}_synthetic_v4.safetensors", sha256=run["sha256"],
-            licence="Apache-2.0",
-            recipe=common.format(f=factor, scene=run["scene"], seed=run["seed"],
-                                 code=run["code"], minutes=run["minutes"]),
-            metrics=run["metrics"], default=True, task="depth",
-        ))
+        recipe = common.format(f=factor, scene=run["scene"], seed=run["seed"], code=run["code"],
+                               minutes=run["minutes"])
+        _register_jbu_context("v4", factor, run["sha256"], recipe, run["metrics"], default=True)
 
 
 _depth_records()
