@@ -1020,24 +1020,49 @@ struct Grads {
   at::Tensor dx, dg, dphi, dw, dalpha, dlambda, dkernel;
 };
 
+// Which gradients a backward call computes, and what they take: gK (the gradient of the kernel
+// values) for any guidance/parameter gradient or dkernel; guided (the chain through the kernel
+// function) for the guidance, phi and inv-parameter gradients of a guided op.
+struct Needs {
+  bool dx, dg, dphi, dw, dk, da, dl, gK, guided;
+  Needs(const Problem& p, const Grads& gr) {
+    const bool inv = p.kernel_type == kInv;
+    dx = gr.dx.defined();
+    dg = gr.dg.defined();
+    dphi = gr.dphi.defined();
+    dw = gr.dw.defined();
+    dk = gr.dkernel.defined();
+    da = gr.dalpha.defined() && inv;
+    dl = gr.dlambda.defined() && inv;
+    gK = dg || dphi || da || dl || dk;
+    guided = p.guided && (dg || dphi || da || dl);
+  }
+};
+
+// dalpha and dlambda from their per-kernel-channel accumulators (one value for a scalar).
+void finish_inv_params(Grads& gr, const at::Tensor& acc_alpha, const at::Tensor& acc_lambda) {
+  if (acc_alpha.defined()) {
+    gr.dalpha.copy_((gr.dalpha.numel() == 1 ? acc_alpha.sum() : acc_alpha).view(gr.dalpha.sizes()));
+  }
+  if (acc_lambda.defined()) {
+    gr.dlambda.copy_(
+        (gr.dlambda.numel() == 1 ? acc_lambda.sum() : acc_lambda).view(gr.dlambda.sizes()));
+  }
+}
+
 template <typename T>
 void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
   const Dev d = make_dev(p);
   const auto opts = p.input.options();
   const int64_t T_ = d.T;
-  const bool need_dx = gr.dx.defined(), need_dg = gr.dg.defined(), need_dphi = gr.dphi.defined();
-  const bool need_dw = gr.dw.defined(), need_dk = gr.dkernel.defined();
-  const bool inv = p.kernel_type == kInv;
-  const bool need_da = gr.dalpha.defined() && inv, need_dl = gr.dlambda.defined() && inv;
-  const bool need_gK = need_dg || need_dphi || need_da || need_dl || need_dk;
-  const bool guided_grads = p.guided && (need_dg || need_dphi || need_da || need_dl);
+  const Needs need(p, gr);
 
   int64_t per_px = 0;
-  if (p.guided) per_px += d.CK * T_ * (1 + (need_gK ? 1 : 0) + (need_dl ? 1 : 0));
+  if (p.guided) per_px += d.CK * T_ * (1 + (need.gK ? 1 : 0) + (need.dl ? 1 : 0));
   if (p.pool) {
-    if (need_dw) per_px += d.CK * T_;
+    if (need.dw) per_px += d.CK * T_;
   } else {
-    per_px += d.C * T_ * ((need_dw ? 1 : 0) + ((need_dx || need_gK) ? 1 : 0)) + d.O;
+    per_px += d.C * T_ * ((need.dw ? 1 : 0) + ((need.dx || need.gK) ? 1 : 0)) + d.O;
   }
 
   const T* X = p.input.data_ptr<T>();
@@ -1048,8 +1073,8 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
   const T* w = opt_ptr<T>(p.weight);
   const T* dY = grad.data_ptr<T>();
   const int64_t G = std::max<int64_t>(p.groups, 1), Og = p.O / G, Cg = p.C / G;
-  at::Tensor acc_alpha = need_da ? at::zeros({d.CK}, opts) : at::Tensor();
-  at::Tensor acc_lambda = need_dl ? at::zeros({d.CK}, opts) : at::Tensor();
+  at::Tensor acc_alpha = need.da ? at::zeros({d.CK}, opts) : at::Tensor();
+  at::Tensor acc_lambda = need.dl ? at::zeros({d.CK}, opts) : at::Tensor();
 
   for (const TileR& tl : make_tiles(d.B, d.HW, per_px, tile_cap(d))) {
     const int64_t nK = tl.nb * d.CK * T_ * tl.P;
@@ -1059,26 +1084,26 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
       Kbuf = at::empty({nK}, opts);
       launch(kernel_tile_kernel<T>, nK, d, tl, F, phi, alpha, lambda, Kbuf.data_ptr<T>());
       K = tile_view<T>(Kbuf.data_ptr<T>(), d, tl);
-      if (need_gK) {
+      if (need.gK) {
         gKbuf = at::empty({nK}, opts);  // fully written by the dk kernels
         gK = tile_view<T>(gKbuf.data_ptr<T>(), d, tl);
       }
     } else {
       K = kernel_view<T>(const_cast<T*>(p.kernel.data_ptr<T>()), d, tl);
-      if (need_dk) gK = kernel_view<T>(gr.dkernel.data_ptr<T>(), d, tl);
+      if (need.dk) gK = kernel_view<T>(gr.dkernel.data_ptr<T>(), d, tl);
     }
 
     if (p.pool) {
-      if (need_dx) {
+      if (need.dx) {
         int64_t r0, R;
         tile_rows(d, tl, d.sh, d.ph, d.dh, d.kh, d.uh, d.H, r0, R);
         launch(pool_dx_kernel<T>, tl.nb * d.C * R * d.W, d, tl, r0, R, K, w, dY,
                gr.dx.data_ptr<T>());
       }
-      if (need_gK || need_dw) {
-        at::Tensor dwbuf = need_dw ? at::empty({nK}, opts) : at::Tensor();
-        launch(pool_dk_kernel<T>, nK, d, tl, X, dY, w, K, gK, need_dw ? dwbuf.data_ptr<T>() : nullptr);
-        if (need_dw) gr.dw.view({T_}).add_(dwbuf.view({tl.nb * d.CK, T_, tl.P}).sum(at::IntArrayRef{0, 2}));
+      if (need.gK || need.dw) {
+        at::Tensor dwbuf = need.dw ? at::empty({nK}, opts) : at::Tensor();
+        launch(pool_dk_kernel<T>, nK, d, tl, X, dY, w, K, gK, need.dw ? dwbuf.data_ptr<T>() : nullptr);
+        if (need.dw) gr.dw.view({T_}).add_(dwbuf.view({tl.nb * d.CK, T_, tl.P}).sum(at::IntArrayRef{0, 2}));
       }
     } else {
       at::Tensor gt;  // dY of the tile as [O, nb * P]
@@ -1089,7 +1114,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
                  .reshape({p.O, tl.nb * d.HW});
       }
       const at::Tensor w2 = p.weight.view({p.O, Cg * T_});
-      if (need_dw) {
+      if (need.dw) {
         at::Tensor col = at::empty({d.C * T_, tl.nb * tl.P}, opts);
         launch(fill_col_kernel<T>, tl.nb * T_ * tl.P, d, tl, int64_t(0), d.C, X, K,
                col.data_ptr<T>());
@@ -1099,39 +1124,39 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
               .addmm_(gt.narrow(0, g * Og, Og), col.narrow(0, g * Cg * T_, Cg * T_).t());
         }
       }
-      if (need_dx || need_gK) {
+      if (need.dx || need.gK) {
         at::Tensor dcol = at::empty({d.C * T_, tl.nb * tl.P}, opts);
         for (int64_t g = 0; g < G; ++g) {
           at::Tensor dg = dcol.narrow(0, g * Cg * T_, Cg * T_);
           at::mm_out(dg, w2.narrow(0, g * Og, Og).t(), gt.narrow(0, g * Og, Og));
         }
-        if (need_dx) {
+        if (need.dx) {
           int64_t r0, R;
           tile_rows(d, tl, d.sh, d.ph, d.dh, d.kh, d.uh, d.H, r0, R);
           launch(conv_dx_kernel<T>, tl.nb * d.C * R * d.W, d, tl, r0, R, K,
                  static_cast<const T*>(dcol.data_ptr<T>()), gr.dx.data_ptr<T>());
         }
-        if (need_gK) {
+        if (need.gK) {
           launch(conv_dk_kernel<T>, tl.nb * T_ * tl.P, d, tl, X,
                  static_cast<const T*>(dcol.data_ptr<T>()), gK);
         }
       }
     }
 
-    if (guided_grads) {
+    if (need.guided) {
       T* g = gKbuf.data_ptr<T>();
-      if (need_da) {  // dK/dα = 1 for inv kernels
+      if (need.da) {  // dK/dα = 1 for inv kernels
         acc_alpha.add_(gKbuf.view({tl.nb, d.CK, T_ * tl.P}).sum(at::IntArrayRef{0, 2}));
       }
-      at::Tensor dlam = need_dl ? at::empty({nK}, opts) : at::Tensor();
+      at::Tensor dlam = need.dl ? at::empty({nK}, opts) : at::Tensor();
       launch(kernel_chain_kernel<T>, nK, d, tl, F, phi, alpha, lambda,
-             static_cast<const T*>(Kbuf.data_ptr<T>()), g, need_dl ? dlam.data_ptr<T>() : nullptr);
-      if (need_dl) acc_lambda.add_(dlam.view({tl.nb, d.CK, T_ * tl.P}).sum(at::IntArrayRef{0, 2}));
-      if (need_dphi) {
+             static_cast<const T*>(Kbuf.data_ptr<T>()), g, need.dl ? dlam.data_ptr<T>() : nullptr);
+      if (need.dl) acc_lambda.add_(dlam.view({tl.nb, d.CK, T_ * tl.P}).sum(at::IntArrayRef{0, 2}));
+      if (need.dphi) {
         launch(dphi_kernel<T>, tl.nb * d.Cf * tl.P, d, tl, F, phi, static_cast<const T*>(g),
                gr.dphi.data_ptr<T>());
       }
-      if (need_dg) {
+      if (need.dg) {
         int64_t r0, R;
         tile_rows(d, tl, d.gsh, d.gph, d.dh, d.kh, 1, d.Hg, r0, R);
         launch(dguidance_kernel<T>, tl.nb * d.Cf * R * d.Wg, d, tl, r0, R, F, phi,
@@ -1139,13 +1164,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad, Grads& gr) {
       }
     }
   }
-  if (need_da) {
-    gr.dalpha.copy_((gr.dalpha.numel() == 1 ? acc_alpha.sum() : acc_alpha).view(gr.dalpha.sizes()));
-  }
-  if (need_dl) {
-    gr.dlambda.copy_(
-        (gr.dlambda.numel() == 1 ? acc_lambda.sum() : acc_lambda).view(gr.dlambda.sizes()));
-  }
+  finish_inv_params(gr, acc_alpha, acc_lambda);
 }
 
 // Backward class by class (see Cls), the convolution path of a transposed layer: each class's
@@ -1158,12 +1177,7 @@ void backward_classes(const Problem& p, const std::vector<Cls>& classes, const a
   const Dev d = make_dev(p);
   TORCH_CHECK(d.CK == 1, "pac: internal error: class backward needs one kernel channel");
   const auto opts = p.input.options();
-  const bool need_dx = gr.dx.defined(), need_dg = gr.dg.defined(), need_dphi = gr.dphi.defined();
-  const bool need_dw = gr.dw.defined(), need_dk = gr.dkernel.defined();
-  const bool inv = p.kernel_type == kInv;
-  const bool need_da = gr.dalpha.defined() && inv, need_dl = gr.dlambda.defined() && inv;
-  const bool need_gK = need_dg || need_dphi || need_da || need_dl || need_dk;
-  const bool guided_grads = p.guided && (need_dg || need_dphi || need_da || need_dl);
+  const Needs need(p, gr);
 
   const T* X = p.input.data_ptr<T>();
   const T* F = opt_ptr<T>(p.guidance);
@@ -1173,8 +1187,8 @@ void backward_classes(const Problem& p, const std::vector<Cls>& classes, const a
   const T* dY = grad.data_ptr<T>();
   const int64_t G = std::max<int64_t>(p.groups, 1), Og = p.O / G, Cg = p.C / G;
   const int64_t cap = tile_cap(d);
-  at::Tensor acc_alpha = need_da ? at::zeros({1}, opts) : at::Tensor();
-  at::Tensor acc_lambda = need_dl ? at::zeros({1}, opts) : at::Tensor();
+  at::Tensor acc_alpha = need.da ? at::zeros({1}, opts) : at::Tensor();
+  at::Tensor acc_lambda = need.dl ? at::zeros({1}, opts) : at::Tensor();
 
   for (const Cls& cl : classes) {
     const int64_t Tc = cl.na * cl.ne, HWc = cl.Hc * cl.Wc;
@@ -1184,8 +1198,8 @@ void backward_classes(const Problem& p, const std::vector<Cls>& classes, const a
       return t.slice(2, cl.a[0], cl.a[cl.na - 1] + 1, sa).slice(3, cl.e[0], cl.e[cl.ne - 1] + 1, se);
     };
     const at::Tensor wc = taps_of(p.weight).reshape({p.O, Cg * Tc});
-    int64_t per_px = d.O + d.C * Tc * ((need_dw ? 1 : 0) + ((need_dx || need_gK) ? 1 : 0));
-    if (p.guided) per_px += Tc * (1 + (need_gK ? 1 : 0) + (need_dl ? 1 : 0));
+    int64_t per_px = d.O + d.C * Tc * ((need.dw ? 1 : 0) + ((need.dx || need.gK) ? 1 : 0));
+    if (p.guided) per_px += Tc * (1 + (need.gK ? 1 : 0) + (need.dl ? 1 : 0));
     for (const TileR& tl : make_tiles(d.B, HWc, per_px, cap)) {
       const int64_t n = tl.nb * Tc * tl.P;
       const TileR whole{tl.b0, tl.nb, 0, d.HW};
@@ -1194,15 +1208,15 @@ void backward_classes(const Problem& p, const std::vector<Cls>& classes, const a
       if (p.guided) {
         Kc = at::empty({n}, opts);
         launch(class_kernel_kernel<T>, n, d, tl, cl, F, phi, alpha, lambda, Kc.data_ptr<T>());
-        if (need_gK) gKc = at::empty({n}, opts);  // fully written by class_dk_kernel
+        if (need.gK) gKc = at::empty({n}, opts);  // fully written by class_dk_kernel
       } else {
         Kfull = kernel_view<T>(const_cast<T*>(p.kernel.data_ptr<T>()), d, whole);
-        if (need_dk) gKfull = kernel_view<T>(gr.dkernel.data_ptr<T>(), d, whole);
+        if (need.dk) gKfull = kernel_view<T>(gr.dkernel.data_ptr<T>(), d, whole);
       }
       const T* kc = p.guided ? static_cast<const T*>(Kc.data_ptr<T>()) : nullptr;
       at::Tensor gt = at::empty({p.O, tl.nb * tl.P}, opts);
       launch(class_gather_kernel<T>, gt.numel(), d, tl, cl, dY, gt.data_ptr<T>());
-      if (need_dw) {
+      if (need.dw) {
         at::Tensor col = at::empty({d.C * Tc, tl.nb * tl.P}, opts);
         launch(class_fill_col_kernel<T>, n, d, tl, cl, X, kc, Kfull, col.data_ptr<T>());
         at::Tensor dwc = at::empty({p.O, Cg * Tc}, opts);
@@ -1212,37 +1226,37 @@ void backward_classes(const Problem& p, const std::vector<Cls>& classes, const a
         }
         taps_of(gr.dw).add_(dwc.view({p.O, Cg, cl.na, cl.ne}));
       }
-      if (need_dx || need_gK) {
+      if (need.dx || need.gK) {
         at::Tensor dcol = at::empty({d.C * Tc, tl.nb * tl.P}, opts);
         for (int64_t g = 0; g < G; ++g) {
           at::Tensor dg = dcol.narrow(0, g * Cg * Tc, Cg * Tc);
           at::mm_out(dg, wc.narrow(0, g * Og, Og).t(), gt.narrow(0, g * Og, Og));
         }
         const T* dc = dcol.data_ptr<T>();
-        if (need_dx) {
+        if (need.dx) {
           int64_t r0, R;
           rows_read(cl.py + d.uh * (tl.j0 / cl.Wc), cl.py + d.uh * ((tl.j0 + tl.P - 1) / cl.Wc),
                     d.sh, d.ph, d.dh, d.kh, d.uh, d.H, r0, R);
           launch(class_dx_kernel<T>, tl.nb * d.C * R * d.W, d, tl, cl, r0, R, kc, Kfull, dc,
                  gr.dx.data_ptr<T>());
         }
-        if (need_gK) {
+        if (need.gK) {
           launch(class_dk_kernel<T>, n, d, tl, cl, X, dc,
                  p.guided ? gKc.data_ptr<T>() : static_cast<T*>(nullptr), gKfull);
         }
       }
-      if (guided_grads) {
+      if (need.guided) {
         T* g = gKc.data_ptr<T>();
-        if (need_da) acc_alpha.add_(gKc.sum());  // dK/dα = 1 for inv kernels
-        at::Tensor dlam = need_dl ? at::empty({n}, opts) : at::Tensor();
+        if (need.da) acc_alpha.add_(gKc.sum());  // dK/dα = 1 for inv kernels
+        at::Tensor dlam = need.dl ? at::empty({n}, opts) : at::Tensor();
         launch(class_chain_kernel<T>, n, d, tl, cl, F, phi, alpha, lambda, kc, g,
-               need_dl ? dlam.data_ptr<T>() : nullptr);
-        if (need_dl) acc_lambda.add_(dlam.sum());
-        if (need_dphi) {
+               need.dl ? dlam.data_ptr<T>() : nullptr);
+        if (need.dl) acc_lambda.add_(dlam.sum());
+        if (need.dphi) {
           launch(class_dphi_kernel<T>, tl.nb * d.Cf * tl.P, d, tl, cl, F, phi,
                  static_cast<const T*>(g), gr.dphi.data_ptr<T>());
         }
-        if (need_dg) {
+        if (need.dg) {
           int64_t r0, R;
           rows_read(cl.py + d.uh * (tl.j0 / cl.Wc), cl.py + d.uh * ((tl.j0 + tl.P - 1) / cl.Wc),
                     d.gsh, d.gph, d.dh, d.kh, 1, d.Hg, r0, R);
@@ -1252,13 +1266,7 @@ void backward_classes(const Problem& p, const std::vector<Cls>& classes, const a
       }
     }
   }
-  if (need_da) {
-    gr.dalpha.copy_((gr.dalpha.numel() == 1 ? acc_alpha.sum() : acc_alpha).view(gr.dalpha.sizes()));
-  }
-  if (need_dl) {
-    gr.dlambda.copy_(
-        (gr.dlambda.numel() == 1 ? acc_lambda.sum() : acc_lambda).view(gr.dlambda.sizes()));
-  }
+  finish_inv_params(gr, acc_alpha, acc_lambda);
 }
 
 at::Tensor empty_grad(const Problem& p) { return at::empty({0}, p.input.options()); }
