@@ -52,6 +52,38 @@ def test_upsample_with_named_model_and_module(pair):
     torch.testing.assert_close(const, torch.full((20, 24), 7.0))
 
 
+class _GuideEcho(torch.nn.Module):
+    """Returns the guidance's red channel: its output shows where the model saw each pixel."""
+
+    def forward(self, low, guide):
+        return guide[:, :1]
+
+
+@pytest.mark.parametrize("factor", [4, 8, 16])
+def test_flip_average_keeps_the_alignment(factor):
+    """The mirrored pass shifts even-factor images one pixel so that the centre samples sit at
+    the model's usual offset; a model that echoes its guidance must come back unchanged (all
+    but the last column, where the shift repeats the edge)."""
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(0.0, 1.0, (3, 4))
+    rgb = rng.integers(0, 256, (3 * factor, 4 * factor, 3), dtype=np.uint8)
+    one = upsample(depth, rgb, factor, model=_GuideEcho())
+    both = upsample(depth, rgb, factor, model=_GuideEcho(), flip_average=True)
+    torch.testing.assert_close(both[:, :-1], one[:, :-1])
+    assert not torch.equal(both[:, -1], one[:, -1])
+
+
+def test_flip_average_default_is_on_for_the_shipped_weights(pair):
+    depth, rgb = pair
+    default = upsample(depth, rgb, 4)
+    torch.testing.assert_close(default, upsample(depth, rgb, 4, flip_average=True))
+    assert not torch.allclose(default, upsample(depth, rgb, 4, flip_average=False))
+    # a user's model runs once unless asked
+    net = create_model("pac_joint_upsample_lite", factor=4)
+    torch.testing.assert_close(upsample(depth, rgb, 4, model=net),
+                               upsample(depth, rgb, 4, model=net, flip_average=False))
+
+
 @pytest.mark.parametrize("depth_shape,rgb_shape,factor,match", [
     ((5, 6), (20, 24, 3), 3, "factor"),
     ((5, 6), (20, 24, 3), 2, "factor"),

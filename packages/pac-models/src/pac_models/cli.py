@@ -250,7 +250,9 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
     else:
         model, desc = select_model(args.factor)
     try:
-        out = upsample(depth.astype(np.float64), rgb, args.factor, model=model).numpy()
+        flip = args.flip_average if args.flip_average is not None else not args.model
+        out = upsample(depth.astype(np.float64), rgb, args.factor, model=model,
+                       flip_average=flip).numpy()
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     dst = Path(args.out)
@@ -379,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--out", required=True, help="output .npy (float32) or .png (16-bit)")
     up.add_argument("--png-scale", type=float, default=1.0,
                     help="multiply by this before writing a 16-bit PNG (e.g. 1000: m → mm)")
+    up.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                    help="average with the model's output on the mirrored input (twice the "
+                         "time; default: on for the shipped weights, off with --model)")
 
     tr = sub.add_parser("train", help="train a joint-upsampling or segmentation model "
                                       "(progress, snapshots, resume)")

@@ -147,7 +147,7 @@ def upsample_factor(
     jbu = create_model("joint_bilateral", factor=factor).eval()
     preds["joint_bilateral"] = upsample(low, rgb, factor, model=jbu).numpy()
     net, name = select_model(factor)
-    preds["ours"] = upsample(low, rgb, factor, model=net).numpy()
+    preds["ours"] = upsample(low, rgb, factor, model=net, flip_average=True).numpy()
     scores = {m: rmse(p, truth, valid) for m, p in preds.items()}
     return FactorResult(factor, low, preds, truth, valid, scores, name)
 

@@ -44,7 +44,8 @@ def _as_tensor(x: Any, what: str) -> Tensor:
 
 
 def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray], factor: int,
-             model: Optional[Union[nn.Module, str]] = None) -> Tensor:
+             model: Optional[Union[nn.Module, str]] = None, *,
+             flip_average: Optional[bool] = None) -> Tensor:
     """Upsample a low-resolution depth map to the resolution of its RGB image.
 
     The depth is normalised inside (its min/max mapped to [0, 1], as in training), the model
@@ -53,9 +54,10 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
 
     With ``model=None`` the weights shipped with pac-models for ``factor`` are used:
     ``pac_jbu_refine`` (:class:`~pac_models.depth.PacJBURefine`, a learned joint bilateral
-    upsampler with a residual refinement) trained by this project on synthetic scenes only; see
-    :mod:`pac_models.depth.shipped` for their metrics. Without shipped weights (a stripped
-    install) it falls back to the non-learned :class:`~pac_models.depth.PacRefine`.
+    upsampler with a residual refinement) trained by this project on synthetic scenes only (their
+    records in :mod:`pac_models.weights` hold the recipe and metrics), run twice, on the image and
+    on its mirror image (``flip_average``). Without shipped weights (a stripped install) it falls
+    back to the non-learned :class:`~pac_models.depth.PacRefine`.
 
     Args:
         depth_lr: ``[h, w]`` tensor or array, any unit, all values finite.
@@ -64,6 +66,14 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         model: None (default, see above), a registered model name (built for ``factor`` without
             weights unless it is parameter-free, so pass a module to use your own weights), or an
             ``nn.Module`` called as ``model(depth_low[1, 1, h, w], rgb[1, 3, H, W])``.
+        flip_average: Also run the model on the left-right mirrored input and average the two
+            results (a test-time self-ensemble; twice the time). None (default) means True with
+            ``model=None`` (it lowers the shipped weights' held-out synthetic error at every
+            factor; docs/models.md has the figures) and False otherwise. It assumes the
+            centre-pixel low-resolution convention of the shipped weights (``depth_lr[i, j]``
+            is the depth at row ``⌊(f−1)/2⌋ + f·i``, column ``⌊(f−1)/2⌋ + f·j``): for even
+            factors the mirrored image is shifted by one pixel so that the samples sit where
+            the model expects them.
 
     Returns:
         ``float32 [H, W]`` tensor on the CPU, in the unit of ``depth_lr``.
@@ -124,11 +134,40 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         device, dtype = torch.device("cpu"), torch.float32
     low, rng = normalize_lowres(d[None, None])
     guide = img.permute(2, 0, 1)[None].to(torch.float32).div(255.0)
+    if flip_average is None:
+        flip_average = model is None
+    low, guide = low.to(device, dtype), guide.to(device, dtype)
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            out = net(low.to(device, dtype), guide.to(device, dtype))
+            out = net(low, guide)
+            if flip_average:
+                out = (out + _mirrored(net, low, guide, factor)) / 2
     finally:
         net.train(was_training)
     return denormalize(out.to("cpu", torch.float64), rng)[0, 0].to(torch.float32)
+
+
+def _shift_columns(x: Tensor, k: int) -> Tensor:
+    """``x`` with its content moved ``k`` (±1) columns to the right, the edge column repeated."""
+    w = x.shape[-1]
+    idx = (torch.arange(w, device=x.device) - k).clamp_(0, w - 1)
+    return x.index_select(-1, idx)
+
+
+def _mirrored(net: nn.Module, low: Tensor, guide: Tensor, factor: int) -> Tensor:
+    """The model's output for the left-right mirrored input, mirrored back.
+
+    Mirroring moves the centre samples from column offset ``⌊(f−1)/2⌋`` to ``f − 1 − ⌊(f−1)/2⌋``
+    of their blocks, one pixel right of the convention for even ``f``; the mirrored guidance is
+    shifted one pixel left (and the output back) so that the model sees its usual alignment.
+    """
+    k = 1 if factor % 2 == 0 else 0
+    g = guide.flip(-1)
+    if k:
+        g = _shift_columns(g, -k)
+    out = net(low.flip(-1), g)
+    if k:
+        out = _shift_columns(out, k)
+    return out.flip(-1)
