@@ -6,7 +6,9 @@ import torch
 
 from pac_models import create_model
 from pac_models.depth import (
+    DEFAULT_ENSEMBLE,
     DEFAULT_FALLBACK,
+    ENSEMBLES,
     apply_model,
     denormalize,
     epe,
@@ -52,36 +54,59 @@ def test_upsample_with_named_model_and_module(pair):
     torch.testing.assert_close(const, torch.full((20, 24), 7.0))
 
 
-class _GuideEcho(torch.nn.Module):
-    """Returns the guidance's red channel: its output shows where the model saw each pixel."""
+class _SamplePlacer(torch.nn.Module):
+    """Writes each low-resolution sample at its pixel (row/col ``⌊(f−1)/2⌋ + f·i``) on top of the
+    guidance's red channel: its output shows where a view put the samples and the image."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
 
     def forward(self, low, guide):
-        return guide[:, :1]
+        f, off = self.factor, (self.factor - 1) // 2
+        out = guide[:, :1].clone()
+        out[..., off::f, off::f] += low
+        return out
 
 
+@pytest.mark.parametrize("ensemble", ["h", "hv", "d4"])
 @pytest.mark.parametrize("factor", [4, 8, 16])
-def test_flip_average_keeps_the_alignment(factor):
-    """The mirrored pass shifts even-factor images one pixel so that the centre samples sit at
-    the model's usual offset; a model that echoes its guidance must come back unchanged (all
-    but the last column, where the shift repeats the edge)."""
+def test_ensemble_keeps_the_alignment(factor, ensemble):
+    """Mirroring moves a block's centre sample to the other side of the centre for even factors;
+    each mirrored view is shifted one pixel so that the model sees the samples at its usual
+    offset, and back. A model that places the samples at their pixels must then give the same
+    output in every view (but the last row and column, where the shift repeats the edge of
+    the image)."""
     rng = np.random.default_rng(1)
-    depth = rng.uniform(0.0, 1.0, (3, 4))
+    depth = rng.uniform(1.0, 2.0, (3, 4))
     rgb = rng.integers(0, 256, (3 * factor, 4 * factor, 3), dtype=np.uint8)
-    one = upsample(depth, rgb, factor, model=_GuideEcho())
-    both = upsample(depth, rgb, factor, model=_GuideEcho(), flip_average=True)
-    torch.testing.assert_close(both[:, :-1], one[:, :-1])
-    assert not torch.equal(both[:, -1], one[:, -1])
+    one = upsample(depth, rgb, factor, model=_SamplePlacer(factor))
+    off = (factor - 1) // 2
+    red = rgb[off::factor, off::factor, 0] / 255.0   # in units of the depth range
+    expected = depth + red * (depth.max() - depth.min())
+    torch.testing.assert_close(one[off::factor, off::factor], torch.from_numpy(expected).float())
+    many = upsample(depth, rgb, factor, model=_SamplePlacer(factor), ensemble=ensemble)
+    torch.testing.assert_close(many[:-1, :-1], one[:-1, :-1])
 
 
-def test_flip_average_default_is_on_for_the_shipped_weights(pair):
+def test_ensemble_views_are_the_symmetries_of_the_square():
+    assert ENSEMBLES["none"] == ((False, False, False),)
+    assert len(ENSEMBLES["h"]) == 2 and len(ENSEMBLES["hv"]) == 4 and len(ENSEMBLES["d4"]) == 8
+    assert len(set(ENSEMBLES["d4"])) == 8 and set(ENSEMBLES["hv"]) < set(ENSEMBLES["d4"])
+
+
+def test_ensemble_default_for_the_shipped_weights(pair):
     depth, rgb = pair
     default = upsample(depth, rgb, 4)
-    torch.testing.assert_close(default, upsample(depth, rgb, 4, flip_average=True))
-    assert not torch.allclose(default, upsample(depth, rgb, 4, flip_average=False))
+    torch.testing.assert_close(default, upsample(depth, rgb, 4, ensemble=DEFAULT_ENSEMBLE))
+    assert DEFAULT_ENSEMBLE != "none"
+    assert not torch.allclose(default, upsample(depth, rgb, 4, ensemble="none"))
     # a user's model runs once unless asked
     net = create_model("pac_joint_upsample_lite", factor=4)
     torch.testing.assert_close(upsample(depth, rgb, 4, model=net),
-                               upsample(depth, rgb, 4, model=net, flip_average=False))
+                               upsample(depth, rgb, 4, model=net, ensemble="none"))
+    with pytest.raises(ValueError, match="ensemble must be"):
+        upsample(depth, rgb, 4, ensemble="x")
 
 
 @pytest.mark.parametrize("depth_shape,rgb_shape,factor,match", [

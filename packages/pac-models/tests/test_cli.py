@@ -48,13 +48,13 @@ def test_upsample_files(tmp_path, capsys):
     out = np.load(tmp_path / "o.npy")
     assert out.shape == (32, 48) and out.dtype == np.float32
     assert weights.best_weights("depth", 8).tag in capsys.readouterr().out  # the shipped weights
-    # the shipped weights run with flip averaging unless told not to
+    # the shipped weights run with their ensemble unless told not to
     ref = upsample(np.load(tmp_path / "d.npy").astype(np.float64), iio.imread(tmp_path / "rgb.png"), 8)
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-6, atol=1e-6)
     assert main(["upsample", "--depth", str(tmp_path / "d.npy"), "--rgb", str(tmp_path / "rgb.png"),
-                 "--factor", "8", "--out", str(tmp_path / "o1.npy"), "--no-flip-average"]) == 0
+                 "--factor", "8", "--out", str(tmp_path / "o1.npy"), "--ensemble", "none"]) == 0
     one = upsample(np.load(tmp_path / "d.npy").astype(np.float64), iio.imread(tmp_path / "rgb.png"),
-                   8, flip_average=False)
+                   8, ensemble="none")
     np.testing.assert_allclose(np.load(tmp_path / "o1.npy"), one.numpy(), rtol=1e-6, atol=1e-6)
     assert not np.allclose(np.load(tmp_path / "o1.npy"), out)
     iio.imwrite(tmp_path / "d.png", (np.load(tmp_path / "d.npy") * 1000).astype(np.uint16))

@@ -234,7 +234,7 @@ def _read_depth(path: Path) -> np.ndarray:
 def _cmd_upsample(args: argparse.Namespace) -> int:
     import imageio.v3 as iio
 
-    from .depth.api import select_model, upsample
+    from .depth.api import DEFAULT_ENSEMBLE, select_model, upsample
 
     depth = _read_depth(Path(args.depth))
     if depth.ndim == 3:
@@ -250,9 +250,9 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
     else:
         model, desc = select_model(args.factor)
     try:
-        flip = args.flip_average if args.flip_average is not None else not args.model
+        ensemble = args.ensemble or ("none" if args.model else DEFAULT_ENSEMBLE)
         out = upsample(depth.astype(np.float64), rgb, args.factor, model=model,
-                       flip_average=flip).numpy()
+                       ensemble=ensemble).numpy()
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     dst = Path(args.out)
@@ -381,9 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--out", required=True, help="output .npy (float32) or .png (16-bit)")
     up.add_argument("--png-scale", type=float, default=1.0,
                     help="multiply by this before writing a 16-bit PNG (e.g. 1000: m → mm)")
-    up.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
-                    help="average with the model's output on the mirrored input (twice the "
-                         "time; default: on for the shipped weights, off with --model)")
+    up.add_argument("--ensemble", choices=("none", "h", "hv", "d4"), default=None,
+                    help="test-time self-ensemble: average over mirror images (h: 2 passes, hv: "
+                         "4, d4: 8 with the transposes); default: the shipped weights' "
+                         "(depth.DEFAULT_ENSEMBLE), none with --model")
 
     tr = sub.add_parser("train", help="train a joint-upsampling or segmentation model "
                                       "(progress, snapshots, resume)")

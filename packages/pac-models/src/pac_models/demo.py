@@ -135,7 +135,7 @@ def upsample_factor(
         valid: ``bool [H, W]`` ground-truth mask.
         factor: 4, 8 or 16.
     """
-    from .depth.api import select_model, upsample
+    from .depth.api import DEFAULT_ENSEMBLE, select_model, upsample
     from .registry import create_model
 
     h, w = truth.shape
@@ -147,7 +147,7 @@ def upsample_factor(
     jbu = create_model("joint_bilateral", factor=factor).eval()
     preds["joint_bilateral"] = upsample(low, rgb, factor, model=jbu).numpy()
     net, name = select_model(factor)
-    preds["ours"] = upsample(low, rgb, factor, model=net, flip_average=True).numpy()
+    preds["ours"] = upsample(low, rgb, factor, model=net, ensemble=DEFAULT_ENSEMBLE).numpy()
     scores = {m: rmse(p, truth, valid) for m, p in preds.items()}
     return FactorResult(factor, low, preds, truth, valid, scores, name)
 

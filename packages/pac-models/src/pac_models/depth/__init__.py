@@ -23,7 +23,7 @@ from typing import Any, Optional
 from torch import nn
 
 from ..registry import register_model, register_name_resolver
-from .api import DEFAULT_FALLBACK, upsample
+from .api import DEFAULT_ENSEMBLE, DEFAULT_FALLBACK, ENSEMBLES, upsample
 from .models import (
     DJIF,
     LITE_CONFIGS,
@@ -40,8 +40,10 @@ from .models import (
 from .protocol import apply_model, denormalize, epe, normalize_lowres, rmse
 
 __all__ = [
+    "DEFAULT_ENSEMBLE",
     "DEFAULT_FALLBACK",
     "DJIF",
+    "ENSEMBLES",
     "LITE_CONFIGS",
     "Bilinear",
     "DJIFWide",
