@@ -161,13 +161,15 @@ def test_train_scene_args(tmp_path, capsys):
         main([*args, "--scene-arg", "fractal=1"])
     with pytest.raises(SystemExit, match="--scene-arg must be KEY=VALUE"):
         main([*args, "--scene-arg", "fractal_prob"])
+    with pytest.raises(SystemExit, match="--scene-arg: supersample must be an integer"):
+        main([*args, "--scene-arg", "supersample=0"])
     from pac_models._keyvalue import scene_config
     from pac_models.cli import build_parser
 
     ns = build_parser().parse_args([*args, "--scene-arg", "fractal_prob=0.5", "--scene-arg",
-                                    "fractal_beta=[1.5, 2.5]"])
+                                    "fractal_beta=[1.5, 2.5]", "--scene-arg", "supersample=3"])
     cfg = scene_config(ns.scene_arg)
-    assert cfg.fractal_prob == 0.5 and cfg.fractal_beta == (1.5, 2.5)
+    assert cfg.fractal_prob == 0.5 and cfg.fractal_beta == (1.5, 2.5) and cfg.supersample == 3
 
 
 def test_demo_subcommand(monkeypatch):

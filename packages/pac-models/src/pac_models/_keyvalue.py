@@ -36,7 +36,8 @@ def scene_config(pairs: Optional[Sequence[str]],
     """``--scene-arg`` pairs as a :class:`~pac_models.data.SceneConfig` (None when there are none).
 
     Raises:
-        SystemExit: a malformed pair or a name that is not a ``SceneConfig`` field.
+        SystemExit: a malformed pair, a name that is not a ``SceneConfig`` field or a value it
+            rejects.
     """
     from .data.synthetic import SceneConfig
 
@@ -48,4 +49,8 @@ def scene_config(pairs: Optional[Sequence[str]],
     if unknown:
         raise SystemExit(f"{flag}: unknown SceneConfig field(s) {unknown}; known: "
                          f"{sorted(fields)}")
-    return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    try:
+        return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in kwargs.items()})
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"{flag}: {exc}") from None
