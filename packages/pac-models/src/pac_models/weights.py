@@ -831,6 +831,39 @@ def _depth_v4_records() -> None:
                               default=factor not in V5_FACTORS)
 
 
+_BILINEAR = {
+    factor: {"synthetic_bilinear_rmse_m": plain, "synthetic_fractal_bilinear_rmse_m": fractal,
+             "synthetic_hard_bilinear_rmse_m": hard, "synthetic_photo_bilinear_rmse_m": photo,
+             "synthetic_ss3_plain_bilinear_rmse_m": plain3,
+             "synthetic_ss3_fractal_bilinear_rmse_m": fractal3,
+             "synthetic_ss3_hard_bilinear_rmse_m": hard3,
+             "synthetic_ss3_photo_bilinear_rmse_m": photo3}
+    for factor, (plain, fractal, hard, photo, plain3, fractal3, hard3, photo3) in {
+        4: (0.6068, 0.6427, 0.6479, 0.5984, 0.608, 0.6622, 0.6762, 0.6224),
+        8: (0.8389, 0.8907, 0.8848, 0.8247, 0.8389, 0.911, 0.926, 0.863),
+        16: (1.1844, 1.2585, 1.2255, 1.1642, 1.1788, 1.2923, 1.2682, 1.2105),
+    }.items()
+}
+"""Bilinear RMSE of the held-out synthetic sets (seed 2, 50 scenes of 256² each; the default
+scenes and, ``ss3``, those rendered with ``supersample=3``): the baselines of the v5+ records."""
+
+
+def _ss3_recipe(init: str, seed: int, provenance: str, size: int = 224, crop: int = 192,
+                epochs: int = 10, milestones: str = "7 9") -> str:
+    """The training command of a ``pac_jbu_refine`` fine-tune on the photo mix rendered with
+    ``supersample=3`` (v5 and later), with ``{f}`` left for the factor."""
+    return (
+        "pac-models train --model pac_jbu_refine --factor {f} --model-arg stage=4 "
+        "--model-arg width=32 --model-arg feat_channels=8 --model-arg context_channels=8 "
+        f"--init-weights pac_jbu_refine_x{{f}}_synthetic_{init} --dataset synthetic "
+        "--scene-arg supersample=3 --scene-arg fractal_prob=0.5 --scene-arg photo_prob=0.5 "
+        "--scene-arg camouflage_prob=0.2 --scene-arg thin_prob=0.1 --scenes 400 "
+        f"--scene-size {size} --crop {crop} --batch-size 4 --epochs {epochs} --lr 5e-4 "
+        f"--milestones {milestones} --eval-limit 0 --snapshot-every 2 --seed {seed} "
+        f"--cache-scenes ({provenance}); last epoch; see weights/README.md"
+    )
+
+
 V5_FACTORS = (4, 8, 16)
 
 
@@ -844,82 +877,50 @@ def _depth_v5_records() -> None:
     photo; seed 2, ``supersample=3``): ×4 v4 0.5731 → v5 0.5255, ×8 0.6235 → 0.5997, ×16
     0.6677 → 0.6585. Their ``synthetic_*`` metrics on the older, offset scenes are worse than
     v4's at ×4 and ×8: v4 was fitted to the offset."""
-    recipe = (
-        "pac-models train --model pac_jbu_refine --factor {f} --model-arg stage=4 "
-        "--model-arg width=32 --model-arg feat_channels=8 --model-arg context_channels=8 "
-        "--init-weights pac_jbu_refine_x{f}_synthetic_v4 --dataset synthetic "
-        "--scene-arg supersample=3 --scene-arg fractal_prob=0.5 --scene-arg photo_prob=0.5 "
-        "--scene-arg camouflage_prob=0.2 --scene-arg thin_prob=0.1 --scenes 400 "
-        "--scene-size 224 --crop 192 --batch-size 4 --epochs 10 --lr 5e-4 --milestones 7 9 "
-        "--eval-limit 0 --snapshot-every 2 --seed 7 --cache-scenes (pac 4b1a455, torch "
-        "2.13.0+cpu, 1 thread, 32 min with three other jobs on two cores); last epoch; see "
-        "weights/README.md"
-    )
+    recipe = _ss3_recipe(init="v4", seed=7, provenance="pac 4b1a455, torch 2.13.0+cpu, 1 thread, "
+                         "32 min with three other jobs on two cores")
     runs = {
         4: dict(sha256="6fd369536515393defcd59b20eef00c8190e24d5b8c4c0b17ca66d8c37b4a789",
                 metrics={"middlebury_rmse_px": 1.4408,
-                         "middlebury_flip_rmse_px": 1.4304,
+                         "middlebury_h_rmse_px": 1.4304,
                          "middlebury_bilinear_rmse_px": 2.1181,
                          "synthetic_rmse_m": 0.3497,
-                         "synthetic_bilinear_rmse_m": 0.6068,
                          "synthetic_fractal_rmse_m": 0.382,
-                         "synthetic_fractal_bilinear_rmse_m": 0.6427,
                          "synthetic_hard_rmse_m": 0.4309,
-                         "synthetic_hard_bilinear_rmse_m": 0.6479,
                          "synthetic_photo_rmse_m": 0.3694,
-                         "synthetic_photo_bilinear_rmse_m": 0.5984,
                          "synthetic_ss3_plain_rmse_m": 0.2923,
-                         "synthetic_ss3_plain_bilinear_rmse_m": 0.608,
                          "synthetic_ss3_fractal_rmse_m": 0.3287,
-                         "synthetic_ss3_fractal_bilinear_rmse_m": 0.6622,
                          "synthetic_ss3_hard_rmse_m": 0.3799,
-                         "synthetic_ss3_hard_bilinear_rmse_m": 0.6762,
-                         "synthetic_ss3_photo_rmse_m": 0.3503,
-                         "synthetic_ss3_photo_bilinear_rmse_m": 0.6224}),
+                         "synthetic_ss3_photo_rmse_m": 0.3503}),
         8: dict(sha256="b3aa98f9f08c685dc8b763edb648814d4dd9b9694c0e58f6490726ce8eb0d14c",
                 metrics={"middlebury_rmse_px": 2.7024,
-                         "middlebury_flip_rmse_px": 2.5746,
+                         "middlebury_h_rmse_px": 2.5746,
                          "middlebury_bilinear_rmse_px": 3.1945,
                          "synthetic_rmse_m": 0.4872,
-                         "synthetic_bilinear_rmse_m": 0.8389,
                          "synthetic_fractal_rmse_m": 0.538,
-                         "synthetic_fractal_bilinear_rmse_m": 0.8907,
                          "synthetic_hard_rmse_m": 0.6208,
-                         "synthetic_hard_bilinear_rmse_m": 0.8848,
                          "synthetic_photo_rmse_m": 0.5285,
-                         "synthetic_photo_bilinear_rmse_m": 0.8247,
                          "synthetic_ss3_plain_rmse_m": 0.4583,
-                         "synthetic_ss3_plain_bilinear_rmse_m": 0.8389,
                          "synthetic_ss3_fractal_rmse_m": 0.4996,
-                         "synthetic_ss3_fractal_bilinear_rmse_m": 0.911,
                          "synthetic_ss3_hard_rmse_m": 0.6096,
-                         "synthetic_ss3_hard_bilinear_rmse_m": 0.926,
-                         "synthetic_ss3_photo_rmse_m": 0.5574,
-                         "synthetic_ss3_photo_bilinear_rmse_m": 0.863}),
+                         "synthetic_ss3_photo_rmse_m": 0.5574}),
         16: dict(sha256="68361a390cb4bdfcc3b9be9ee658a423396bf8b2a3455969b359b20a58e1cd50",
                 metrics={"middlebury_rmse_px": 3.8603,
-                         "middlebury_flip_rmse_px": 3.7634,
+                         "middlebury_h_rmse_px": 3.7634,
                          "middlebury_bilinear_rmse_px": 4.3335,
                          "synthetic_rmse_m": 0.7225,
-                         "synthetic_bilinear_rmse_m": 1.1844,
                          "synthetic_fractal_rmse_m": 0.8235,
-                         "synthetic_fractal_bilinear_rmse_m": 1.2585,
                          "synthetic_hard_rmse_m": 0.8999,
-                         "synthetic_hard_bilinear_rmse_m": 1.2255,
                          "synthetic_photo_rmse_m": 0.8038,
-                         "synthetic_photo_bilinear_rmse_m": 1.1642,
                          "synthetic_ss3_plain_rmse_m": 0.7128,
-                         "synthetic_ss3_plain_bilinear_rmse_m": 1.1788,
                          "synthetic_ss3_fractal_rmse_m": 0.8079,
-                         "synthetic_ss3_fractal_bilinear_rmse_m": 1.2923,
                          "synthetic_ss3_hard_rmse_m": 0.8875,
-                         "synthetic_ss3_hard_bilinear_rmse_m": 1.2682,
-                         "synthetic_ss3_photo_rmse_m": 0.8526,
-                         "synthetic_ss3_photo_bilinear_rmse_m": 1.2105}),
+                         "synthetic_ss3_photo_rmse_m": 0.8526}),
     }
     for factor in V5_FACTORS:
         _register_jbu_context("v5", factor, runs[factor]["sha256"], recipe.format(f=factor),
-                              runs[factor]["metrics"], default=factor not in V6_FACTORS)
+                              _BILINEAR[factor] | runs[factor]["metrics"],
+                              default=factor not in V6_FACTORS)
 
 
 V6_FACTORS = (4, 8, 16)
@@ -930,79 +931,47 @@ def _depth_v6_records() -> None:
     (seed 8). Chosen by the v5 rule (held-out sets without the depth offset): ×4 v5 0.5255 → v6
     0.5192, ×8 0.5997 → 0.5938, ×16 0.6585 → 0.6537. The defaults at ×4 and ×8; with them
     :func:`pac_models.depth.upsample` averages the 8 symmetries of the square (``"d4"``)."""
-    recipe = (
-        "pac-models train --model pac_jbu_refine --factor {f} --model-arg stage=4 "
-        "--model-arg width=32 --model-arg feat_channels=8 --model-arg context_channels=8 "
-        "--init-weights pac_jbu_refine_x{f}_synthetic_v5 --dataset synthetic "
-        "--scene-arg supersample=3 --scene-arg fractal_prob=0.5 --scene-arg photo_prob=0.5 "
-        "--scene-arg camouflage_prob=0.2 --scene-arg thin_prob=0.1 --scenes 400 "
-        "--scene-size 224 --crop 192 --batch-size 4 --epochs 10 --lr 5e-4 --milestones 7 9 "
-        "--eval-limit 0 --snapshot-every 2 --seed 8 --cache-scenes (pac 4b1a455, torch "
-        "2.13.0+cpu, 1 thread, 28–31 min with two other jobs on two cores); last epoch; see "
-        "weights/README.md"
-    )
+    recipe = _ss3_recipe(init="v5", seed=8, provenance="pac 4b1a455, torch 2.13.0+cpu, 1 thread, "
+                         "28–31 min with two other jobs on two cores")
     runs = {
         4: dict(sha256="f69a88171b857be76ebf115ce5abbdc26018d3348e2d8f88b13f2874dbe67022",
                 metrics={"middlebury_rmse_px": 1.4226,
                          "middlebury_d4_rmse_px": 1.3849,
                          "synthetic_rmse_m": 0.3516,
-                         "synthetic_bilinear_rmse_m": 0.6068,
                          "synthetic_fractal_rmse_m": 0.3829,
-                         "synthetic_fractal_bilinear_rmse_m": 0.6427,
                          "synthetic_hard_rmse_m": 0.4305,
-                         "synthetic_hard_bilinear_rmse_m": 0.6479,
                          "synthetic_photo_rmse_m": 0.3685,
-                         "synthetic_photo_bilinear_rmse_m": 0.5984,
                          "synthetic_ss3_plain_rmse_m": 0.2884,
-                         "synthetic_ss3_plain_bilinear_rmse_m": 0.608,
                          "synthetic_ss3_fractal_rmse_m": 0.325,
-                         "synthetic_ss3_fractal_bilinear_rmse_m": 0.6622,
                          "synthetic_ss3_hard_rmse_m": 0.3766,
-                         "synthetic_ss3_hard_bilinear_rmse_m": 0.6762,
-                         "synthetic_ss3_photo_rmse_m": 0.3453,
-                         "synthetic_ss3_photo_bilinear_rmse_m": 0.6224}),
+                         "synthetic_ss3_photo_rmse_m": 0.3453}),
         8: dict(sha256="a7f5b1e46769c5f6c819680d96ea7a8987e67e362c34e8c71901daec51328b8d",
                 metrics={"middlebury_rmse_px": 2.6594,
                          "middlebury_d4_rmse_px": 2.4571,
                          "synthetic_rmse_m": 0.4859,
-                         "synthetic_bilinear_rmse_m": 0.8389,
                          "synthetic_fractal_rmse_m": 0.5347,
-                         "synthetic_fractal_bilinear_rmse_m": 0.8907,
                          "synthetic_hard_rmse_m": 0.6185,
-                         "synthetic_hard_bilinear_rmse_m": 0.8848,
                          "synthetic_photo_rmse_m": 0.5248,
-                         "synthetic_photo_bilinear_rmse_m": 0.8247,
                          "synthetic_ss3_plain_rmse_m": 0.4542,
-                         "synthetic_ss3_plain_bilinear_rmse_m": 0.8389,
                          "synthetic_ss3_fractal_rmse_m": 0.4942,
-                         "synthetic_ss3_fractal_bilinear_rmse_m": 0.911,
                          "synthetic_ss3_hard_rmse_m": 0.6049,
-                         "synthetic_ss3_hard_bilinear_rmse_m": 0.926,
-                         "synthetic_ss3_photo_rmse_m": 0.5508,
-                         "synthetic_ss3_photo_bilinear_rmse_m": 0.863}),
+                         "synthetic_ss3_photo_rmse_m": 0.5508}),
         16: dict(sha256="dbef5ac01f6b22e1c1fa7a12520a249d608523a3e208d7829f42a57820e84cad",
                 metrics={"middlebury_rmse_px": 3.8042,
                          "middlebury_d4_rmse_px": 3.5911,
                          "synthetic_rmse_m": 0.7191,
-                         "synthetic_bilinear_rmse_m": 1.1844,
                          "synthetic_fractal_rmse_m": 0.8183,
-                         "synthetic_fractal_bilinear_rmse_m": 1.2585,
                          "synthetic_hard_rmse_m": 0.8976,
-                         "synthetic_hard_bilinear_rmse_m": 1.2255,
                          "synthetic_photo_rmse_m": 0.7969,
-                         "synthetic_photo_bilinear_rmse_m": 1.1642,
                          "synthetic_ss3_plain_rmse_m": 0.7072,
-                         "synthetic_ss3_plain_bilinear_rmse_m": 1.1788,
                          "synthetic_ss3_fractal_rmse_m": 0.8015,
-                         "synthetic_ss3_fractal_bilinear_rmse_m": 1.2923,
                          "synthetic_ss3_hard_rmse_m": 0.883,
-                         "synthetic_ss3_hard_bilinear_rmse_m": 1.2682,
-                         "synthetic_ss3_photo_rmse_m": 0.8456,
-                         "synthetic_ss3_photo_bilinear_rmse_m": 1.2105}),
+                         "synthetic_ss3_photo_rmse_m": 0.8456}),
     }
     for factor in V6_FACTORS:
         _register_jbu_context("v6", factor, runs[factor]["sha256"], recipe.format(f=factor),
-                              runs[factor]["metrics"], default=factor not in V7_FACTORS)
+                              _BILINEAR[factor] | runs[factor]["metrics"],
+                              default=factor not in V7_FACTORS)
 
 
 V7_FACTORS = (16,)
@@ -1012,36 +981,21 @@ def _depth_v7_records() -> None:
     """``pac_jbu_refine`` ×16 v7: v6 fine-tuned 6 epochs on larger scenes (320², crops 288: more
     low-resolution context per crop), seed 9. Chosen by the v5/v6 rule: 0.6537 → 0.6512.
     The default at ×16."""
-    recipe = (
-        "pac-models train --model pac_jbu_refine --factor 16 --model-arg stage=4 "
-        "--model-arg width=32 --model-arg feat_channels=8 --model-arg context_channels=8 "
-        "--init-weights pac_jbu_refine_x16_synthetic_v6 --dataset synthetic "
-        "--scene-arg supersample=3 --scene-arg fractal_prob=0.5 --scene-arg photo_prob=0.5 "
-        "--scene-arg camouflage_prob=0.2 --scene-arg thin_prob=0.1 --scenes 400 "
-        "--scene-size 320 --crop 288 --batch-size 4 --epochs 6 --lr 5e-4 --milestones 4 5 "
-        "--eval-limit 0 --snapshot-every 2 --seed 9 --cache-scenes (pac d10a90a, torch "
-        "2.13.0+cpu, 2 threads, 41 min with other jobs); last epoch; see weights/README.md"
-    )
+    recipe = _ss3_recipe(init="v6", seed=9, size=320, crop=288, epochs=6, milestones="4 5",
+                         provenance="pac d10a90a, torch 2.13.0+cpu, 2 threads, 41 min with "
+                                    "other jobs").format(f=16)
     metrics = {"middlebury_rmse_px": 3.7673,
                "middlebury_d4_rmse_px": 3.5517,
                "synthetic_rmse_m": 0.7181,
-               "synthetic_bilinear_rmse_m": 1.1844,
                "synthetic_fractal_rmse_m": 0.8156,
-               "synthetic_fractal_bilinear_rmse_m": 1.2585,
                "synthetic_hard_rmse_m": 0.8949,
-               "synthetic_hard_bilinear_rmse_m": 1.2255,
                "synthetic_photo_rmse_m": 0.7899,
-               "synthetic_photo_bilinear_rmse_m": 1.1642,
                "synthetic_ss3_plain_rmse_m": 0.7045,
-               "synthetic_ss3_plain_bilinear_rmse_m": 1.1788,
                "synthetic_ss3_fractal_rmse_m": 0.7978,
-               "synthetic_ss3_fractal_bilinear_rmse_m": 1.2923,
                "synthetic_ss3_hard_rmse_m": 0.8807,
-               "synthetic_ss3_hard_bilinear_rmse_m": 1.2682,
-               "synthetic_ss3_photo_rmse_m": 0.8418,
-               "synthetic_ss3_photo_bilinear_rmse_m": 1.2105}
+               "synthetic_ss3_photo_rmse_m": 0.8418}
     sha256 = "65cd2512a3fd6e7a19a0572e1e7577cb551e773f5d1c834b1e419abbf3e0e093"
-    _register_jbu_context("v7", 16, sha256, recipe, metrics, default=True)
+    _register_jbu_context("v7", 16, sha256, recipe, _BILINEAR[16] | metrics, default=True)
 
 
 _depth_records()
