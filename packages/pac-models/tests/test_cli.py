@@ -163,6 +163,13 @@ def test_train_scene_args(tmp_path, capsys):
         main([*args, "--scene-arg", "fractal_prob"])
     with pytest.raises(SystemExit, match="--scene-arg: supersample must be an integer"):
         main([*args, "--scene-arg", "supersample=0"])
+    with pytest.raises(SystemExit, match="--augment d4 is only for --dataset synthetic"):
+        main([*args[:-2], "--dataset", "sintel", "--data", str(tmp_path), "--augment", "d4",
+              "--out", str(tmp_path / "run")])
+    d4 = [*args[:-2], "--out", str(tmp_path / "d4"), "--augment", "d4"]
+    d4[2] = "pac_joint_upsample_lite"
+    assert main([*d4, "--scene-arg", "supersample=3"]) == 0
+    assert (tmp_path / "d4" / "weights_epoch_1.pth").exists()
     from pac_models._keyvalue import scene_config
     from pac_models.cli import build_parser
 

@@ -60,6 +60,37 @@ def test_assemble_crop_flip_normalise():
         AssembleJointUpsamplingInputs(8, crop=64)(g, t)
 
 
+def test_assemble_d4_shows_all_symmetries_consistently():
+    # a target whose values are its pixel index: each sample tells which symmetry was drawn
+    size, f = 16, 4
+    t = np.arange(size * size, dtype=np.float32).reshape(size, size)
+    g = np.stack([t.astype(np.uint8), (t // 256).astype(np.uint8), np.zeros_like(t, np.uint8)])
+    syms = {"id": t, "h": t[:, ::-1], "v": t[::-1], "hv": t[::-1, ::-1], "t": t.T,
+            "ht": t[:, ::-1].T, "vt": t[::-1].T, "hvt": t[::-1, ::-1].T}
+    tf = AssembleJointUpsamplingInputs(f, crop=size, flip=True, d4=True, normalize_target=False)
+    seen = set()
+    for seed in range(64):
+        s = tf(g, t, np.random.default_rng(seed))
+        out = s.target[0].numpy()
+        name = next(k for k, v in syms.items() if np.array_equal(out, v))
+        seen.add(name)
+        # guidance moved with the target; low-res = centre samples of the moved target
+        np.testing.assert_array_equal(s.guide[0].numpy() * 255, out.astype(np.uint8))
+        c = (f - 1) // 2  # make_lowres centre rows/cols
+        np.testing.assert_array_equal(s.low[0].numpy(), out[c::f, c::f])
+    assert seen == set(syms)
+    # without d4 only the horizontal flip, with the same random draws as before
+    plain = AssembleJointUpsamplingInputs(f, crop=size, flip=True, normalize_target=False)
+    for seed in range(8):
+        a = plain(g, t, np.random.default_rng(seed)).target[0].numpy()
+        b = tf(g, t, np.random.default_rng(seed)).target[0].numpy()
+        assert any(np.array_equal(a, syms[k]) for k in ("id", "h"))
+        assert np.array_equal(a, b) or np.array_equal(a, b[::-1]) or np.array_equal(a, b.T) \
+            or np.array_equal(a, b.T[::-1])
+    with pytest.raises(ValueError, match="square"):
+        AssembleJointUpsamplingInputs(f, d4=True)(g[:, :, :12], t[:, :12])
+
+
 def test_nyu_reader(nyu_file):
     path, rgb, depth = nyu_file
     assert nyu_indices("train", 1449) == list(range(1000))

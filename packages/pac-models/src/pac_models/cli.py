@@ -157,6 +157,8 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
 
     f = args.factor
     crop = args.crop if train else None
+    if train and getattr(args, "augment", "flip") == "d4" and args.dataset != "synthetic":
+        raise SystemExit(f"--augment d4 is only for --dataset synthetic, not {args.dataset!r}")
     if args.dataset == "nyu":
         if not args.data:
             raise SystemExit("--data PATH/nyu_depth_v2_labeled.mat is needed for --dataset nyu")
@@ -171,7 +173,8 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
                           transform=tf, seed=args.seed)
     if args.dataset == "synthetic":
         size = args.scene_size
-        tf = AssembleJointUpsamplingInputs(f, crop=crop, flip=train, lowres_mode="center")
+        d4 = train and getattr(args, "augment", "flip") == "d4"
+        tf = AssembleJointUpsamplingInputs(f, crop=crop, flip=train, lowres_mode="center", d4=d4)
         seed = args.seed if train else args.seed + 10_000  # disjoint scenes for evaluation
         cache = train and getattr(args, "cache_scenes", False)
         cfg = scene_config(getattr(args, "scene_arg", None))
@@ -399,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=1)
     tr.add_argument("--crop", type=int, default=None,
                     help="random square crop (depth: default 256, ÷ factor; voc: default 449)")
+    tr.add_argument("--augment", choices=("flip", "d4"), default="flip",
+                    help="synthetic depth: random horizontal flips (flip) or all 8 symmetries of "
+                         "the square (d4: also vertical flips and transposes; the scenes must "
+                         "have their depth at the pixel centres, --scene-arg supersample=3)")
     tr.add_argument("--train-split", default="train_aug", help="voc: training split")
     tr.add_argument("--split", default=None, help="voc: evaluation split (default val)")
     tr.add_argument("--loss", default="ce", help="voc: 'ce' or 'fce_<t>'")

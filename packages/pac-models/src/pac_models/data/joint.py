@@ -93,6 +93,10 @@ class AssembleJointUpsamplingInputs:
         factor: Upsampling factor.
         crop: Random square crop size (training); must be divisible by ``factor``. None = no crop.
         flip: Random horizontal flip with probability 0.5 (training).
+        d4: Also a random vertical flip and a random transposition, each with probability 0.5,
+            so that a sample is shown in any of the 8 symmetries of the square (training; the
+            crop, or the image, must be square). Drawn after the horizontal flip, so recipes
+            without it keep their random streams.
         normalize_target: Normalise the low-resolution target per channel to [0, 1].
         output_crop: Pixels removed on every side of the full-resolution target (evaluation
             border; NYU uses 6).
@@ -105,7 +109,8 @@ class AssembleJointUpsamplingInputs:
 
     def __init__(self, factor: int, crop: Optional[int] = None, flip: bool = True,
                  normalize_target: bool = True, output_crop: int = 0,
-                 lowres_mode: str = "center", zero_guidance: bool = False) -> None:
+                 lowres_mode: str = "center", zero_guidance: bool = False,
+                 d4: bool = False) -> None:
         if crop is not None and (crop <= 0 or crop % factor):
             raise ValueError(f"crop ({crop}) must be a positive multiple of factor ({factor})")
         if output_crop < 0:
@@ -115,6 +120,7 @@ class AssembleJointUpsamplingInputs:
         self.factor = factor
         self.crop = crop
         self.flip = flip
+        self.d4 = d4
         self.normalize_target = normalize_target
         self.output_crop = output_crop
         self.lowres_mode = lowres_mode
@@ -130,7 +136,8 @@ class AssembleJointUpsamplingInputs:
             rng: Random generator for crop and flip (default: a fresh unseeded one).
 
         Raises:
-            ValueError: shapes disagree, or the crop is larger than the image.
+            ValueError: shapes disagree, the crop is larger than the image, or ``d4`` is set
+                and the sample is not square.
         """
         g = np.asarray(guidance)
         t = np.asarray(target, dtype=np.float32)
@@ -152,6 +159,14 @@ class AssembleJointUpsamplingInputs:
             t = t[:, top:top + self.crop, left:left + self.crop]
         if self.flip and rng.random() < 0.5:
             g, t = g[:, :, ::-1], t[:, :, ::-1]
+        if self.d4:
+            if t.shape[1] != t.shape[2]:
+                raise ValueError(f"d4 augmentation needs square samples (set crop), got "
+                                 f"{tuple(t.shape[1:])}")
+            if rng.random() < 0.5:
+                g, t = g[:, ::-1], t[:, ::-1]
+            if rng.random() < 0.5:
+                g, t = g.transpose(0, 2, 1), t.transpose(0, 2, 1)
         low = make_lowres(t, self.factor, self.lowres_mode)
         b = self.output_crop
         if b > 0:
