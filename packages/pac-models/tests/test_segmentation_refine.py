@@ -176,13 +176,27 @@ def test_default_crf_is_the_learned_record_for_any_label_count():
     assert not torch.allclose(fresh.crf.unary_weight, default_refiner(2).crf.unary_weight)
 
 
-def test_default_crf_v2_replaces_v1():
-    """v2 (v1's recipe on harder scenes) is the default; v1 stays shipped and loadable by tag."""
-    v1 = get_weights("paccrf_refiner_synthetic_v1")
-    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v2"
-    assert v1.shipped and not v1.default
-    old = create_model("paccrf_refiner", num_classes=2, pretrained="paccrf_refiner_synthetic_v1")
-    assert not torch.allclose(old.crf.unary_weight, default_refiner(2).crf.unary_weight)
+def test_default_crf_v3_replaces_v1_and_v2():
+    """v3 (four kernels) is the default; v1 and v2 (three kernels) stay shipped and loadable by
+    tag, their records naming the CRF they need."""
+    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v3"
+    assert get_weights(DEFAULT_WEIGHTS_TAG).model_kwargs["crf"] == DEFAULT_CRF
+    default = default_refiner(2)
+    assert len(default.crf.messengers) == 4
+    for tag in ("paccrf_refiner_synthetic_v1", "paccrf_refiner_synthetic_v2"):
+        rec = get_weights(tag)
+        assert rec.shipped and not rec.default
+        old = create_model("paccrf_refiner", num_classes=2, crf=rec.model_kwargs["crf"],
+                           pretrained=tag)
+        assert len(old.crf.messengers) == 3
+        assert not torch.allclose(old.crf.unary_weight, default.crf.unary_weight)
+        # built with the default (four-kernel) CRF: the record says which CRF it needs
+        with pytest.raises(ValueError, match="need crf='crfp0ds511p0ds541p0ds5121'"):
+            create_model("paccrf_refiner", num_classes=2, pretrained=tag)
+    # pretrained=True picks the record matching the CRF asked for
+    assert len(create_model("paccrf_refiner", pretrained=True).crf.messengers) == 4
+    with pytest.raises(ValueError, match="no default weights"):  # v3 needs the fourth kernel
+        create_model("paccrf_refiner", crf="crfp0ds511p0ds541p0ds5121", pretrained=True)
 
 
 def test_learned_crf_improves_held_out_synthetic_scenes():

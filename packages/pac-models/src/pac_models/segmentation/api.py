@@ -35,11 +35,13 @@ __all__ = [
     "refine",
 ]
 
-DEFAULT_CRF = "crfp0ds511p0ds541p0ds5121"
-"""The default CRF, in the model-name grammar (spec B.3): 5 shared-weight mean-field steps, three
-Potts kernels with learnable 5×5 spatial filters at dilations 1, 4 and 12 (full resolution)."""
+DEFAULT_CRF = "crfp0ds511p0ds541p0ds5121p0ds5321"
+"""The default CRF, in the model-name grammar (spec B.3): 5 shared-weight mean-field steps, four
+Potts kernels with learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution;
+the last reaches 64 px, e.g. background seen through a wheel). Until v3 of its weights it had
+the first three only (``crfp0ds511p0ds541p0ds5121``, the v1/v2 records)."""
 
-DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v2"
+DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v3"
 """Weights record of the default CRF's learned parameters."""
 
 MODEL_NAME = "paccrf_refiner"

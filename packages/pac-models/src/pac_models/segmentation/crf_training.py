@@ -2,19 +2,24 @@
 
 Data: :func:`pac_models.data.synthetic_seg.synthetic_seg_batch` — dead-leaves scenes labelled
 foreground/background at a random depth percentile in [30, 70], with coarse logits made by
-downsampling the labelling ×8 or ×16 and upsampling it again (the same function the Middlebury
-demo uses). The model: :class:`~pac_models.segmentation.api.PacCrfRefiner` with
-:data:`~pac_models.segmentation.api.DEFAULT_CRF`; its parameters are the unary weight, one 5×5
-spatial filter per kernel and the per-kernel colour scales (88 numbers). Loss: NLL of the refined
+downsampling the labelling ×8 or ×16 and upsampling it again (the same function the Middlebury demo
+uses). The model: :class:`~pac_models.segmentation.api.PacCrfRefiner` with a Potts CRF
+(:data:`RECIPE_CRF`, three kernels, by default; ``--crf`` the four-kernel
+:data:`~pac_models.segmentation.api.DEFAULT_CRF` for the v3 weights); its parameters are the unary
+weight, one 5×5 spatial filter per kernel and the per-kernel colour scales (85 numbers with three
+kernels, 113 with four, plus one dead ``pairwise_weights`` per kernel). Loss: NLL of the refined
 log-probabilities against the labels. Optimiser: Adam (the colour scales get a larger learning rate,
-as they live on a scale of tens; both rates drop ×10 after two thirds of the steps); the scales
-are kept ≥ 1. The spatial filters start at a tenth of the spec's Gaussian filler (which, summed over
-its taps, outweighs the unaries about 20 to 1 and over-smooths).
+as they live on a scale of tens; both rates drop ×10 after two thirds of the steps); the scales are
+kept ≥ 1. The spatial filters start at a tenth of the spec's Gaussian filler (which, summed over its
+taps, outweighs the unaries about 20 to 1 and over-smooths).
 
 Run (the recipes of the shipped weights, see ``pac_models/weights/README.md``)::
 
     python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v1.safetensors
     python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v2.safetensors \
+        --scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15
+    python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v3.safetensors \
+        --crf crfp0ds511p0ds541p0ds5121p0ds5321 --size 320 320 \
         --scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15
 
 Everything is seeded; one CPU thread by default.
@@ -38,14 +43,18 @@ from torch import Tensor
 from .._keyvalue import scene_config
 from ..data.synthetic import SceneConfig
 from ..data.synthetic_seg import IGNORE_INDEX, synthetic_seg_batch
-from .api import DEFAULT_CRF, PacCrfRefiner, image_tensor
+from .api import PacCrfRefiner, image_tensor
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "main", "mean_iou", "train_crf"]
+__all__ = ["RECIPE_CRF", "TrainConfig", "TrainResult", "evaluate", "main", "mean_iou", "train_crf"]
+
+RECIPE_CRF = "crfp0ds511p0ds541p0ds5121"
+"""The CRF :class:`TrainConfig` trains by default: three Potts kernels at dilations 1, 4, 12
+(the v1/v2 weights; v3, the default of ``refine``, adds a fourth at dilation 32)."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of :func:`train_crf` (the defaults are the shipped weights' recipe).
+    """Settings of :func:`train_crf` (the defaults are the v1 weights' recipe).
 
     Attributes:
         steps: Adam steps.
@@ -77,7 +86,7 @@ class TrainConfig:
     scale_lr: float = 0.05
     seed: int = 0
     eval_scenes: int = 16
-    crf: str = DEFAULT_CRF
+    crf: str = RECIPE_CRF
     init_filter_scale: float = 0.1
     scene: Optional[SceneConfig] = None
 
