@@ -251,6 +251,8 @@ def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
 
 
 def _latest(factor: int) -> str:
+    if factor in weights.V8_FACTORS:
+        return "v8"
     return "v7" if factor in weights.V7_FACTORS else "v6"
 
 
@@ -263,7 +265,7 @@ def test_each_fine_tune_replaces_the_last_as_default(factor):
     held-out synthetic scores it was chosen on."""
     kw = {"factor": factor, "stage": 4, "width": 32, "feat_channels": 8, "context_channels": 8}
     chain = [weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_{v}")
-             for v in ("v2", "v3", "v4", "v5", "v6", "v7") if v <= _latest(factor)]
+             for v in ("v2", "v3", "v4", "v5", "v6", "v7", "v8") if v <= _latest(factor)]
     newest = chain[-1]
     assert weights.default_weights("pac_jbu_refine", kw) is newest
     assert weights.best_weights("depth", factor) is newest
@@ -273,7 +275,7 @@ def test_each_fine_tune_replaces_the_last_as_default(factor):
         # (supersample=3); the older ones on the default scenes, whose offset v2–v4 had learned
         keys = (("synthetic_ss3_plain_rmse_m", "synthetic_ss3_fractal_rmse_m",
                  "synthetic_ss3_hard_rmse_m", "synthetic_ss3_photo_rmse_m")
-                if new.tag.endswith(("_v5", "_v6", "_v7"))
+                if new.tag.endswith(("_v5", "_v6", "_v7", "_v8"))
                 else ("synthetic_rmse_m", "synthetic_fractal_rmse_m"))
         for key in keys:
             assert new.metrics[key] < old.metrics[key]
