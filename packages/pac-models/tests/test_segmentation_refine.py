@@ -176,10 +176,13 @@ def test_default_crf_is_the_learned_record_for_any_label_count():
     assert not torch.allclose(fresh.crf.unary_weight, default_refiner(2).crf.unary_weight)
 
 
-def test_default_crf_v3_replaces_v1_and_v2():
-    """v3 (four kernels) is the default; v1 and v2 (three kernels) stay shipped and loadable by
-    tag, their records naming the CRF they need."""
-    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v3"
+def test_default_crf_v4_replaces_v1_to_v3():
+    """v4 (four kernels) is the default; v1 and v2 (three kernels) and v3 stay shipped and
+    loadable by tag, their records naming the CRF they need."""
+    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v4"
+    v3 = create_model("paccrf_refiner", pretrained="paccrf_refiner_synthetic_v3")
+    assert not get_weights("paccrf_refiner_synthetic_v3").default
+    assert not torch.allclose(v3.crf.unary_weight, default_refiner(2).crf.unary_weight)
     assert get_weights(DEFAULT_WEIGHTS_TAG).model_kwargs["crf"] == DEFAULT_CRF
     default = default_refiner(2)
     assert len(default.crf.messengers) == 4

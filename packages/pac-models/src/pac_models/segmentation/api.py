@@ -38,10 +38,10 @@ __all__ = [
 DEFAULT_CRF = "crfp0ds511p0ds541p0ds5121p0ds5321"
 """The default CRF, in the model-name grammar (spec B.3): 5 shared-weight mean-field steps, four
 Potts kernels with learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution;
-the last reaches 64 px, e.g. background seen through a wheel). Until v3 of its weights it had
+the last reaches 64 px, e.g. background seen through a wheel). Before v3 of its weights it had
 the first three only (``crfp0ds511p0ds541p0ds5121``, the v1/v2 records)."""
 
-DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v3"
+DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v4"
 """Weights record of the default CRF's learned parameters."""
 
 MODEL_NAME = "paccrf_refiner"
