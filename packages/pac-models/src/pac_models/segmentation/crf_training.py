@@ -5,13 +5,13 @@ foreground/background at a random depth percentile in [30, 70], with coarse logi
 downsampling the labelling ×8 or ×16 and upsampling it again (the same function the Middlebury demo
 uses). The model: :class:`~pac_models.segmentation.api.PacCrfRefiner` with a Potts CRF
 (:data:`RECIPE_CRF`, three kernels, by default; ``--crf`` the four-kernel
-:data:`~pac_models.segmentation.api.DEFAULT_CRF` for the v3/v4 weights); its parameters are the unary
-weight, one 5×5 spatial filter per kernel and the per-kernel colour scales (85 numbers with three
-kernels, 113 with four, plus one dead ``pairwise_weights`` per kernel). Loss: NLL of the refined
-log-probabilities against the labels. Optimiser: Adam (the colour scales get a larger learning rate,
-as they live on a scale of tens; both rates drop ×10 after two thirds of the steps); the scales are
-kept ≥ 1. The spatial filters start at a tenth of the spec's Gaussian filler (which, summed over its
-taps, outweighs the unaries about 20 to 1 and over-smooths).
+:data:`~pac_models.segmentation.api.DEFAULT_CRF` for the v3/v4 weights); its parameters are the
+unary weight, one 5×5 spatial filter per kernel and the per-kernel colour scales (85 numbers with
+three kernels, 113 with four, plus one dead ``pairwise_weights`` per kernel). Loss: NLL of the
+refined log-probabilities against the labels. Optimiser: Adam (the colour scales get a larger
+learning rate, as they live on a scale of tens; both rates drop ×10 after two thirds of the steps);
+the scales are kept ≥ 1. The spatial filters start at a tenth of the spec's Gaussian filler (which,
+summed over its taps, outweighs the unaries about 20 to 1 and over-smooths).
 
 Run (the recipes of the shipped weights, see ``pac_models/weights/README.md``)::
 
