@@ -887,14 +887,20 @@ def _depth_v4_records() -> None:
                               default=factor not in V5_FACTORS)
 
 
+_SYNTHETIC_SETS = ("", "fractal_", "hard_", "photo_",
+                   "ss3_plain_", "ss3_fractal_", "ss3_hard_", "ss3_photo_")
+"""The held-out synthetic sets of the v5+ records' metrics, in their key order: the default
+scenes (plain, fractal, hard, photo) and, ``ss3_``, the same rendered with ``supersample=3``."""
+
+
+def _synthetic_metrics(values: tuple[float, ...], infix: str = "") -> dict[str, float]:
+    """``synthetic_<set><infix>rmse_m`` keys for eight RMSEs in :data:`_SYNTHETIC_SETS` order."""
+    return {f"synthetic_{name}{infix}rmse_m": v
+            for name, v in zip(_SYNTHETIC_SETS, values, strict=True)}
+
+
 _BILINEAR = {
-    factor: {"synthetic_bilinear_rmse_m": plain, "synthetic_fractal_bilinear_rmse_m": fractal,
-             "synthetic_hard_bilinear_rmse_m": hard, "synthetic_photo_bilinear_rmse_m": photo,
-             "synthetic_ss3_plain_bilinear_rmse_m": plain3,
-             "synthetic_ss3_fractal_bilinear_rmse_m": fractal3,
-             "synthetic_ss3_hard_bilinear_rmse_m": hard3,
-             "synthetic_ss3_photo_bilinear_rmse_m": photo3}
-    for factor, (plain, fractal, hard, photo, plain3, fractal3, hard3, photo3) in {
+    factor: _synthetic_metrics(values, "bilinear_") for factor, values in {
         4: (0.6068, 0.6427, 0.6479, 0.5984, 0.608, 0.6622, 0.6762, 0.6224),
         8: (0.8389, 0.8907, 0.8848, 0.8247, 0.8389, 0.911, 0.926, 0.863),
         16: (1.1844, 1.2585, 1.2255, 1.1642, 1.1788, 1.2923, 1.2682, 1.2105),
@@ -940,43 +946,23 @@ def _depth_v5_records() -> None:
         4: dict(sha256="6fd369536515393defcd59b20eef00c8190e24d5b8c4c0b17ca66d8c37b4a789",
                 metrics={"middlebury_rmse_px": 1.4408,
                          "middlebury_h_rmse_px": 1.4304,
-                         "middlebury_bilinear_rmse_px": 2.1181,
-                         "synthetic_rmse_m": 0.3497,
-                         "synthetic_fractal_rmse_m": 0.382,
-                         "synthetic_hard_rmse_m": 0.4309,
-                         "synthetic_photo_rmse_m": 0.3694,
-                         "synthetic_ss3_plain_rmse_m": 0.2923,
-                         "synthetic_ss3_fractal_rmse_m": 0.3287,
-                         "synthetic_ss3_hard_rmse_m": 0.3799,
-                         "synthetic_ss3_photo_rmse_m": 0.3503}),
+                         "middlebury_bilinear_rmse_px": 2.1181},
+                synthetic=(0.3497, 0.382, 0.4309, 0.3694, 0.2923, 0.3287, 0.3799, 0.3503)),
         8: dict(sha256="b3aa98f9f08c685dc8b763edb648814d4dd9b9694c0e58f6490726ce8eb0d14c",
                 metrics={"middlebury_rmse_px": 2.7024,
                          "middlebury_h_rmse_px": 2.5746,
-                         "middlebury_bilinear_rmse_px": 3.1945,
-                         "synthetic_rmse_m": 0.4872,
-                         "synthetic_fractal_rmse_m": 0.538,
-                         "synthetic_hard_rmse_m": 0.6208,
-                         "synthetic_photo_rmse_m": 0.5285,
-                         "synthetic_ss3_plain_rmse_m": 0.4583,
-                         "synthetic_ss3_fractal_rmse_m": 0.4996,
-                         "synthetic_ss3_hard_rmse_m": 0.6096,
-                         "synthetic_ss3_photo_rmse_m": 0.5574}),
+                         "middlebury_bilinear_rmse_px": 3.1945},
+                synthetic=(0.4872, 0.538, 0.6208, 0.5285, 0.4583, 0.4996, 0.6096, 0.5574)),
         16: dict(sha256="68361a390cb4bdfcc3b9be9ee658a423396bf8b2a3455969b359b20a58e1cd50",
                 metrics={"middlebury_rmse_px": 3.8603,
                          "middlebury_h_rmse_px": 3.7634,
-                         "middlebury_bilinear_rmse_px": 4.3335,
-                         "synthetic_rmse_m": 0.7225,
-                         "synthetic_fractal_rmse_m": 0.8235,
-                         "synthetic_hard_rmse_m": 0.8999,
-                         "synthetic_photo_rmse_m": 0.8038,
-                         "synthetic_ss3_plain_rmse_m": 0.7128,
-                         "synthetic_ss3_fractal_rmse_m": 0.8079,
-                         "synthetic_ss3_hard_rmse_m": 0.8875,
-                         "synthetic_ss3_photo_rmse_m": 0.8526}),
+                         "middlebury_bilinear_rmse_px": 4.3335},
+                synthetic=(0.7225, 0.8235, 0.8999, 0.8038, 0.7128, 0.8079, 0.8875, 0.8526)),
     }
     for factor in V5_FACTORS:
         _register_jbu_context("v5", factor, runs[factor]["sha256"], recipe.format(f=factor),
-                              _BILINEAR[factor] | runs[factor]["metrics"],
+                              _BILINEAR[factor] | runs[factor]["metrics"]
+                              | _synthetic_metrics(runs[factor]["synthetic"]),
                               default=factor not in V6_FACTORS)
 
 
@@ -993,41 +979,21 @@ def _depth_v6_records() -> None:
     runs = {
         4: dict(sha256="f69a88171b857be76ebf115ce5abbdc26018d3348e2d8f88b13f2874dbe67022",
                 metrics={"middlebury_rmse_px": 1.4226,
-                         "middlebury_d4_rmse_px": 1.3849,
-                         "synthetic_rmse_m": 0.3516,
-                         "synthetic_fractal_rmse_m": 0.3829,
-                         "synthetic_hard_rmse_m": 0.4305,
-                         "synthetic_photo_rmse_m": 0.3685,
-                         "synthetic_ss3_plain_rmse_m": 0.2884,
-                         "synthetic_ss3_fractal_rmse_m": 0.325,
-                         "synthetic_ss3_hard_rmse_m": 0.3766,
-                         "synthetic_ss3_photo_rmse_m": 0.3453}),
+                         "middlebury_d4_rmse_px": 1.3849},
+                synthetic=(0.3516, 0.3829, 0.4305, 0.3685, 0.2884, 0.325, 0.3766, 0.3453)),
         8: dict(sha256="a7f5b1e46769c5f6c819680d96ea7a8987e67e362c34e8c71901daec51328b8d",
                 metrics={"middlebury_rmse_px": 2.6594,
-                         "middlebury_d4_rmse_px": 2.4571,
-                         "synthetic_rmse_m": 0.4859,
-                         "synthetic_fractal_rmse_m": 0.5347,
-                         "synthetic_hard_rmse_m": 0.6185,
-                         "synthetic_photo_rmse_m": 0.5248,
-                         "synthetic_ss3_plain_rmse_m": 0.4542,
-                         "synthetic_ss3_fractal_rmse_m": 0.4942,
-                         "synthetic_ss3_hard_rmse_m": 0.6049,
-                         "synthetic_ss3_photo_rmse_m": 0.5508}),
+                         "middlebury_d4_rmse_px": 2.4571},
+                synthetic=(0.4859, 0.5347, 0.6185, 0.5248, 0.4542, 0.4942, 0.6049, 0.5508)),
         16: dict(sha256="dbef5ac01f6b22e1c1fa7a12520a249d608523a3e208d7829f42a57820e84cad",
                 metrics={"middlebury_rmse_px": 3.8042,
-                         "middlebury_d4_rmse_px": 3.5911,
-                         "synthetic_rmse_m": 0.7191,
-                         "synthetic_fractal_rmse_m": 0.8183,
-                         "synthetic_hard_rmse_m": 0.8976,
-                         "synthetic_photo_rmse_m": 0.7969,
-                         "synthetic_ss3_plain_rmse_m": 0.7072,
-                         "synthetic_ss3_fractal_rmse_m": 0.8015,
-                         "synthetic_ss3_hard_rmse_m": 0.883,
-                         "synthetic_ss3_photo_rmse_m": 0.8456}),
+                         "middlebury_d4_rmse_px": 3.5911},
+                synthetic=(0.7191, 0.8183, 0.8976, 0.7969, 0.7072, 0.8015, 0.883, 0.8456)),
     }
     for factor in V6_FACTORS:
         _register_jbu_context("v6", factor, runs[factor]["sha256"], recipe.format(f=factor),
-                              _BILINEAR[factor] | runs[factor]["metrics"],
+                              _BILINEAR[factor] | runs[factor]["metrics"]
+                              | _synthetic_metrics(runs[factor]["synthetic"]),
                               default=factor not in V7_FACTORS)
 
 
@@ -1042,15 +1008,8 @@ def _depth_v7_records() -> None:
                          provenance="pac d10a90a, torch 2.13.0+cpu, 2 threads, 41 min with "
                                     "other jobs").format(f=16)
     metrics = {"middlebury_rmse_px": 3.7673,
-               "middlebury_d4_rmse_px": 3.5517,
-               "synthetic_rmse_m": 0.7181,
-               "synthetic_fractal_rmse_m": 0.8156,
-               "synthetic_hard_rmse_m": 0.8949,
-               "synthetic_photo_rmse_m": 0.7899,
-               "synthetic_ss3_plain_rmse_m": 0.7045,
-               "synthetic_ss3_fractal_rmse_m": 0.7978,
-               "synthetic_ss3_hard_rmse_m": 0.8807,
-               "synthetic_ss3_photo_rmse_m": 0.8418}
+               "middlebury_d4_rmse_px": 3.5517}
+    metrics |= _synthetic_metrics((0.7181, 0.8156, 0.8949, 0.7899, 0.7045, 0.7978, 0.8807, 0.8418))
     sha256 = "65cd2512a3fd6e7a19a0572e1e7577cb551e773f5d1c834b1e419abbf3e0e093"
     _register_jbu_context("v7", 16, sha256, recipe, _BILINEAR[16] | metrics,
                           default=16 not in V8_FACTORS)
@@ -1068,15 +1027,8 @@ def _depth_v8_records() -> None:
                          augment="d4", provenance="pac a570196, torch 2.13.0+cpu, 1 thread, "
                                                   "51 min with two other jobs").format(f=16)
     metrics = {"middlebury_rmse_px": 3.7546,
-               "middlebury_d4_rmse_px": 3.5451,
-               "synthetic_rmse_m": 0.7156,
-               "synthetic_fractal_rmse_m": 0.8122,
-               "synthetic_hard_rmse_m": 0.8934,
-               "synthetic_photo_rmse_m": 0.7868,
-               "synthetic_ss3_plain_rmse_m": 0.7016,
-               "synthetic_ss3_fractal_rmse_m": 0.7947,
-               "synthetic_ss3_hard_rmse_m": 0.878,
-               "synthetic_ss3_photo_rmse_m": 0.8386}
+               "middlebury_d4_rmse_px": 3.5451}
+    metrics |= _synthetic_metrics((0.7156, 0.8122, 0.8934, 0.7868, 0.7016, 0.7947, 0.878, 0.8386))
     sha256 = "f2a77e1d636d8841443e51afd131987238138b5abad0b64d2be36d132c258165"
     _register_jbu_context("v8", 16, sha256, recipe, _BILINEAR[16] | metrics, default=True)
 
