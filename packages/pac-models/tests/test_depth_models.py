@@ -240,6 +240,41 @@ def test_pac_jbu_refine_context_features_start_neutral_and_learn():
         create_model("pac_jbu_refine", factor=8, context_channels=-1)
 
 
+def test_pac_jbu_refine_wide_refine_starts_as_identity_and_learns():
+    """Weights without the wide residual branch load non-strictly into a model with it and give
+    exactly the same output (its last layer starts at zero); one step opens it, after which its
+    every layer gets gradients and its dilated stack sees 33 pixels."""
+    torch.manual_seed(0)
+    base = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2)
+    with torch.no_grad():
+        base.refine[-1].weight.normal_(0, 0.1)
+    wide = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2,
+                        wide_refine=4)
+    assert "wide_refine=4" in repr(wide)
+    res = wide.load_state_dict(base.state_dict(), strict=False)
+    assert res.unexpected_keys == []
+    assert sorted(res.missing_keys) == sorted(
+        f"wide_refine.{i}.{t}" for i in (0, 2, 4, 6, 8) for t in ("weight", "bias"))
+    low, guide = torch.rand(2, 1, 5, 6), torch.rand(2, 3, 40, 48)
+    torch.testing.assert_close(wide(low, guide), base(low, guide), rtol=0, atol=0)
+    with torch.no_grad():
+        wide.wide_refine[-1].weight.normal_(0, 0.1)
+    wide(low, guide).square().mean().backward()
+    for name, p in wide.wide_refine.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # field of view: a change of the guidance 16 px away moves the branch's output, 17 px not
+    x = torch.zeros(1, 4, 40, 40)
+    with torch.no_grad():
+        ref = wide.wide_refine(x)
+        for d, moves in ((16, True), (17, False)):
+            y = x.clone()
+            y[0, 1, 20, 20 + d] = 5.0
+            changed = (wide.wide_refine(y) - ref)[0, 0, 20, 20].abs().item() > 0
+            assert changed == moves, d
+    with pytest.raises(ValueError, match="wide_refine"):
+        create_model("pac_jbu_refine", factor=8, wide_refine=-1)
+
+
 def test_pac_jbu_refine_rejects_bad_factor():
     with pytest.raises(ValueError, match="power of two"):
         create_model("pac_jbu_refine", factor=6)

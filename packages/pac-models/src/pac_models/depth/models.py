@@ -518,6 +518,12 @@ class PacJBURefine(nn.Module):
         context_channels: Context feature channels (0: none, the layout of the ``v1``
             weights). They start near zero, so weights without them load non-strictly into a
             model with them and give nearly the same output.
+        wide_refine: Hidden channels of a second residual correction after ψ (0: none, the
+            layout of the weights up to ``v8``): five 3×3 conv layers at full resolution with
+            dilations 1, 2, 4, 8, 1 (a 33-pixel field of view, wider than the ±f/2 band in
+            which a depth edge can sit between two samples at ×16, where ψ sees 7 pixels). Its
+            last layer starts at zero, so weights without it load non-strictly and give the
+            same output.
 
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, or non-positive widths.
@@ -525,15 +531,16 @@ class PacJBURefine(nn.Module):
 
     def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3,
                  feat_channels: int = 4, width: int = 16, stage: int = 2,
-                 context_channels: int = 0) -> None:
+                 context_channels: int = 0, wide_refine: int = 0) -> None:
         super().__init__()
         from pac_core import PacConvTranspose2d
 
         name = type(self).__name__
         self.factor = _check_factor(name, factor)
-        if feat_channels < 0 or context_channels < 0 or width < 1 or guide_channels < 1:
-            raise ValueError(f"{name}: feat_channels and context_channels must be ≥ 0, width "
-                             f"and guide_channels ≥ 1")
+        if (feat_channels < 0 or context_channels < 0 or wide_refine < 0 or width < 1
+                or guide_channels < 1):
+            raise ValueError(f"{name}: feat_channels, context_channels and wide_refine must be "
+                             f"≥ 0, width and guide_channels ≥ 1")
         self.channels = channels
         self.guide_channels = guide_channels
         self.feat_channels = feat_channels
@@ -572,11 +579,20 @@ class PacJBURefine(nn.Module):
             nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, 1, 3, padding=1),
         )
+        self.wide_refine = nn.Sequential(
+            nn.Conv2d(1 + guide_channels, wide_refine, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(wide_refine, wide_refine, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(wide_refine, wide_refine, 3, padding=4, dilation=4), nn.ReLU(inplace=True),
+            nn.Conv2d(wide_refine, wide_refine, 3, padding=8, dilation=8), nn.ReLU(inplace=True),
+            nn.Conv2d(wide_refine, 1, 3, padding=1),
+        ) if wide_refine else None
         with torch.no_grad():
             for up in self.up_convts:
                 up.weight.fill_(1.0)
-            self.refine[-1].weight.zero_()
-            self.refine[-1].bias.zero_()
+            for head in (self.refine, self.wide_refine):
+                if head is not None:
+                    head[-1].weight.zero_()
+                    head[-1].bias.zero_()
             # not zero: the Gaussian kernel's gradient with respect to a feature that is equal at
             # every pixel vanishes (zero pairwise differences), so zero-started features would
             # never train
@@ -630,10 +646,15 @@ class PacJBURefine(nn.Module):
         if off:
             h, w = x.shape[-2:]
             x = F.pad(x[..., :h - off, :w - off], (off, 0, off, 0), mode="replicate")
-        x = x + self.refine(torch.cat([x, repeat_for_fold(guide, c)], dim=1))
+        g = repeat_for_fold(guide, c)
+        x = x + self.refine(torch.cat([x, g], dim=1))
+        if self.wide_refine is not None:
+            x = x + self.wide_refine(torch.cat([x, g], dim=1))
         return unfold(x, c)
 
     def extra_repr(self) -> str:
         """Factor and feature channels."""
         return (f"factor={self.factor}, steps={self.steps}, feat_channels={self.feat_channels}, "
-                f"context_channels={self.context_channels}")
+                f"context_channels={self.context_channels}"
+                + (f", wide_refine={self.wide_refine[0].out_channels}" if self.wide_refine
+                   is not None else ""))
