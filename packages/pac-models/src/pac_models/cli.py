@@ -157,7 +157,8 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
 
     f = args.factor
     crop = args.crop if train else None
-    if train and getattr(args, "augment", "flip") == "d4" and args.dataset != "synthetic":
+    d4 = train and getattr(args, "augment", "flip") == "d4"
+    if d4 and args.dataset != "synthetic":
         raise SystemExit(f"--augment d4 is only for --dataset synthetic, not {args.dataset!r}")
     if args.dataset == "nyu":
         if not args.data:
@@ -173,7 +174,6 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
                           transform=tf, seed=args.seed)
     if args.dataset == "synthetic":
         size = args.scene_size
-        d4 = train and getattr(args, "augment", "flip") == "d4"
         tf = AssembleJointUpsamplingInputs(f, crop=crop, flip=train, lowres_mode="center", d4=d4)
         seed = args.seed if train else args.seed + 10_000  # disjoint scenes for evaluation
         cache = train and getattr(args, "cache_scenes", False)
