@@ -170,36 +170,44 @@ def test_default_crf_is_the_learned_record_for_any_label_count():
             torch.testing.assert_close(model.state_dict()[k], v)
     assert is_model("paccrf_refiner")
     model = create_model("paccrf_refiner", num_classes=4, pretrained=True)
-    assert isinstance(model, PacCrfRefiner) and model.crf.num_steps == 5
+    assert isinstance(model, PacCrfRefiner) and model.crf.num_steps == 8
     # learned, not the initialisation
     fresh = PacCrfRefiner(2, DEFAULT_CRF)
-    assert not torch.allclose(fresh.crf.unary_weight, default_refiner(2).crf.unary_weight)
+    assert not torch.allclose(fresh.crf.steps[0].unary_weight,
+                              default_refiner(2).crf.steps[0].unary_weight)
 
 
-def test_default_crf_v4_replaces_v1_to_v3():
-    """v4 (four kernels) is the default; v1 and v2 (three kernels) and v3 stay shipped and
-    loadable by tag, their records naming the CRF they need."""
-    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v4"
-    v3 = create_model("paccrf_refiner", pretrained="paccrf_refiner_synthetic_v3")
-    assert not get_weights("paccrf_refiner_synthetic_v3").default
-    assert not torch.allclose(v3.crf.unary_weight, default_refiner(2).crf.unary_weight)
+def test_default_crf_v5_replaces_v1_to_v4():
+    """v5 (a loose CRF: 8 steps with weights of their own, four kernels each) is the default;
+    v1 and v2 (three kernels), v3 and v4 (four kernels, 5 shared steps) stay shipped and loadable
+    by tag, their records naming the CRF they need."""
+    from pac_core import PacCRF, PacCRFLoose
+
+    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v5"
     assert get_weights(DEFAULT_WEIGHTS_TAG).model_kwargs["crf"] == DEFAULT_CRF
     default = default_refiner(2)
-    assert len(default.crf.messengers) == 4
-    for tag in ("paccrf_refiner_synthetic_v1", "paccrf_refiner_synthetic_v2"):
+    assert isinstance(default.crf, PacCRFLoose) and default.crf.num_steps == 8
+    steps = default.crf.steps
+    assert all(len(step.messengers) == 4 for step in steps)
+    # the steps learned different weights (not one shared set)
+    assert not torch.allclose(steps[0].unary_weight, steps[-1].unary_weight)
+    for tag, kernels in (("paccrf_refiner_synthetic_v1", 3), ("paccrf_refiner_synthetic_v2", 3),
+                         ("paccrf_refiner_synthetic_v3", 4), ("paccrf_refiner_synthetic_v4", 4)):
         rec = get_weights(tag)
         assert rec.shipped and not rec.default
         old = create_model("paccrf_refiner", num_classes=2, crf=rec.model_kwargs["crf"],
                            pretrained=tag)
-        assert len(old.crf.messengers) == 3
-        assert not torch.allclose(old.crf.unary_weight, default.crf.unary_weight)
-        # built with the default (four-kernel) CRF: the record says which CRF it needs
-        with pytest.raises(ValueError, match="need crf='crfp0ds511p0ds541p0ds5121'"):
+        assert isinstance(old.crf, PacCRF) and old.crf.num_steps == 5
+        assert len(old.crf.messengers) == kernels
+        assert not torch.allclose(old.crf.unary_weight, steps[0].unary_weight)
+        # built with the default (loose) CRF: the record says which CRF it needs
+        with pytest.raises(ValueError, match=f"need crf='{rec.model_kwargs['crf']}'"):
             create_model("paccrf_refiner", num_classes=2, pretrained=tag)
     # pretrained=True picks the record matching the CRF asked for
-    assert len(create_model("paccrf_refiner", pretrained=True).crf.messengers) == 4
-    with pytest.raises(ValueError, match="no default weights"):  # v3 needs the fourth kernel
-        create_model("paccrf_refiner", crf="crfp0ds511p0ds541p0ds5121", pretrained=True)
+    assert create_model("paccrf_refiner", pretrained=True).crf.num_steps == 8
+    for crf in ("crfp0ds511p0ds541p0ds5121", "crfp0ds511p0ds541p0ds5121p0ds5321"):
+        with pytest.raises(ValueError, match="no default weights"):
+            create_model("paccrf_refiner", crf=crf, pretrained=True)
 
 
 def test_learned_crf_improves_held_out_synthetic_scenes():

@@ -35,13 +35,15 @@ __all__ = [
     "refine",
 ]
 
-DEFAULT_CRF = "crfp0ds511p0ds541p0ds5121p0ds5321"
-"""The default CRF, in the model-name grammar (spec B.3): 5 shared-weight mean-field steps, four
-Potts kernels with learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution;
-the last reaches 64 px, e.g. background seen through a wheel). Before v3 of its weights it had
-the first three only (``crfp0ds511p0ds541p0ds5121``, the v1/v2 records)."""
+DEFAULT_CRF = "crfi8lp0ds511p0ds541p0ds5121p0ds5321"
+"""The default CRF, in the model-name grammar (spec B.3): 8 mean-field steps, each with its own
+weights (``'i8l'``: a loose CRF, :class:`pac_core.PacCRFLoose`), of four Potts kernels with
+learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution; the last reaches
+64 px, e.g. background seen through a wheel). v3/v4 of its weights ran the same kernels in 5
+shared-weight steps (``crfp0ds511p0ds541p0ds5121p0ds5321``), v1/v2 the first three kernels only
+(``crfp0ds511p0ds541p0ds5121``); their records name the CRF they need."""
 
-DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v4"
+DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v5"
 """Weights record of the default CRF's learned parameters."""
 
 MODEL_NAME = "paccrf_refiner"

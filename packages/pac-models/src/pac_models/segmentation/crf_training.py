@@ -4,10 +4,12 @@ Data: :func:`pac_models.data.synthetic_seg.synthetic_seg_batch` — dead-leaves 
 foreground/background at a random depth percentile in [30, 70], with coarse logits made by
 downsampling the labelling ×8 or ×16 and upsampling it again (the same function the Middlebury demo
 uses). The model: :class:`~pac_models.segmentation.api.PacCrfRefiner` with a Potts CRF
-(:data:`RECIPE_CRF`, three kernels, by default; ``--crf`` the four-kernel
-:data:`~pac_models.segmentation.api.DEFAULT_CRF` for the v3/v4 weights); its parameters are the
-unary weight, one 5×5 spatial filter per kernel and the per-kernel colour scales (85 numbers with
-three kernels, 113 with four, plus one dead ``pairwise_weights`` per kernel). Loss: NLL of the
+(:data:`RECIPE_CRF`, three kernels, by default; ``--crf`` a four-kernel CRF for the v3/v4
+weights, and :data:`~pac_models.segmentation.api.DEFAULT_CRF`, the same kernels in 8 loose steps,
+for v5); its parameters are the unary weight, one 5×5 spatial filter per kernel and the
+per-kernel colour scales (85 numbers with three kernels, 113 with four, plus one dead
+``pairwise_weights`` per kernel; a loose CRF has a unary weight and filters per step: 8 × 105 +
+12 = 852 for v5, the dead weights included). Loss: NLL of the
 refined log-probabilities against the labels. Optimiser: Adam (the colour scales get a larger
 learning rate, as they live on a scale of tens; both rates drop ×10 after two thirds of the steps);
 the scales are kept ≥ 1. The spatial filters start at a tenth of the spec's Gaussian filler (which,
@@ -23,6 +25,9 @@ Run (the recipes of the shipped weights, see ``pac_models/weights/README.md``)::
         --scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15
     python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v4.safetensors \
         --crf crfp0ds511p0ds541p0ds5121p0ds5321 --size 384 384 \
+        --scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15
+    python -m pac_models.segmentation.crf_training --out paccrf_refiner_synthetic_v5.safetensors \
+        --crf crfi8lp0ds511p0ds541p0ds5121p0ds5321 --size 384 384 \
         --scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15
 
 Everything is seeded; one CPU thread by default.
