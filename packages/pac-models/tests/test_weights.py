@@ -245,12 +245,14 @@ def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
     # every default has trained features and context (×8: v3, whose fine-tune re-drew v2's dead
     # layers; v2 ×8 itself ran before the initialisation fix and holds zeros there)
     assert trained
-    v2_8 = create_model("pac_jbu_refine", pretrained="pac_jbu_refine_x8_synthetic_v2",
-                        **rec.model_kwargs | {"factor": 8})
+    kw8 = {k: v for k, v in rec.model_kwargs.items() if k != "wide_refine"} | {"factor": 8}
+    v2_8 = create_model("pac_jbu_refine", pretrained="pac_jbu_refine_x8_synthetic_v2", **kw8)
     assert v2_8.features[-1].weight.abs().sum() == 0
 
 
 def _latest(factor: int) -> str:
+    if factor in weights.V9_FACTORS:
+        return "v9"
     if factor in weights.V8_FACTORS:
         return "v8"
     return "v7" if factor in weights.V7_FACTORS else "v6"
@@ -265,17 +267,23 @@ def test_each_fine_tune_replaces_the_last_as_default(factor):
     held-out synthetic scores it was chosen on."""
     kw = {"factor": factor, "stage": 4, "width": 32, "feat_channels": 8, "context_channels": 8}
     chain = [weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_{v}")
-             for v in ("v2", "v3", "v4", "v5", "v6", "v7", "v8") if v <= _latest(factor)]
+             for v in ("v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9") if v <= _latest(factor)]
     newest = chain[-1]
+    # v9 (×16) adds the wide_refine branch: v8 stays the default of the layout without it
+    keeps_default = None
+    if "wide_refine" in newest.model_kwargs:
+        keeps_default = chain[-2]
+        assert weights.default_weights("pac_jbu_refine", kw) is keeps_default
+        kw = kw | {"wide_refine": newest.model_kwargs["wide_refine"]}
     assert weights.default_weights("pac_jbu_refine", kw) is newest
     assert weights.best_weights("depth", factor) is newest
     for old, new in zip(chain, chain[1:]):
-        assert not old.default and old.shipped
+        assert old.shipped and old.default == (old is keeps_default)
         # v5 and v6 were chosen on scenes whose depth sits at the RGB pixel centre
         # (supersample=3); the older ones on the default scenes, whose offset v2–v4 had learned
         keys = (("synthetic_ss3_plain_rmse_m", "synthetic_ss3_fractal_rmse_m",
                  "synthetic_ss3_hard_rmse_m", "synthetic_ss3_photo_rmse_m")
-                if new.tag.endswith(("_v5", "_v6", "_v7", "_v8"))
+                if new.tag.endswith(("_v5", "_v6", "_v7", "_v8", "_v9"))
                 else ("synthetic_rmse_m", "synthetic_fractal_rmse_m"))
         for key in keys:
             assert new.metrics[key] < old.metrics[key]
