@@ -932,8 +932,10 @@ _BILINEAR = {
         16: (1.1844, 1.2585, 1.2255, 1.1642, 1.1788, 1.2923, 1.2682, 1.2105),
     }.items()
 }
-"""Bilinear RMSE of the held-out synthetic sets (seed 2, 50 scenes of 256² each; the default
-scenes and, ``ss3``, those rendered with ``supersample=3``): the baselines of the v5+ records."""
+"""Bilinear RMSE of the held-out synthetic sets (seed 2, 50 scenes of 256² each, no flips; the
+default scenes and, ``ss3``, those rendered with ``supersample=3``): the baselines of the v5+
+records. Like every ``synthetic_*_rmse_m`` metric of the depth records, the root of the mean
+squared per-scene RMSE (:attr:`pac_models.depth.evaluate.EvalResult.pooled`)."""
 
 
 def _ss3_recipe(init: str, seed: int, provenance: str, size: int = 224, crop: int = 192,

@@ -32,6 +32,16 @@ class EvalResult:
     count: int
     per_image: list[float]
 
+    @property
+    def pooled(self) -> float:
+        """Root of the mean squared per-image value: for ``"rmse"``, the RMSE of the whole set
+        when every image has the same number of pixels. The held-out synthetic metrics of the
+        depth weights records (``synthetic_*_rmse_m`` in :mod:`pac_models.weights`) are this,
+        not :attr:`value` (which, by Jensen's inequality, is never larger)."""
+        if not self.per_image:
+            return float("nan")
+        return float(np.sqrt(np.mean(np.square(self.per_image, dtype=np.float64))))
+
 
 def _model_device(model: nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
