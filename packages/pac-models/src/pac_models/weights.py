@@ -560,13 +560,28 @@ _CRF4L = "crfi8lp0ds511p0ds541p0ds5121p0ds5321"
 """The CRF of v5 (the default): v4's four kernels in 8 loose steps (weights of their own)."""
 
 
+def _register_crf(version: str, crf: str, sha256: str, recipe: str, metrics: dict[str, float],
+                  default: bool) -> None:
+    """One shipped ``paccrf_refiner`` file (``crf`` names the CRF its parameters belong to)."""
+    register_weights(Weights(
+        tag=f"paccrf_refiner_synthetic_{version}", model="paccrf_refiner", task="segmentation",
+        file=f"paccrf_refiner_synthetic_{version}.safetensors", model_kwargs={"crf": crf},
+        sha256=sha256, default=default, recipe=recipe, metrics=metrics,
+    ))
+
+
+def _crf_command(version: str, crf: str, size: int) -> str:
+    """The ``crf_training`` command of v3 and later: ``crf`` on the hard scenes of ``size``²."""
+    return ("`python -m pac_models.segmentation.crf_training --out "
+            f"paccrf_refiner_synthetic_{version}.safetensors --crf {crf} --size {size} {size} "
+            "--scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg "
+            "thin_prob=0.15`")
+
+
 def _segmentation_records() -> None:
     """Segmentation weights this project trained itself and ships (Apache-2.0)."""
-    register_weights(Weights(
-        tag="paccrf_refiner_synthetic_v1", model="paccrf_refiner", task="segmentation",
-        file="paccrf_refiner_synthetic_v1.safetensors",
-        model_kwargs={"crf": _CRF3},
-        sha256="dd84391026af77ed1899ad828c396bd4daf2a5651f3de76b39307b1457a4b7a5",
+    _register_crf(
+        "v1", _CRF3, "dd84391026af77ed1899ad828c396bd4daf2a5651f3de76b39307b1457a4b7a5",
         default=False,  # v2 below
         recipe="PacCrfRefiner('crfp0ds511p0ds541p0ds5121', 2 labels) trained on labelled "
                "synthetic dead-leaves scenes (foreground = nearer than a depth percentile drawn "
@@ -575,15 +590,12 @@ def _segmentation_records() -> None:
                "paccrf_refiner_synthetic_v1.safetensors` (seed 0, 300 Adam steps, batch 4, "
                "96 scenes of 192x192, 1 CPU thread); see weights/README.md",
         metrics={"synthetic_heldout_miou_coarse": 93.32, "synthetic_heldout_miou_refined": 94.22},
-    ))
+    )
     # v2: v1's recipe on harder scenes; chosen over v1 (and over the same recipe on photo-textured
     # scenes) by the mean mIoU gain over 8 held-out cells (plain / fractal / hard / photo scenes,
     # x8 / x16; seed 2000): v1 +0.853, v2 +0.891, photo +0.860, a rule fixed before Middlebury.
-    register_weights(Weights(
-        tag="paccrf_refiner_synthetic_v2", model="paccrf_refiner", task="segmentation",
-        file="paccrf_refiner_synthetic_v2.safetensors",
-        model_kwargs={"crf": _CRF3},
-        sha256="034f5c85346e977c9ca8dc5aff374a27be37256d743663f0da7c256b9e7735c9",
+    _register_crf(
+        "v2", _CRF3, "034f5c85346e977c9ca8dc5aff374a27be37256d743663f0da7c256b9e7735c9",
         default=False,  # v3 below
         recipe="v1's recipe on harder scenes: `python -m pac_models.segmentation.crf_training "
                "--out paccrf_refiner_synthetic_v2.safetensors --scene-arg fractal_prob=0.7 "
@@ -592,63 +604,46 @@ def _segmentation_records() -> None:
                "weights/README.md",
         metrics={"synthetic_heldout_miou_coarse": 92.90, "synthetic_heldout_miou_refined": 93.52,
                  "middlebury_demo_miou_x8": 97.95, "middlebury_demo_miou_x16": 95.92},
-    ))
+    )
     # v3: a fourth Potts kernel of long reach (5x5 at dilation 32), v2's scenes rendered at 320²
     # instead of 192². Chosen over v2 and the same CRF trained on 192² scenes (C1) by the mean
     # mIoU gain over 16 held-out cells (v2's 8 cells at 192² and the same at 384²), a rule fixed
     # before training: v2 +0.733, C1 +0.747, v3 +0.756; Middlebury measured after the choice.
-    register_weights(Weights(
-        tag="paccrf_refiner_synthetic_v3", model="paccrf_refiner", task="segmentation",
-        file="paccrf_refiner_synthetic_v3.safetensors", model_kwargs={"crf": _CRF4},
-        sha256="4a689efa6ca012a862927965fd2863484307a28818ec22da8677efa4c29b1b69",
+    _register_crf(
+        "v3", _CRF4, "4a689efa6ca012a862927965fd2863484307a28818ec22da8677efa4c29b1b69",
         default=False,  # v4 below
-        recipe="v2's recipe with a fourth Potts kernel at dilation 32 on 320x320 scenes: `python "
-               "-m pac_models.segmentation.crf_training --out "
-               "paccrf_refiner_synthetic_v3.safetensors --crf "
-               "crfp0ds511p0ds541p0ds5121p0ds5321 --size 320 320 --scene-arg fractal_prob=0.7 "
-               "--scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15` (seed 0, 300 Adam "
-               "steps, batch 4, 96 scenes, 1 CPU thread, 2 098 s with other jobs; pac a570196); "
-               "see weights/README.md",
+        recipe="v2's recipe with a fourth Potts kernel at dilation 32 on 320x320 scenes: "
+               f"{_crf_command('v3', _CRF4, 320)} (seed 0, 300 Adam steps, batch 4, 96 scenes, "
+               "1 CPU thread, 2 098 s with other jobs; pac a570196); see weights/README.md",
         metrics={"synthetic_heldout16_mean_gain_miou": 0.756,
                  "middlebury_demo_miou_x8": 98.01, "middlebury_demo_miou_x16": 96.20},
-    ))
+    )
     # v4: v3's recipe on 384² scenes; chosen over v3 by the same 16 cells (rule fixed before
     # training): v3 +0.756, v4 +0.801. Middlebury measured after the choice: 98.00 / 96.18, 0.01
     # and 0.02 below v3 (98.01 / 96.20).
-    register_weights(Weights(
-        tag="paccrf_refiner_synthetic_v4", model="paccrf_refiner", task="segmentation",
-        file="paccrf_refiner_synthetic_v4.safetensors", model_kwargs={"crf": _CRF4},
-        sha256="15851401963ceb8eeb992213bc8d103806825702d2716ef6f08d360345cd93ee",
+    _register_crf(
+        "v4", _CRF4, "15851401963ceb8eeb992213bc8d103806825702d2716ef6f08d360345cd93ee",
         default=False,  # v5 below
-        recipe="v3's recipe on 384x384 scenes: `python -m pac_models.segmentation.crf_training "
-               "--out paccrf_refiner_synthetic_v4.safetensors --crf "
-               "crfp0ds511p0ds541p0ds5121p0ds5321 --size 384 384 --scene-arg fractal_prob=0.7 "
-               "--scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15` (seed 0, 300 Adam "
-               "steps, batch 4, 96 scenes, 1 CPU thread, 1 878 s with other jobs; pac 0dcedaf); "
-               "see weights/README.md",
+        recipe=f"v3's recipe on 384x384 scenes: {_crf_command('v4', _CRF4, 384)} (seed 0, 300 "
+               "Adam steps, batch 4, 96 scenes, 1 CPU thread, 1 878 s with other jobs; pac "
+               "0dcedaf); see weights/README.md",
         metrics={"synthetic_heldout16_mean_gain_miou": 0.801,
                  "middlebury_demo_miou_x8": 98.00, "middlebury_demo_miou_x16": 96.18},
-    ))
-
+    )
     # v5: v4's kernels and scenes in a loose CRF of 8 steps (each with its own weights); chosen
     # over v4 by the same 16 cells (rule fixed before training finished): v4 +0.801 (re-measured
     # in the same run: +0.801), v5 +0.851 (higher in 11 of 16 cells). Middlebury measured after
     # the choice: 98.09 / 96.52 — the first CRF to gain more than 1 point (×16: +1.09).
-    register_weights(Weights(
-        tag="paccrf_refiner_synthetic_v5", model="paccrf_refiner", task="segmentation",
-        file="paccrf_refiner_synthetic_v5.safetensors", model_kwargs={"crf": _CRF4L},
-        sha256="0fc241a4fa21d715880889a7e6c6da7c1854ddfd37a11eba522fa3de807e43a5",
+    _register_crf(
+        "v5", _CRF4L, "0fc241a4fa21d715880889a7e6c6da7c1854ddfd37a11eba522fa3de807e43a5",
         default=True,
-        recipe="v4's kernels and scenes in 8 loose mean-field steps: `python -m "
-               "pac_models.segmentation.crf_training --out "
-               "paccrf_refiner_synthetic_v5.safetensors --crf "
-               "crfi8lp0ds511p0ds541p0ds5121p0ds5321 --size 384 384 --scene-arg "
-               "fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15` "
-               "(seed 0, 300 Adam steps, batch 4, 96 scenes, 1 CPU thread, 3 298 s with another "
-               "job; pac 034bbb9); see weights/README.md",
+        recipe="v4's kernels and scenes in 8 loose mean-field steps: "
+               f"{_crf_command('v5', _CRF4L, 384)} (seed 0, 300 Adam steps, batch 4, 96 scenes, "
+               "1 CPU thread, 3 298 s with another job; pac 034bbb9); see weights/README.md",
         metrics={"synthetic_heldout16_mean_gain_miou": 0.851,
                  "middlebury_demo_miou_x8": 98.09, "middlebury_demo_miou_x16": 96.52},
-    ))
+    )
+
 
 _segmentation_records()
 
