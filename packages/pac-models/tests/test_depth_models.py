@@ -276,6 +276,49 @@ def test_pac_jbu_refine_wide_refine_starts_as_identity_and_learns():
         create_model("pac_jbu_refine", factor=8, wide_refine=-1)
 
 
+def test_pac_jbu_refine_reach_widens_the_kernels_and_loads_smaller_ones():
+    """``reach=r`` gives a ×s stage a ``(2rs+1)²`` kernel that reaches r samples each side;
+    weights saved with a smaller kernel load (zero-padded) and give the same output; the new
+    taps then get gradients, and a far sample moves the output only with the wider reach."""
+    torch.manual_seed(0)
+    base = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2)
+    with torch.no_grad():
+        for up in base.up_convts:
+            up.weight.uniform_(0.5, 1.5)
+        base.refine[-1].weight.normal_(0, 0.1)
+    wide = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2,
+                        reach=(2, 1))
+    assert wide.reach == (2, 1) and "reach=(2, 1)" in repr(wide)
+    assert [tuple(up.weight.shape[-2:]) for up in wide.up_convts] == [(9, 9), (9, 9)]
+    wide = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2,
+                        reach=2)
+    assert [tuple(up.weight.shape[-2:]) for up in wide.up_convts] == [(9, 9), (17, 17)]
+    wide.load_state_dict(base.state_dict())   # strict: only the kernels' sizes differ
+    assert wide.up_convts[1].weight[..., :4, :].abs().sum() == 0
+    low, guide = torch.rand(2, 1, 5, 6), torch.rand(2, 3, 40, 48)
+    torch.testing.assert_close(wide(low, guide), base(low, guide), rtol=0, atol=1e-6)
+    wide(low, guide).square().mean().backward()
+    assert wide.up_convts[1].weight.grad[..., 0, :].abs().sum() > 0
+    # reach: with a flat guidance, a sample two samples (16 px) away from a pixel moves it
+    # only when the stages reach two samples (σ widened so the Gaussian does not vanish)
+    flat = torch.full((1, 3, 40, 48), 0.5)
+    for reach, moves in ((1, False), (2, True)):
+        m = create_model("pac_jbu_refine", factor=8, stage=4, width=8, feat_channels=2,
+                         reach=reach)
+        with torch.no_grad():
+            m.log_scale_space.fill_(-3.0)
+            a = torch.zeros(1, 1, 5, 6)
+            b = a.clone()
+            b[0, 0, 2, 4] = 1.0
+            # pixel of sample (2, 2) in the ×8 output ('center' offset 3): column 2·8 + 3
+            diff = (m(b, flat) - m(a, flat))[0, 0, 19, 19].abs().item()
+        assert (diff > 1e-6) == moves, (reach, diff)
+    with pytest.raises(ValueError, match="reach"):
+        create_model("pac_jbu_refine", factor=8, reach=0)
+    with pytest.raises(ValueError, match="reach"):
+        create_model("pac_jbu_refine", factor=8, stage=4, reach=(1, 1, 1))
+
+
 def test_pac_jbu_refine_rejects_bad_factor():
     with pytest.raises(ValueError, match="power of two"):
         create_model("pac_jbu_refine", factor=6)

@@ -524,14 +524,21 @@ class PacJBURefine(nn.Module):
             which a depth edge can sit between two samples at ×16, where ψ sees 7 pixels). Its
             last layer starts at zero, so weights without it load non-strictly and give the
             same output.
+        reach: How many low-resolution samples (of the stage's input) each side a stage's kernel
+            reaches: one int for every stage or one per stage, coarsest first (1: the
+            ``(2s+1)²`` kernel, the layout up to ``v9``; r: ``(2rs+1)²``). Trained scales ask
+            for it at ×16, where the learned spatial σ of both stages grew past the 1-sample
+            window. Weights with a smaller kernel load into a model with a larger one: their
+            kernel is zero-padded, which gives the same output.
 
     Raises:
-        ValueError: a factor that is not a power of two ≥ 2, or non-positive widths.
+        ValueError: a factor that is not a power of two ≥ 2, non-positive widths or reach.
     """
 
     def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3,
                  feat_channels: int = 4, width: int = 16, stage: int = 2,
-                 context_channels: int = 0, wide_refine: int = 0) -> None:
+                 context_channels: int = 0, wide_refine: int = 0,
+                 reach: Union[int, Sequence[int]] = 1) -> None:
         super().__init__()
         from pac_core import PacConvTranspose2d
 
@@ -554,6 +561,9 @@ class PacJBURefine(nn.Module):
             rest //= step
         self.steps = tuple(reversed(steps))  # coarsest first
         self.num_stages = u = len(self.steps)
+        self.reach = _expand(reach, u, "reach")
+        if min(self.reach) < 1:
+            raise ValueError(f"{name}: reach must be ≥ 1 per stage, got {reach!r}")
         self.log_scale_color = nn.Parameter(torch.full((u,), math.log(10.0)))
         # σ_s = s/2 output pixels for a ×s step (one pixel for ×2)
         self.log_scale_space = nn.Parameter(
@@ -570,9 +580,9 @@ class PacJBURefine(nn.Module):
             nn.Conv2d(width, context_channels, 3, padding=8, dilation=8),
         ) if context_channels else None
         self.up_convts = nn.ModuleList(
-            PacConvTranspose2d(1, 1, 2 * s + 1, stride=s, padding=s, output_padding=s - 1,
-                               bias=False)
-            for s in self.steps
+            PacConvTranspose2d(1, 1, 2 * r * s + 1, stride=s, padding=r * s,
+                               output_padding=s - 1, bias=False)
+            for s, r in zip(self.steps, self.reach)
         )
         self.refine = nn.Sequential(
             nn.Conv2d(1 + guide_channels, width, 3, padding=1), nn.ReLU(inplace=True),
@@ -600,6 +610,21 @@ class PacJBURefine(nn.Module):
                 if m is not None:
                     m[-1].weight.normal_(0.0, FEATURE_INIT_STD)
                     m[-1].bias.zero_()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # a stage kernel saved with a smaller reach: zero-pad it to this model's size (the same
+        # output, since the extra taps then add nothing to numerator and normaliser)
+        for i, up in enumerate(self.up_convts):
+            key = f"{prefix}up_convts.{i}.weight"
+            w = state_dict.get(key)
+            k = up.weight.shape[-1]
+            if isinstance(w, Tensor) and w.dim() == 4 and w.shape[:2] == up.weight.shape[:2] \
+                    and w.shape[-1] == w.shape[-2] < k and (k - w.shape[-1]) % 2 == 0:
+                p = (k - w.shape[-1]) // 2
+                state_dict[key] = F.pad(w, (p, p, p, p))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def guidance_features(self, guide: Tensor, stage: int) -> Tensor:
         """Kernel features ``[B, 3 + 2 + feat_channels + context_channels, h_i, w_i]`` of
@@ -657,4 +682,5 @@ class PacJBURefine(nn.Module):
         return (f"factor={self.factor}, steps={self.steps}, feat_channels={self.feat_channels}, "
                 f"context_channels={self.context_channels}"
                 + (f", wide_refine={self.wide_refine[0].out_channels}" if self.wide_refine
-                   is not None else ""))
+                   is not None else "")
+                + (f", reach={self.reach}" if max(self.reach) > 1 else ""))
