@@ -41,6 +41,9 @@ def test_demo_on_crop(tmp_path):
         assert np.abs(r.preds["ours"] - r.bilinear).max() > 1e-2
         assert np.abs(r.preds["joint_bilateral"] - r.bilinear).max() > 1e-2
     assert "| ×4 |" in res.table() and "joint_bilateral" in res.table()
+    for r in res.results:   # the last column: ours / bilinear, to three decimals
+        assert r.ratio == pytest.approx(r.rmse["ours"] / r.rmse["bilinear"])
+        assert f"| {r.ratio:.3f} |" in res.table()
 
 
 def test_demo_low_resolution_is_the_block_centre():
@@ -60,3 +63,4 @@ def test_demo_cli(tmp_path, capsys, monkeypatch):
     assert main(["--out", str(tmp_path), "--factors", "4"]) == 0
     out = capsys.readouterr().out
     assert "RMSE" in out and "| ×4 |" in out
+    assert "Goal RMSE ≤ 0.8× bilinear: met at" in out

@@ -232,7 +232,7 @@ def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
     """Every factor: best_weights picks the newest record of the v2 architecture (context
     features); v1 stays registered and is still the default of the v1 architecture."""
     rec = weights.best_weights("depth", factor)
-    assert rec.tag == f"pac_jbu_refine_x{factor}_synthetic_{_latest(factor)}"
+    assert rec.tag == f"pac_jbu_refine_x{factor}_synthetic_v{_latest(factor)}"
     assert rec.model_kwargs["context_channels"] == 8
     v1 = weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v1")
     v2 = weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v2")
@@ -245,45 +245,44 @@ def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
     # every default has trained features and context (×8: v3, whose fine-tune re-drew v2's dead
     # layers; v2 ×8 itself ran before the initialisation fix and holds zeros there)
     assert trained
-    kw8 = {k: v for k, v in rec.model_kwargs.items() if k != "wide_refine"} | {"factor": 8}
+    kw8 = {k: v for k, v in rec.model_kwargs.items()
+           if k not in ("wide_refine", "reach")} | {"factor": 8}
     v2_8 = create_model("pac_jbu_refine", pretrained="pac_jbu_refine_x8_synthetic_v2", **kw8)
     assert v2_8.features[-1].weight.abs().sum() == 0
 
 
-def _latest(factor: int) -> str:
-    if factor in weights.V9_FACTORS:
-        return "v9"
-    if factor in weights.V8_FACTORS:
-        return "v8"
-    return "v7" if factor in weights.V7_FACTORS else "v6"
+def _latest(factor: int) -> int:
+    """The newest depth version at ``factor``."""
+    for version, factors in ((10, weights.V10_FACTORS), (9, weights.V9_FACTORS),
+                             (8, weights.V8_FACTORS), (7, weights.V7_FACTORS)):
+        if factor in factors:
+            return version
+    return 6
 
 
 @pytest.mark.parametrize("factor", [4, 8, 16])
 def test_each_fine_tune_replaces_the_last_as_default(factor):
     """Every factor: the newest fine-tune of the v2 architecture (v3 = v2 fine-tuned once more, v4
-    = v3 on harder scenes, v5 = v4 on scenes without the depth offset, v6 = v5 once more) is
-    both the best and the default record; the older ones stay
-    registered, shipped and loadable by tag, no longer defaults, and each fine-tune improved the
-    held-out synthetic scores it was chosen on."""
-    kw = {"factor": factor, "stage": 4, "width": 32, "feat_channels": 8, "context_channels": 8}
-    chain = [weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_{v}")
-             for v in ("v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9") if v <= _latest(factor)]
+    = v3 on harder scenes, v5 = v4 on scenes without the depth offset, v6 = v5 once more, …) is
+    the best record; each record is the default of its layout (the ``model_kwargs``) unless a
+    newer record of the same layout replaced it (×16: v8 stays the default without
+    ``wide_refine``, v9 with it but without ``reach``); the older ones stay registered, shipped
+    and loadable by tag, and each fine-tune improved the held-out synthetic scores it was chosen
+    on."""
+    chain = [weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v{v}")
+             for v in range(2, _latest(factor) + 1)]
     newest = chain[-1]
-    # v9 (×16) adds the wide_refine branch: v8 stays the default of the layout without it
-    keeps_default = None
-    if "wide_refine" in newest.model_kwargs:
-        keeps_default = chain[-2]
-        assert weights.default_weights("pac_jbu_refine", kw) is keeps_default
-        kw = kw | {"wide_refine": newest.model_kwargs["wide_refine"]}
-    assert weights.default_weights("pac_jbu_refine", kw) is newest
     assert weights.best_weights("depth", factor) is newest
+    for rec in chain:
+        last_of_layout = [r for r in chain if r.model_kwargs == rec.model_kwargs][-1]
+        assert rec.shipped and rec.default == (rec is last_of_layout), rec.tag
+        assert weights.default_weights("pac_jbu_refine", rec.model_kwargs) is last_of_layout
     for old, new in zip(chain, chain[1:]):
-        assert old.shipped and old.default == (old is keeps_default)
-        # v5 and v6 were chosen on scenes whose depth sits at the RGB pixel centre
+        # v5 and later were chosen on scenes whose depth sits at the RGB pixel centre
         # (supersample=3); the older ones on the default scenes, whose offset v2–v4 had learned
         keys = (("synthetic_ss3_plain_rmse_m", "synthetic_ss3_fractal_rmse_m",
                  "synthetic_ss3_hard_rmse_m", "synthetic_ss3_photo_rmse_m")
-                if new.tag.endswith(("_v5", "_v6", "_v7", "_v8", "_v9"))
+                if int(new.tag.rsplit("_v", 1)[1]) >= 5
                 else ("synthetic_rmse_m", "synthetic_fractal_rmse_m"))
         for key in keys:
             assert new.metrics[key] < old.metrics[key]
