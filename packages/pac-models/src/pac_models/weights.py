@@ -1086,7 +1086,6 @@ def _depth_v9_records() -> None:
                           wide_refine=16)
 
 
-
 V10_FACTORS = (16,)
 
 
