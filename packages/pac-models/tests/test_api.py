@@ -176,6 +176,26 @@ def test_apply_model_resizes_mismatched_guidance():
     assert seen["guide"] == (56, 128) and out.shape == (1, 2, 50, 120)
 
 
+def test_scaled_param_groups_and_their_scheduled_rates():
+    from pac_models.training import begin_epoch, scaled_param_groups
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Conv2d(2, 1, 1))
+    model[2].bias.requires_grad_(False)
+    groups = scaled_param_groups(model, 1e-3, [("2.*", 5.0), ("*.weight", 2.0)])
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [([names[id(p)] for p in g["params"]], g["lr"], g["lr_scale"]) for g in groups] == [
+        (["0.bias"], 1e-3, 1.0), (["2.weight"], 5e-3, 5.0), (["0.weight"], 2e-3, 2.0)]
+    opt = torch.optim.Adam(groups)
+    begin_epoch(4, opt, None, 1e-3, (3,), 0.1, seed=1)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 5e-4, 2e-4])
+    assert scaled_param_groups(model, 1e-3)[0]["params"] == [
+        p for p in model.parameters() if p.requires_grad]
+    with pytest.raises(ValueError, match=r"'3\.\*' matches no trainable parameter of Sequential"):
+        scaled_param_groups(model, 1e-3, [("3.*", 2.0)])
+    with pytest.raises(ValueError, match="must be a positive finite number"):
+        scaled_param_groups(model, 1e-3, [("0.*", float("inf"))])
+
+
 def test_lr_schedule_matches_pacnet_recipe():
     lrs = {e: lr_at(e, 1e-4, (3500, 4500), 0.1) for e in (1, 3499, 3500, 4499, 4500, 5000)}
     assert lrs[1] == lrs[3499] == 1e-4

@@ -153,6 +153,34 @@ def test_train_init_weights_for_depth(tmp_path, capsys):
               "--out", str(tmp_path / "bad")])
 
 
+def test_train_lr_scale_gives_matching_parameters_their_own_rate(tmp_path, capsys):
+    """Adam's first step moves every parameter by about its learning rate: with
+    ``--lr-scale 'up_convts.*=10'`` the stage kernels move 10× as far as the rest."""
+    common = ["train", "--model", "pac_jbu_refine", "--factor", "4", "--scenes", "2",
+              "--scene-size", "32", "--crop", "32", "--batch-size", "2", "--eval-limit", "0",
+              "--epochs", "1", "--quiet", "--max-steps", "1", "--lr", "1e-3", "--model-arg",
+              "width=8", "--model-arg", "feat_channels=2"]
+    base, scaled = tmp_path / "base", tmp_path / "scaled"
+    assert main([*common, "--lr", "0", "--out", str(base)]) == 0
+    assert main([*common, "--lr-scale", "up_convts.*=10", "--init-weights",
+                 str(base / "weights_epoch_1.pth"), "--out", str(scaled)]) == 0
+    a = torch.load(base / "weights_epoch_1.pth", weights_only=True)
+    b = torch.load(scaled / "weights_epoch_1.pth", weights_only=True)
+    moved = {k: float((b[k] - a[k]).abs().max()) for k in a}
+    assert max(moved["up_convts.0.weight"], moved["up_convts.1.weight"]) == pytest.approx(
+        1e-2, rel=1e-3)
+    assert max(v for k, v in moved.items() if not k.startswith("up_convts")) == pytest.approx(
+        1e-3, rel=1e-3)
+    state = torch.load(scaled / "checkpoint_epoch_1.pth", weights_only=True)
+    assert [(g["lr"], g["lr_scale"]) for g in state["optimizer"]["param_groups"]] == [
+        (1e-3, 1.0), (pytest.approx(1e-2), 10.0)]
+    for bad, match in (("up_convts.*", "PATTERN=FACTOR"), ("up_convts.*=0", "positive"),
+                       ("=3", "PATTERN=FACTOR"), ("up_convts.*=x", "positive"),
+                       ("nothing.*=2", "matches no trainable parameter of PacJBURefine")):
+        with pytest.raises(SystemExit, match=match):
+            main([*common, "--lr-scale", bad, "--out", str(tmp_path / "bad")])
+
+
 def test_train_scene_args(tmp_path, capsys):
     args = ["train", "--model", "bilinear", "--factor", "4", "--scenes", "2", "--scene-size",
             "32", "--crop", "16", "--eval-limit", "0", "--epochs", "1", "--quiet",

@@ -286,3 +286,18 @@ def test_each_fine_tune_replaces_the_last_as_default(factor):
                 else ("synthetic_rmse_m", "synthetic_fractal_rmse_m"))
         for key in keys:
             assert new.metrics[key] < old.metrics[key]
+
+
+def test_default_weights_reads_arguments_the_way_the_builder_does():
+    """``reach=2``, ``reach=[2, 2]`` and ``reach=(2, 2)`` build the same ×16 model, so they find
+    the same default record; a different reach does not."""
+    v10 = weights.get_weights("pac_jbu_refine_x16_synthetic_v10")
+    kwargs = dict(v10.model_kwargs)
+    for reach in (2, [2, 2], (2, 2)):
+        assert weights.default_weights("pac_jbu_refine", kwargs | {"reach": reach}) is v10
+        model = create_model("pac_jbu_refine", pretrained=True, **(kwargs | {"reach": reach}))
+        assert model.reach == (2, 2)
+    for reach in (3, [2, 3], (1, 2)):
+        found = weights.default_weights("pac_jbu_refine", kwargs | {"reach": reach})
+        assert found is None or found.model_kwargs.get("reach") != (2, 2), reach
+    assert weights.default_weights("pac_jbu_refine", kwargs | {"reach": True}) is not v10

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,6 +129,9 @@ def _cmd_train_segmentation(args: argparse.Namespace) -> int:
 
     from .segmentation import SegTrainConfig, train
 
+    if args.lr_scale:
+        raise SystemExit("error: --lr-scale is only for depth models (the segmentation trainer "
+                         "has one learning rate)")
     torch.manual_seed(args.seed)
     model = _seg_model(args)
     ds = _voc_dataset(args, args.train_split, train=True)
@@ -306,12 +310,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, milestones=tuple(args.milestones),
                       batch_size=args.batch_size, seed=args.seed,
                       snapshot_every=args.snapshot_every, eval_every=args.eval_every,
-                      max_steps_per_epoch=args.max_steps, num_workers=args.workers)
+                      max_steps_per_epoch=args.max_steps, num_workers=args.workers,
+                      lr_scales=_lr_scales(args.lr_scale, model))
     res = train(model, ds, args.factor, args.out, cfg, eval_dataset=ev,
                 eval_metric="epe" if args.dataset == "sintel" else "rmse",
                 resume=not args.no_resume, progress=not args.quiet)
     print(f"trained epochs {res.start_epoch}–{res.epochs}; weights: {res.weights}")
     return 0
+
+
+def _lr_scales(items: Sequence[str], model: Any) -> tuple[tuple[str, float], ...]:
+    """``--lr-scale PATTERN=FACTOR`` values as ``(pattern, factor)`` pairs, checked against
+    ``model``'s parameter names."""
+    from .training import scaled_param_groups
+
+    pairs = []
+    for item in items:
+        pattern, sep, factor = item.rpartition("=")
+        try:
+            value = float(factor)
+        except ValueError:
+            value = float("nan")
+        if not sep or not pattern or not math.isfinite(value) or value <= 0:
+            raise SystemExit(f"error: --lr-scale expects PATTERN=FACTOR with a positive FACTOR, "
+                             f"got {item!r}")
+        pairs.append((pattern, value))
+    try:
+        scaled_param_groups(model, 1.0, pairs)
+    except ValueError as exc:
+        raise SystemExit(f"error: --lr-scale: {exc}") from None
+    return tuple(pairs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=1)
     tr.add_argument("--lr", type=float, default=None,
                     help="default 1e-4 (depth), 1e-3 (segmentation)")
+    tr.add_argument("--lr-scale", action="append", default=[], metavar="PATTERN=FACTOR",
+                    help="depth: parameters whose name matches the fnmatch PATTERN train at "
+                         "FACTOR times the rate (repeatable; the first match wins), e.g. "
+                         "'up_convts.*=10'")
     tr.add_argument("--milestones", type=int, nargs="*", default=[],
                     help="epochs from which lr is divided by 10 (pacnet: 3500 4500)")
     tr.add_argument("--batch-size", type=int, default=1)

@@ -4,6 +4,7 @@ checkpoint files for resuming."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 __all__ = ["TrainResult", "begin_epoch", "jsonable", "latest_checkpoint", "lr_at", "resume",
-           "run_epochs", "save_checkpoint", "to_cpu"]
+           "run_epochs", "save_checkpoint", "scaled_param_groups", "to_cpu"]
 
 
 @dataclass
@@ -108,6 +109,48 @@ def save_checkpoint(out: Path, epoch: int, model: nn.Module, opt: torch.optim.Op
     return path
 
 
+def scaled_param_groups(model: nn.Module, lr: float,
+                        lr_scales: Sequence[tuple[str, float]] = ()) -> list[dict[str, Any]]:
+    """Parameter groups for an optimiser, some with their own learning-rate multiplier.
+
+    Each trainable parameter goes into the group of the first ``(pattern, scale)`` of
+    ``lr_scales`` whose fnmatch ``pattern`` matches its name (``scale`` is stored as the group's
+    ``"lr_scale"``, which :func:`begin_epoch` multiplies into the scheduled rate), else into the
+    group of the rest (scale 1). Empty groups are left out.
+
+    Args:
+        model: The model whose named parameters are grouped.
+        lr: The initial learning rate (groups get ``lr · scale``).
+        lr_scales: ``(pattern, scale)`` pairs, e.g. ``[("up_convts.*", 10.0)]``.
+
+    Returns:
+        The groups, the rest first.
+
+    Raises:
+        ValueError: a scale that is not a positive finite number, or a pattern that matches no
+            trainable parameter (a typo would otherwise silently train at the base rate).
+    """
+    import fnmatch
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    buckets: list[list[nn.Parameter]] = [[] for _ in range(len(lr_scales) + 1)]
+    for pattern, scale in lr_scales:
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"lr_scales: the scale of {pattern!r} must be a positive finite "
+                             f"number, got {scale!r}")
+        if not any(fnmatch.fnmatchcase(n, pattern) for n, _ in named):
+            raise ValueError(f"lr_scales: {pattern!r} matches no trainable parameter of "
+                             f"{type(model).__name__} (names look like {named[0][0]!r})"
+                             if named else f"lr_scales: {type(model).__name__} has no "
+                             f"trainable parameters")
+    for name, param in named:
+        i = next((i for i, (pattern, _) in enumerate(lr_scales)
+                  if fnmatch.fnmatchcase(name, pattern)), None)
+        buckets[0 if i is None else i + 1].append(param)
+    scales = [1.0] + [float(s) for _, s in lr_scales]
+    return [{"params": b, "lr": lr * s, "lr_scale": s} for b, s in zip(buckets, scales) if b]
+
+
 def begin_epoch(epoch: int, opt: torch.optim.Optimizer, dataset: Any, lr: float,
                 milestones: Sequence[int], gamma: float,
                 seed: int) -> tuple[float, torch.Generator]:
@@ -118,7 +161,7 @@ def begin_epoch(epoch: int, opt: torch.optim.Optimizer, dataset: Any, lr: float,
     """
     rate = lr_at(epoch, lr, milestones, gamma)
     for group in opt.param_groups:
-        group["lr"] = rate
+        group["lr"] = rate * group.get("lr_scale", 1.0)
     if hasattr(dataset, "epoch"):
         dataset.epoch = epoch
     return rate, torch.Generator().manual_seed(seed * 1_000_003 + epoch)

@@ -175,13 +175,30 @@ def default_weights(model: str, model_kwargs: Mapping[str, Any]) -> Optional[Wei
 
     When several match (a record of a larger variant names more arguments, e.g. the
     ``pac_jbu_refine`` v2 records add ``context_channels``), the most specific one wins: the
-    record that matches the most of the given arguments.
+    record that matches the most of the given arguments. Values are compared the way the
+    builders read them: a list equals the tuple of its items, and one int equals a tuple that
+    repeats it (``reach=2`` and ``reach=[2, 2]`` both mean the record's ``reach=(2, 2)``; the
+    record's other arguments, ``factor`` among them, fix the number of entries).
     """
-    matches = [w for w in _WEIGHTS.values()
+    matches = [w for w in list(_WEIGHTS.values())  # looking up defaults may register more
                if w.default and w.model == model and all(
-                   model_kwargs.get(k, _default_kwarg(model, k)) == v
+                   _same_kwarg(model_kwargs.get(k, _default_kwarg(model, k)), v)
                    for k, v in w.model_kwargs.items())]
     return max(matches, key=lambda w: len(w.model_kwargs), default=None)
+
+
+def _same_kwarg(given: Any, recorded: Any) -> bool:
+    """Whether a builder argument ``given`` means the ``recorded`` value (see
+    :func:`default_weights`)."""
+    def canonical(v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    def repeats(one: Any, many: Any) -> bool:
+        return (isinstance(one, int) and not isinstance(one, bool) and isinstance(many, tuple)
+                and len(many) > 0 and all(m == one for m in many))
+
+    given, recorded = canonical(given), canonical(recorded)
+    return given == recorded or repeats(given, recorded) or repeats(recorded, given)
 
 
 def _default_kwarg(model: str, key: str) -> Any:
@@ -475,7 +492,7 @@ def load_pretrained(model: nn.Module, name: str, pretrained: Union[bool, str, Pa
             raise ValueError(f"weights {record.tag!r} belong to {record.model!r}, not {name!r}")
         for k, v in record.model_kwargs.items():
             built = model_kwargs.get(k, _default_kwarg(name, k))
-            if built is not None and built != v:
+            if built is not None and not _same_kwarg(built, v):
                 raise ValueError(
                     f"weights {record.tag!r} need {k}={v!r}, the model was built with "
                     f"{k}={built!r}"

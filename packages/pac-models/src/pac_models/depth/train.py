@@ -18,7 +18,14 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
-from ..training import TrainResult, latest_checkpoint, lr_at, run_epochs, save_checkpoint
+from ..training import (
+    TrainResult,
+    latest_checkpoint,
+    lr_at,
+    run_epochs,
+    save_checkpoint,
+    scaled_param_groups,
+)
 from ..training import resume as resume_from
 from .evaluate import _model_device, collate, evaluate, to_device
 from .protocol import l2_loss
@@ -41,6 +48,10 @@ class TrainConfig:
         eval_every: Epochs between evaluations on the eval set (0 = never).
         max_steps_per_epoch: Cap on optimiser steps per epoch (smoke tests; None = full pass).
         num_workers: DataLoader workers.
+        lr_scales: ``(pattern, scale)`` pairs: parameters whose name matches the fnmatch
+            ``pattern`` (the first that matches) train at ``scale`` times the scheduled rate
+            (see :func:`~pac_models.training.scaled_param_groups`), e.g. ``(("up_convts.*",
+            10.0),)`` for kernel taps that start at zero and should grow fast.
     """
 
     epochs: int = 1
@@ -53,7 +64,7 @@ class TrainConfig:
     eval_every: int = 10
     max_steps_per_epoch: Optional[int] = None
     num_workers: int = 0
-
+    lr_scales: Sequence[tuple[str, float]] = ()
 
 
 
@@ -85,8 +96,8 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     cfg = config or TrainConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                           weight_decay=0.0)
+    opt = torch.optim.Adam(scaled_param_groups(model, cfg.lr, cfg.lr_scales), lr=cfg.lr,
+                           betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     start = resume_from(out, model, opt, log) if resume else 1
     result = TrainResult(start_epoch=start, epochs=start - 1)
 
