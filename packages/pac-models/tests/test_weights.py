@@ -301,3 +301,32 @@ def test_default_weights_reads_arguments_the_way_the_builder_does():
         found = weights.default_weights("pac_jbu_refine", kwargs | {"reach": reach})
         assert found is None or found.model_kwargs.get("reach") != (2, 2), reach
     assert weights.default_weights("pac_jbu_refine", kwargs | {"reach": True}) is not v10
+
+
+def test_each_depth_recipe_is_a_valid_train_command_for_its_record():
+    """The ``pac-models train`` command in each shipped depth record parses with the CLI's own
+    parser and builds the record's layout: the same model, factor and ``--model-arg`` values,
+    starting (``--init-weights``) from a registered, older record."""
+    import shlex
+
+    from pac_models._keyvalue import parse_key_values
+    from pac_models.cli import build_parser
+
+    depth = weights.list_weights("pac_jbu_refine")
+    assert len(depth) >= 20
+    for rec in depth:
+        command = rec.recipe.split(" (")[0]
+        assert command.startswith("pac-models train "), rec.tag
+        ns = build_parser().parse_args([*shlex.split(command)[1:], "--out", "unused"])
+        assert ns.model == rec.model and ns.factor == rec.model_kwargs["factor"], rec.tag
+        built = parse_key_values(ns.model_arg) | {"factor": ns.factor}
+        assert built.keys() == rec.model_kwargs.keys(), rec.tag
+        assert all(weights._same_kwarg(built[k], v) for k, v in rec.model_kwargs.items()), rec.tag
+        if ns.init_weights:
+            start = weights.get_weights(ns.init_weights)
+            assert start.shipped and start.model_kwargs["factor"] == ns.factor, rec.tag
+            assert _version(start.tag) < _version(rec.tag), rec.tag
+
+
+def _version(tag: str) -> int:
+    return int(tag.rsplit("_v", 1)[1])

@@ -955,7 +955,7 @@ squared per-scene RMSE (:attr:`pac_models.depth.evaluate.EvalResult.pooled`)."""
 def _ss3_recipe(init: str, seed: int, provenance: str, size: int = 224, crop: int = 192,
                 epochs: int = 10, milestones: str = "7 9", augment: str = "",
                 wide_refine: int = 0, reach: tuple[int, ...] = (), snapshot_every: int = 2,
-                kept: str = "last epoch") -> str:
+                kept: str = "last epoch", lr_scale: str = "") -> str:
     """The training command of a ``pac_jbu_refine`` fine-tune on the photo mix rendered with
     ``supersample=3`` (v5 and later), with ``{f}`` left for the factor."""
     reach_arg = f"--model-arg 'reach=({','.join(map(str, reach))})' " if reach else ""
@@ -970,7 +970,8 @@ def _ss3_recipe(init: str, seed: int, provenance: str, size: int = 224, crop: in
         f"--scene-size {size} --crop {crop} --batch-size 4 --epochs {epochs} --lr 5e-4 "
         f"--milestones {milestones} --eval-limit 0 --snapshot-every {snapshot_every} "
         f"--seed {seed} "
-        f"--cache-scenes{' --augment ' + augment if augment else ''} ({provenance}); {kept}; "
+        f"--cache-scenes{' --augment ' + augment if augment else ''}"
+        f"{f' --lr-scale {lr_scale!r}' if lr_scale else ''} ({provenance}); {kept}; "
         "see weights/README.md"
     )
 
