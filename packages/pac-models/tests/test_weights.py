@@ -253,7 +253,8 @@ def test_v2_depth_weights_are_the_default_and_extend_v1(factor):
 
 def _latest(factor: int) -> int:
     """The newest depth version at ``factor``."""
-    for version, factors in ((10, weights.V10_FACTORS), (9, weights.V9_FACTORS),
+    for version, factors in ((11, weights.V11_FACTORS), (10, weights.V10_FACTORS),
+                             (9, weights.V9_FACTORS),
                              (8, weights.V8_FACTORS), (7, weights.V7_FACTORS)):
         if factor in factors:
             return version
@@ -266,9 +267,9 @@ def test_each_fine_tune_replaces_the_last_as_default(factor):
     = v3 on harder scenes, v5 = v4 on scenes without the depth offset, v6 = v5 once more, …) is
     the best record; each record is the default of its layout (the ``model_kwargs``) unless a
     newer record of the same layout replaced it (×16: v8 stays the default without
-    ``wide_refine``, v9 with it but without ``reach``); the older ones stay registered, shipped
-    and loadable by tag, and each fine-tune improved the held-out synthetic scores it was chosen
-    on."""
+    ``wide_refine``, v9 with it but without ``reach``, v10 with ``reach=(2, 2)``); the older
+    ones stay registered, shipped and loadable by tag, and each fine-tune improved the held-out
+    synthetic scores it was chosen on."""
     chain = [weights.get_weights(f"pac_jbu_refine_x{factor}_synthetic_v{v}")
              for v in range(2, _latest(factor) + 1)]
     newest = chain[-1]
