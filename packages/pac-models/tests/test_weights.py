@@ -283,7 +283,7 @@ def test_each_fine_tune_replaces_the_last_as_default(factor):
         # (supersample=3); the older ones on the default scenes, whose offset v2–v4 had learned
         keys = (("synthetic_ss3_plain_rmse_m", "synthetic_ss3_fractal_rmse_m",
                  "synthetic_ss3_hard_rmse_m", "synthetic_ss3_photo_rmse_m")
-                if int(new.tag.rsplit("_v", 1)[1]) >= 5
+                if _version(new.tag) >= 5
                 else ("synthetic_rmse_m", "synthetic_fractal_rmse_m"))
         for key in keys:
             assert new.metrics[key] < old.metrics[key]

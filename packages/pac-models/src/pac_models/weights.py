@@ -1046,6 +1046,19 @@ def _depth_v6_records() -> None:
                               default=factor not in V7_FACTORS)
 
 
+def _register_x16(version: str, sha256: str, middlebury: tuple[float, float],
+                  synthetic: tuple[float, ...], default: bool, **recipe: Any) -> None:
+    """One ×16 fine-tune of v7 and later: the :func:`_ss3_recipe` with ``recipe``'s arguments on
+    320² scenes cropped to 288², its Middlebury RMSE (one pass, d4) and eight held-out synthetic
+    RMSEs (:data:`_SYNTHETIC_SETS` order); ``wide_refine`` and ``reach`` also set its layout."""
+    metrics = {"middlebury_rmse_px": middlebury[0], "middlebury_d4_rmse_px": middlebury[1]}
+    metrics |= _synthetic_metrics(synthetic)
+    _register_jbu_context(version, 16, sha256,
+                          _ss3_recipe(size=320, crop=288, **recipe).format(f=16),
+                          _BILINEAR[16] | metrics, default=default,
+                          wide_refine=recipe.get("wide_refine", 0), reach=recipe.get("reach", ()))
+
+
 V7_FACTORS = (16,)
 
 
@@ -1053,15 +1066,11 @@ def _depth_v7_records() -> None:
     """``pac_jbu_refine`` ×16 v7: v6 fine-tuned 6 epochs on larger scenes (320², crops 288: more
     low-resolution context per crop), seed 9. Chosen by the v5/v6 rule: 0.6537 → 0.6512.
     The default at ×16."""
-    recipe = _ss3_recipe(init="v6", seed=9, size=320, crop=288, epochs=6, milestones="4 5",
-                         provenance="pac d10a90a, torch 2.13.0+cpu, 2 threads, 41 min with "
-                                    "other jobs").format(f=16)
-    metrics = {"middlebury_rmse_px": 3.7673,
-               "middlebury_d4_rmse_px": 3.5517}
-    metrics |= _synthetic_metrics((0.7181, 0.8156, 0.8949, 0.7899, 0.7045, 0.7978, 0.8807, 0.8418))
-    sha256 = "65cd2512a3fd6e7a19a0572e1e7577cb551e773f5d1c834b1e419abbf3e0e093"
-    _register_jbu_context("v7", 16, sha256, recipe, _BILINEAR[16] | metrics,
-                          default=16 not in V8_FACTORS)
+    _register_x16(
+        "v7", "65cd2512a3fd6e7a19a0572e1e7577cb551e773f5d1c834b1e419abbf3e0e093",
+        (3.7673, 3.5517), (0.7181, 0.8156, 0.8949, 0.7899, 0.7045, 0.7978, 0.8807, 0.8418),
+        default=16 not in V8_FACTORS, init="v6", seed=9, epochs=6, milestones="4 5",
+        provenance="pac d10a90a, torch 2.13.0+cpu, 2 threads, 41 min with other jobs")
 
 
 V8_FACTORS = (16,)
@@ -1072,15 +1081,12 @@ def _depth_v8_records() -> None:
     all 8 symmetries of the square) on v7's 320² scenes, seed 10. Chosen by the v5-v7 rule
     against v7 and two other candidates (384² scenes; the average of both runs' weights):
     0.6512 → 0.6488. The default at ×16."""
-    recipe = _ss3_recipe(init="v7", seed=10, size=320, crop=288, epochs=6, milestones="4 5",
-                         augment="d4", provenance="pac a570196, torch 2.13.0+cpu, 1 thread, "
-                                                  "51 min with two other jobs").format(f=16)
-    metrics = {"middlebury_rmse_px": 3.7546,
-               "middlebury_d4_rmse_px": 3.5451}
-    metrics |= _synthetic_metrics((0.7156, 0.8122, 0.8934, 0.7868, 0.7016, 0.7947, 0.878, 0.8386))
-    sha256 = "f2a77e1d636d8841443e51afd131987238138b5abad0b64d2be36d132c258165"
     # stays the default of the architecture without ``wide_refine`` (v9 adds that branch)
-    _register_jbu_context("v8", 16, sha256, recipe, _BILINEAR[16] | metrics, default=True)
+    _register_x16(
+        "v8", "f2a77e1d636d8841443e51afd131987238138b5abad0b64d2be36d132c258165",
+        (3.7546, 3.5451), (0.7156, 0.8122, 0.8934, 0.7868, 0.7016, 0.7947, 0.878, 0.8386),
+        default=True, init="v7", seed=10, epochs=6, milestones="4 5", augment="d4",
+        provenance="pac a570196, torch 2.13.0+cpu, 1 thread, 51 min with two other jobs")
 
 
 V9_FACTORS = (16,)
@@ -1092,16 +1098,12 @@ def _depth_v9_records() -> None:
     with v8's recipe, seed 12. Chosen by the v5-v8 rule against v8 and its own epoch-4 snapshot:
     0.6488 → 0.6471. The default of the ``wide_refine=16`` architecture (v8 stays the default of
     the architecture without it); v10 replaced it as the best ×16 record."""
-    recipe = _ss3_recipe(init="v8", seed=12, size=320, crop=288, epochs=6, milestones="4 5",
-                         augment="d4", wide_refine=16,
-                         provenance="pac 79eb233, torch 2.13.0+cpu, 1 thread, 78 min with "
-                                    "another job").format(f=16)
-    metrics = {"middlebury_rmse_px": 3.7234,
-               "middlebury_d4_rmse_px": 3.5264}
-    metrics |= _synthetic_metrics((0.7159, 0.811, 0.8922, 0.7832, 0.7002, 0.7916, 0.8774, 0.8353))
-    sha256 = "680a5c26322a306137074970aa38079f03e9d123f6e4a39000dc90e7aad640e2"
-    _register_jbu_context("v9", 16, sha256, recipe, _BILINEAR[16] | metrics, default=True,
-                          wide_refine=16)
+    _register_x16(
+        "v9", "680a5c26322a306137074970aa38079f03e9d123f6e4a39000dc90e7aad640e2",
+        (3.7234, 3.5264), (0.7159, 0.811, 0.8922, 0.7832, 0.7002, 0.7916, 0.8774, 0.8353),
+        default=True, init="v8", seed=12, epochs=6, milestones="4 5", augment="d4",
+        wide_refine=16,
+        provenance="pac 79eb233, torch 2.13.0+cpu, 1 thread, 78 min with another job")
 
 
 V10_FACTORS = (16,)
@@ -1114,17 +1116,13 @@ def _depth_v10_records() -> None:
     epoch-3 snapshots: 0.6471 → 0.6371, 0.6352, **0.6345** (lower than v9 on all four sets). The
     default of its layout; v11 replaced it as the best ×16 record, v9 and v8 stay the defaults
     of theirs."""
-    recipe = _ss3_recipe(init="v9", seed=15, size=320, crop=288, epochs=4, milestones="3",
-                         augment="d4", wide_refine=16, reach=(2, 2), snapshot_every=1,
-                         provenance="pac 2f317d3, torch 2.13.0+cpu, 1 thread, 57 min with "
-                                    "one or two other jobs").format(f=16)
-    metrics = {"middlebury_rmse_px": 3.6687,
-               "middlebury_d4_rmse_px": 3.488}
-    metrics |= _synthetic_metrics((0.7016, 0.7962, 0.8769, 0.7682,
-                                   0.6846, 0.7755, 0.8618, 0.8204))
-    sha256 = "315063b5f4a74cfa13aded5e7efc63d793661374d27e433731e4ae846ea91a4c"
-    _register_jbu_context("v10", 16, sha256, recipe, _BILINEAR[16] | metrics, default=True,
-                          wide_refine=16, reach=(2, 2))
+    _register_x16(
+        "v10", "315063b5f4a74cfa13aded5e7efc63d793661374d27e433731e4ae846ea91a4c",
+        (3.6687, 3.488), (0.7016, 0.7962, 0.8769, 0.7682, 0.6846, 0.7755, 0.8618, 0.8204),
+        default=True, init="v9", seed=15, epochs=4, milestones="3", augment="d4",
+        wide_refine=16, reach=(2, 2), snapshot_every=1,
+        provenance="pac 2f317d3, torch 2.13.0+cpu, 1 thread, 57 min with one or two other "
+                   "jobs")
 
 
 V11_FACTORS = (16,)
@@ -1139,18 +1137,13 @@ def _depth_v11_records() -> None:
     without ``--lr-scale``, two with ``×10``, a plain v10 continuation): 0.6345 → **0.6270**,
     lower than v10 on all four sets. The best ×16 record (what ``depth.upsample`` uses) and the
     default of its layout."""
-    recipe = _ss3_recipe(init="v10", seed=20, size=320, crop=288, epochs=3, milestones="2",
-                         augment="d4", wide_refine=16, reach=(2, 3), snapshot_every=1,
-                         lr_scale="up_convts.1.*=3",
-                         provenance="pac 37a6455, torch 2.13.0+cpu, 1 thread, 62 min with "
-                                    "one or two other jobs").format(f=16)
-    metrics = {"middlebury_rmse_px": 3.6121,
-               "middlebury_d4_rmse_px": 3.4566}
-    metrics |= _synthetic_metrics((0.6925, 0.7867, 0.869, 0.758,
-                                   0.6755, 0.7659, 0.8539, 0.8099))
-    sha256 = "01ad1d3861621a489dc87c69d316a81b8dc7160024c890018632d3cbb385f5d6"
-    _register_jbu_context("v11", 16, sha256, recipe, _BILINEAR[16] | metrics, default=True,
-                          wide_refine=16, reach=(2, 3))
+    _register_x16(
+        "v11", "01ad1d3861621a489dc87c69d316a81b8dc7160024c890018632d3cbb385f5d6",
+        (3.6121, 3.4566), (0.6925, 0.7867, 0.869, 0.758, 0.6755, 0.7659, 0.8539, 0.8099),
+        default=True, init="v10", seed=20, epochs=3, milestones="2", augment="d4",
+        wide_refine=16, reach=(2, 3), snapshot_every=1, lr_scale="up_convts.1.*=3",
+        provenance="pac 37a6455, torch 2.13.0+cpu, 1 thread, 62 min with one or two other "
+                   "jobs")
 
 
 _depth_records()
