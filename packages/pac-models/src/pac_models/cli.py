@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -321,7 +320,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _lr_scales(items: Sequence[str], model: Any) -> tuple[tuple[str, float], ...]:
     """``--lr-scale PATTERN=FACTOR`` values as ``(pattern, factor)`` pairs, checked against
-    ``model``'s parameter names."""
+    ``model``'s parameter names (and the factors' range) by
+    :func:`~pac_models.training.scaled_param_groups`."""
     from .training import scaled_param_groups
 
     pairs = []
@@ -330,8 +330,8 @@ def _lr_scales(items: Sequence[str], model: Any) -> tuple[tuple[str, float], ...
         try:
             value = float(factor)
         except ValueError:
-            value = float("nan")
-        if not sep or not pattern or not math.isfinite(value) or value <= 0:
+            sep = ""  # not a number: report it as malformed below
+        if not sep or not pattern:
             raise SystemExit(f"error: --lr-scale expects PATTERN=FACTOR with a positive FACTOR, "
                              f"got {item!r}")
         pairs.append((pattern, value))
