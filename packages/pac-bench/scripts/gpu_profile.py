@@ -1,4 +1,4 @@
-"""Where the CUDA backend's time goes, for one GPU session (run by gpu_diag.sh).
+"""Where the CUDA backend's time goes (run by gpu_check.sh; needs a GPU).
 
 Prints, for the 1x64x512x512 k5 case: a kernel-time table of one native forward of each layer
 (torch.profiler), and forward times of cuDNN and native with TF32 off and on (CUDA events).
