@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pac_core import PacConvTranspose2d, PacPool2d
+
 __all__ = [
     "DJIF",
     "Bilinear",
@@ -152,8 +154,6 @@ class PacJointUpsample(nn.Module):
         f_bn: bool = False,
     ) -> None:
         super().__init__()
-        from pac_core import PacConvTranspose2d
-
         name = type(self).__name__
         self.factor = _check_factor(name, factor)
         if n_g_layers < 1 or n_f_layers < 1 or n_t_layers < 1:
@@ -333,8 +333,6 @@ class JointBilateral(nn.Module):
     def __init__(self, factor: int, channels: int, kernel_size: int, scale_space: float,
                  scale_color: float) -> None:
         super().__init__()
-        from pac_core import PacConvTranspose2d
-
         name = type(self).__name__
         if factor < 1:
             raise ValueError(f"{name}: factor must be ≥ 1, got {factor}")
@@ -429,8 +427,6 @@ class PacRefine(nn.Module):
                  guide_channels: int | None = None, sigma_color: float = 0.05,
                  sigma_value: float = 0.1, kernel_size: int = 5, iterations: int = 3) -> None:
         super().__init__()
-        from pac_core import PacPool2d
-
         if factor < 1:
             raise ValueError(f"PacRefine: factor must be ≥ 1, got {factor}")
         if sigma_color <= 0 or sigma_value <= 0 or iterations < 0:
@@ -540,8 +536,6 @@ class PacJBURefine(nn.Module):
                  context_channels: int = 0, wide_refine: int = 0,
                  reach: Union[int, Sequence[int]] = 1) -> None:
         super().__init__()
-        from pac_core import PacConvTranspose2d
-
         name = type(self).__name__
         self.factor = _check_factor(name, factor)
         if (feat_channels < 0 or context_channels < 0 or wide_refine < 0 or width < 1

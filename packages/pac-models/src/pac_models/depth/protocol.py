@@ -8,41 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.joint import denormalize, normalize_lowres
+
 __all__ = ["apply_model", "center_crop", "denormalize", "epe", "l2_loss", "normalize_lowres",
            "rmse"]
 
 FLOW_INVALID = 1e7
 """Flow components above this magnitude mark unknown ground truth (Sintel)."""
-
-
-def normalize_lowres(low: Tensor) -> tuple[Tensor, Tensor]:
-    """Normalise a low-resolution target to [0, 1] per sample and channel.
-
-    ``lo``/``hi`` are the channel's min/max (``lo − 0.5``, ``hi + 0.5`` when constant).
-
-    Args:
-        low: ``[B, C, h, w]`` or ``[C, h, w]``.
-
-    Returns:
-        ``(normalised, raw_range)`` with ``raw_range [B, C, 2]`` (or ``[C, 2]``) holding
-        ``(lo, hi)``.
-    """
-    squeeze = low.dim() == 3
-    x = low[None] if squeeze else low
-    flat = x.flatten(2)
-    lo, hi = flat.min(dim=2).values, flat.max(dim=2).values
-    same = lo == hi
-    lo = torch.where(same, lo - 0.5, lo)
-    hi = torch.where(same, hi + 0.5, hi)
-    out = (x - lo[..., None, None]) / (hi - lo)[..., None, None]
-    rng = torch.stack([lo, hi], dim=-1)
-    return (out[0], rng[0]) if squeeze else (out, rng)
-
-
-def denormalize(x: Tensor, raw_range: Tensor) -> Tensor:
-    """``x·(hi − lo) + lo`` with ``raw_range [B, C, 2]`` (or ``[C, 2]`` for unbatched ``x``)."""
-    lo, hi = raw_range[..., 0], raw_range[..., 1]
-    return x * (hi - lo)[..., None, None] + lo[..., None, None]
 
 
 def center_crop(x: Tensor, size: tuple[int, int]) -> Tensor:

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 
 from pac_core import PacConv2d
 
+from .. import weights as _w
+
 __all__ = [
     "FCN8s",
     "FCN8sAltPad",
@@ -337,16 +339,12 @@ def load_backbone_weights(model: nn.Module, source: Union[str, Path], *,
         FileNotFoundError: a path that does not exist.
         TypeError: ``model`` has no FCN-8s backbone.
     """
-    from urllib.parse import urlparse
-
-    from .. import weights as _w
-
     target = model if isinstance(model, FCN8sBase) else getattr(model, "backbone", None)
     if not isinstance(target, FCN8sBase):
         raise TypeError(f"model must be an FCN-8s backbone or hold one as .backbone, got "
                         f"{type(model).__name__}")
     src = str(source)
-    if urlparse(src).scheme in ("http", "https", "file", "ftp"):
+    if _w.is_url(src):
         path = _w.download(src, sha256=sha256, progress=progress)
     else:
         path = Path(src).expanduser()
