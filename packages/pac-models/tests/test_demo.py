@@ -59,7 +59,7 @@ def test_demo_cli(tmp_path, capsys, monkeypatch):
 
     real = demo.run_demo
     monkeypatch.setattr(demo, "run_demo",
-                        lambda out, factors: real(out, factors, (0, 0, 64, 64)))
+                        lambda out, factors, **kw: real(out, factors, (0, 0, 64, 64), **kw))
     assert main(["--out", str(tmp_path), "--factors", "4"]) == 0
     out = capsys.readouterr().out
     assert "RMSE" in out and "| ×4 |" in out

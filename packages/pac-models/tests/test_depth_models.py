@@ -15,7 +15,7 @@ def conv(name, c_out, c_in, k):
 
 
 def pac_keys(t, g, fc, u):
-    """Expected keys of spec A.2 from the channel tuples T, G, Fc (5x5 everywhere)."""
+    """Expected keys of docs/semantics.md §A.2 from the channel tuples T, G, Fc (5x5 everywhere)."""
     keys = {}
     for l in range(1, len(t)):
         keys.update(conv(f"branch_t.conv{l}", t[l], t[l - 1], 5))
@@ -29,7 +29,7 @@ def pac_keys(t, g, fc, u):
     return keys
 
 
-# spec A.3 table "resulting layers"
+# docs/semantics.md §A.3 table "resulting layers"
 LITE = {
     4: ((1, 12, 16, 22), (3, 12, 22, 24), (22, 12, 16, 22, 1)),
     8: ((1, 12, 16, 16), (3, 12, 16, 36), (16, 12, 16, 16, 20, 1)),

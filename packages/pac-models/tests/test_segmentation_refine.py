@@ -125,7 +125,7 @@ def test_every_crf_string_form(crf):
 
 
 def test_name_builds_the_spec_crf():
-    """A name gives the PacCRF spec B.2/B.3 builds, with features scaled by 30."""
+    """A name gives the PacCRF docs/semantics.md §B.2/§B.3 describes, with features scaled by 30."""
     logits, rgb = _inputs()
     torch.manual_seed(3)
     by_name = refine(logits, rgb, "crfi2p4d312p0d311")

@@ -81,7 +81,7 @@ def test_pacnet_records_state_licence_and_need_explicit_unverified_load():
 
 
 def test_pretrained_true_without_default_weights():
-    with pytest.raises(ValueError, match="no default weights for 'djif' at factor 8.*djif.pacnet"):
+    with pytest.raises(ValueError, match=r"no default weights for 'djif' at factor 8.*djif\.pacnet"):
         create_model("djif", factor=8, pretrained=True)
 
 
@@ -118,7 +118,7 @@ def test_arguments_that_contradict_the_weights_are_an_error():
         create_model("pac_jbu_refine", factor=8, stage=2, pretrained=True)
     with pytest.raises(ValueError, match="need factor=16, got factor=8"):
         create_model("pac_jbu_refine.x16_synthetic_v11", factor=8, pretrained=True)
-    with pytest.raises(ValueError, match="unknown weights.*pac_jbu_refine.x8_synthetic_v6"):
+    with pytest.raises(ValueError, match=r"unknown weights.*pac_jbu_refine\.x8_synthetic_v6"):
         create_model("pac_jbu_refine.nope", pretrained=True)
     with pytest.raises(ValueError, match="names weights already"):
         create_model("pac_jbu_refine.x8_synthetic_v6", pretrained="other.pth")
@@ -152,13 +152,13 @@ def test_manifest_rejects_bad_records(tmp_path):
     assert load_manifest(manifest(good))[0].name == "djif.t"
     for file in ("../../x.safetensors", "/abs/x.safetensors", "sub/x.safetensors", "..",
                  "C:\\x.safetensors", ""):
-        with pytest.raises(ValueError, match="bare file name|exactly one"):
+        with pytest.raises(ValueError, match=r"bare file name|exactly one"):
             load_manifest(manifest({**good, "file": file}))
     with pytest.raises(ValueError, match="unknown fields \\['colour'\\]"):
         load_manifest(manifest({**good, "colour": 1}))
     with pytest.raises(ValueError, match="both the default of djif at factor 8"):
         load_manifest(manifest(good, {**good, "tag": "u"}))
-    with pytest.raises(ValueError, match="two records named 'djif.t'"):
+    with pytest.raises(ValueError, match=r"two records named 'djif\.t'"):
         load_manifest(manifest(good, {**good, "default": False}))
     with pytest.raises(ValueError, match="format"):
         load_manifest(manifest(good, fmt=2))
@@ -328,7 +328,7 @@ def test_files_that_are_not_checkpoints_name_the_file(tmp_path):
     text.write_text("these are not weights\n")
     with pytest.raises(CheckpointError, match=f"{text} is not a checkpoint"):
         load_checkpoint(text)
-    with pytest.raises(ValueError, match="notes.pth is not a checkpoint"):
+    with pytest.raises(ValueError, match=r"notes\.pth is not a checkpoint"):
         create_model("djif", factor=4, pretrained=text)
     src = create_model("djif", factor=4)
     full = tmp_path / "full.pth"
@@ -344,7 +344,7 @@ def test_files_that_are_not_checkpoints_name_the_file(tmp_path):
             load_checkpoint(path)
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty.pth"):
+    with pytest.raises(CheckpointError, match=r"empty\.pth"):
         load_checkpoint(empty)
 
 

@@ -7,12 +7,12 @@ and then the segmentation demo). Protocol, for each factor f in (4, 8, 16):
    multiple of 16: 496×736), in disparity pixels; pixels without ground truth are *invalid*.
 2. Low-resolution input: the invalid pixels are filled with the nearest valid disparity, then the
    centre pixel of each f×f block is taken (rows and columns ``⌊(f−1)/2⌋ + f·i``, no prefilter:
-   the ``'center'`` protocol of spec A.5 the models were trained with).
+   the ``'center'`` protocol of docs/semantics.md §A.5 the models were trained with).
 3. Methods: bilinear and bicubic interpolation (half-pixel centres, no guidance); classical joint
-   bilateral upsampling (Kopf et al. 2007: the ``joint_bilateral`` model with its spec defaults,
-   no tuning); and ours, :func:`pac_models.depth.upsample` with ``model=None``: the best weights
-   shipped for that factor (trained only on the package's synthetic dead-leaves scenes, never on
-   this image), or the non-learned ``pac_refine`` fallback where none are shipped.
+   bilateral upsampling (Kopf et al. 2007: the ``joint_bilateral`` model with its default
+   parameters, no tuning); and ours, :func:`pac_models.depth.upsample` with ``model=None``: the
+   default weights for that factor (trained only on the package's synthetic dead-leaves scenes,
+   never on this image), or the non-learned ``pac_refine`` fallback where none are shipped.
 4. RMSE over the valid ground-truth pixels, in disparity pixels.
 
 Nothing is tuned on this image: it is a held-out real sample.

@@ -1,4 +1,5 @@
-"""Joint-upsampling sample assembly (spec A.5): low-resolution generation, crops, normalisation."""
+"""Joint-upsampling sample assembly (docs/semantics.md §A.5): low-resolution generation, crops,
+normalisation."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ _ORDERS = {"nearest": 0, "bilinear": 1, "bicubic": 3}
 
 
 def _resize(x: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
-    """skimage resize of ``[C, H, W]`` over the spatial axes with the spec's settings."""
+    """skimage resize of ``[C, H, W]`` over the spatial axes (settings: docs/semantics.md §A.5)."""
     from skimage.transform import resize
 
     return resize(x, (x.shape[0], *size), order=order, mode="reflect", clip=False,
@@ -26,7 +27,7 @@ def _resize(x: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
 
 
 def make_lowres(target: np.ndarray, factor: int, mode: str = "center") -> np.ndarray:
-    """The low-resolution target of spec A.5 step 3.
+    """The low-resolution target of docs/semantics.md §A.5 step 3.
 
     A target whose size is not a multiple of ``factor`` is first resized (skimage, order 1,
     anti-aliased) to ``⌈H/f⌉f × ⌈W/f⌉f`` (for every mode).
@@ -118,7 +119,8 @@ class JointSample:
 
 
 class AssembleJointUpsamplingInputs:
-    """Build ``(low, guide, target, raw_range)`` from a full-resolution pair (spec A.5).
+    """Build ``(low, guide, target, raw_range)`` from a full-resolution pair
+    (docs/semantics.md §A.5).
 
     Args:
         factor: Upsampling factor.

@@ -3,7 +3,7 @@
 Registered models (all take ``factor=4, 8 or 16``; default 8, pacnet's default):
 
 ==============================  =====================================================
-``pac_joint_upsample``          :class:`PacJointUpsample` (PAC paper, spec A.2)
+``pac_joint_upsample``          :class:`PacJointUpsample` (PAC paper, docs/semantics.md §A.2)
 ``pac_joint_upsample_lite``     :class:`PacJointUpsampleLite` (~56 k parameters)
 ``djif``                        :class:`DJIF` baseline (Li et al.)
 ``djif_wide``                   :class:`DJIFWide`

@@ -1,4 +1,5 @@
-"""Evaluation of joint-upsampling models: datasets (spec A.6) and the Middlebury sample."""
+"""Evaluation of joint-upsampling models: datasets (docs/semantics.md §A.6) and the Middlebury
+sample."""
 
 from __future__ import annotations
 

@@ -87,7 +87,8 @@ def _expand(filters: _Filters, length: int, what: str) -> tuple[int, ...]:
 
 
 def _conv_branch(chans: Sequence[int], ksize: int, bn: bool) -> nn.Sequential:
-    """``conv{l}`` (+ ``bn{l}``) + ``relu{l}`` except after the last conv (spec A.2)."""
+    """``conv{l}`` (+ ``bn{l}``) + ``relu{l}`` except after the last conv (docs/semantics.md
+    §A.2)."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     n = len(chans) - 1
     for l in range(1, n + 1):
@@ -108,7 +109,7 @@ def _check_factor(name: str, factor: int) -> int:
 
 
 class PacJointUpsample(nn.Module):
-    """PAC joint upsampling network (spec A.2).
+    """PAC joint upsampling network (docs/semantics.md §A.2).
 
     A target branch (convs at low resolution), a guidance branch (convs on the RGB at full
     resolution producing ``k_ch`` channels per upsampling stage), ``log2(factor)`` stages of ×2
@@ -211,11 +212,12 @@ LITE_CONFIGS: dict[int, dict[str, object]] = {
     16: {"n_t_filters": (8, 16, 16), "n_g_filters": (8, 16), "n_f_filters": (8, 16, 16, 16, 16),
          "k_ch": 10},
 }
-"""Hand-picked widths of :class:`PacJointUpsampleLite` per factor (spec A.3)."""
+"""Hand-picked widths of :class:`PacJointUpsampleLite` per factor (docs/semantics.md §A.3)."""
 
 
 class PacJointUpsampleLite(PacJointUpsample):
-    """:class:`PacJointUpsample` with hand-picked narrow widths (~56 k parameters, spec A.3).
+    """:class:`PacJointUpsample` with hand-picked narrow widths (~56 k parameters,
+    docs/semantics.md §A.3).
 
     Args:
         factor: 4, 8 or 16.
@@ -236,7 +238,7 @@ class PacJointUpsampleLite(PacJointUpsample):
 
 
 class DJIF(nn.Module):
-    """Deep joint image filter baseline (Li et al., ECCV 2016), as in spec A.4.
+    """Deep joint image filter baseline (Li et al., ECCV 2016), as in docs/semantics.md §A.4.
 
     The target is first bilinearly upsampled to the guidance size; a target branch and a guidance
     branch (9×9, 1×1, 5×5 convs, each ending in one channel) are concatenated and fused by a
@@ -492,7 +494,7 @@ class PacJBURefine(nn.Module):
        the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian weights all
        underflow falls back to a plain average instead of 0/0. The stages run on the guidance
        shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution sample
-       sits where the ``'center'`` protocol (spec A.5) took it.
+       sits where the ``'center'`` protocol (docs/semantics.md §A.5) took it.
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 

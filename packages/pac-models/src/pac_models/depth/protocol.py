@@ -1,4 +1,5 @@
-"""The joint-upsampling protocol of spec A.5/A.6: normalisation, running a model, metrics."""
+"""The joint-upsampling protocol of docs/semantics.md §A.5/§A.6: normalisation, running a model,
+metrics."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def center_crop(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 def apply_model(model: nn.Module, low: Tensor, guide: Tensor, factor: int,
                 target_size: Optional[tuple[int, int]] = None) -> Tensor:
-    """Run a joint-upsampling model as pacnet's evaluation does (spec A.5 "Running a model").
+    """Run a joint-upsampling model as pacnet's evaluation does (docs/semantics.md §A.5,
+    "Running a model").
 
     If the guidance is not exactly ``factor×`` the low-resolution size, it is bilinearly resized
     to ``(f·h, f·w)`` and the output is resized back to the guidance size. The output is then
@@ -67,13 +69,15 @@ def l2_loss(out: Tensor, target: Tensor, raw_range: Tensor) -> Tensor:
 
 
 def rmse(pred: Tensor, gt: Tensor) -> Tensor:
-    """Per-batch RMSE ``mean_b sqrt(Σ_c mean_{y,x} (pred − gt)²)`` in raw units (spec A.6)."""
+    """Per-batch RMSE ``mean_b sqrt(Σ_c mean_{y,x} (pred − gt)²)`` in raw units
+    (docs/semantics.md §A.6)."""
     d = (pred.double() - gt.double()) ** 2
     return d.mean(dim=(-2, -1)).sum(dim=1).sqrt().mean()
 
 
 def epe(pred: Tensor, gt: Tensor) -> Tensor:
-    """End-point error of ``[B, 2, H, W]`` flow; unknown ground truth counts as 0 (spec A.6)."""
+    """End-point error of ``[B, 2, H, W]`` flow; unknown ground truth counts as 0
+    (docs/semantics.md §A.6)."""
     invalid = (gt[:, 0].abs() > FLOW_INVALID) | (gt[:, 1].abs() > FLOW_INVALID)
     invalid = invalid[:, None]
     p = torch.where(invalid, torch.zeros_like(pred), pred).double()

@@ -1,9 +1,9 @@
 """``refine(logits, rgb, crf=None)``: PAC-CRF refinement of any segmentation network's logits.
 
 The image is the guidance: every pairwise kernel of the CRF compares the colours of neighbouring
-pixels (spec B.2's edge features: the mean-subtracted BGR image on the 0–255 scale, divided per
-edge by learnable ``feat_scales``, initial value 30). The CRF runs its mean-field steps on the
-logits and :func:`refine` returns log-probabilities.
+pixels (the edge features of docs/semantics.md §B.2: the mean-subtracted BGR image on the 0–255
+scale, divided per edge by learnable ``feat_scales``, initial value 30). The CRF runs its
+mean-field steps on the logits and :func:`refine` returns log-probabilities.
 
 The default CRF (``crf=None``) is :data:`DEFAULT_CRF` with parameters the project learned on
 labelled synthetic scenes (the default weights of ``paccrf_refiner``, trained by
@@ -39,20 +39,20 @@ __all__ = [
 ]
 
 DEFAULT_CRF = "crfi8lp0ds511p0ds541p0ds5121p0ds5321"
-"""The default CRF, in the model-name grammar (spec B.3): 8 mean-field steps, each with its own
-weights (``'i8l'``: a loose CRF, :class:`pac_core.PacCRFLoose`), of four Potts kernels with
-learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution; the last reaches
-64 px, e.g. background seen through a wheel): the CRF of the default weights of
+"""The default CRF, in the model-name grammar (docs/semantics.md §B.3): 8 mean-field steps, each
+with its own weights (``'i8l'``: a loose CRF, :class:`pac_core.PacCRFLoose`), of four Potts
+kernels with learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution; the last
+reaches 64 px, e.g. background seen through a wheel): the CRF of the default weights of
 ``paccrf_refiner``."""
 
 MODEL_NAME = "paccrf_refiner"
 """Registered name of :class:`PacCrfRefiner` (``create_model("paccrf_refiner", ...)``)."""
 
 MEAN_RGB = (122.675, 116.669, 104.008)
-"""Per-channel mean (R, G, B) subtracted from the 0–255 image (spec B.5)."""
+"""Per-channel mean (R, G, B) subtracted from the 0–255 image (docs/semantics.md §B.5)."""
 
 FEAT_SCALE_INIT = 30.0
-"""Initial edge-feature scale (spec B.2/B.3: ``feat_scales.i = [30, 30, 30]``)."""
+"""Initial edge-feature scale (docs/semantics.md §B.2/§B.3: ``feat_scales.i = [30, 30, 30]``)."""
 
 RgbLike = Union[Tensor, np.ndarray]
 CrfLike = Union[None, str, Sequence[str], nn.Module]
@@ -97,7 +97,7 @@ def _parse_crf_text(crf: Union[str, Sequence[str]]) -> tuple[int, bool, list[dic
 class PacCrfRefiner(nn.Module):
     """A PacCRF plus its per-edge colour-feature scales: ``(logits, image) → log-probabilities``.
 
-    The state_dict keys are those of spec B.2's ``ModelWithCrf`` without the backbone
+    The state_dict keys are those of ``ModelWithCrf`` (docs/semantics.md §B.2) without the backbone
     (``crf.*`` and ``feat_scales.<i>`` of shape ``[3]``), so CRF parameters move between the two.
 
     Args:
@@ -274,12 +274,13 @@ def refine(logits: Tensor, rgb: RgbLike, crf: CrfLike = None) -> Tensor:
             features, so ``refine(x, img)`` and ``refine(x, img_float / 255)`` agree. An image with
             batch 1 is used for every batch entry.
         crf: None: the project's default learned CRF (:data:`DEFAULT_CRF` with the default
-            weights of ``paccrf_refiner``). A string: a CRF model name (spec B.3; the CRF part
-            ``'crfi5p4d5641p4d5161'`` or a whole name ``'fcn8s_crfi5p4d5161'``) or pairwise
-            specs ``'4d_5_16_1'`` (several joined by ``','``); a sequence of such specs. Named
-            CRFs are built freshly (untrained, spec initialisation). Or a module: a
-            :class:`pac_core.PacCRF` / :class:`pac_core.PacCRFLoose` (used with spec B.2's edge
-            features at scale 30) or a :class:`PacCrfRefiner`.
+            weights of ``paccrf_refiner``). A string: a CRF model name (docs/semantics.md
+            §B.3; the CRF part ``'crfi5p4d5641p4d5161'`` or a whole name
+            ``'fcn8s_crfi5p4d5161'``) or pairwise specs ``'4d_5_16_1'`` (several joined by
+            ``','``); a sequence of such specs. Named CRFs are built freshly (untrained, the
+            initialisation of docs/semantics.md §B.2). Or a module: a :class:`pac_core.PacCRF` /
+            :class:`pac_core.PacCRFLoose` (used with the edge features of docs/semantics.md §B.2
+            at scale 30) or a :class:`PacCrfRefiner`.
 
     Returns:
         Log-probabilities ``[B, L, H, W]`` in the logits' dtype, on their device (empty for
