@@ -26,10 +26,13 @@ from torch import nn
 from . import demo as depth_demo
 from . import weights as _weights
 from ._keyvalue import parse_key_values, scene_config
+from .data import AssembleJointUpsamplingInputs, NYUDepthV2, SintelFlow, SyntheticScenes
 from .depth.api import DEFAULT_ENSEMBLE, DEFAULT_MODEL, upsample
 from .depth.evaluate import evaluate, evaluate_middlebury
 from .registry import create_model, get_model_entry, list_models, split_model_name_tag
+from .segmentation import SegmentationInputs, VOCSegmentation
 from .segmentation import demo as seg_demo
+from .segmentation import evaluate as evaluate_segmentation
 from .segmentation.grammar import is_segmentation_name
 
 DATASETS = ("middlebury", "nyu", "sintel", "synthetic", "voc")
@@ -149,16 +152,14 @@ def _load_init_weights(model: Any, init: Optional[str],
     keys matching an ``--init-exclude`` pattern keep their fresh initialisation."""
     if not init:
         return
-    from .weights import get_weights, load_checkpoint, map_legacy_keys, resolve_file
-
     path: Any = init
     if not Path(init).is_file():
         try:
-            path = resolve_file(get_weights(init))
+            path = _weights.resolve_file(_weights.get_weights(init))
         except ValueError as exc:
             raise SystemExit(f"error: --init-weights {init!r} is neither a file nor a weights "
                              f"tag ({exc})") from None
-    sd = map_legacy_keys(load_checkpoint(path), model.state_dict().keys())
+    sd = _weights.map_legacy_keys(_weights.load_checkpoint(path), model.state_dict().keys())
     skipped = sorted(k for k in sd if any(fnmatch.fnmatchcase(k, p) for p in exclude or ()))
     sd = {k: v for k, v in sd.items() if k not in skipped}
     res = model.load_state_dict(sd, strict=False)
@@ -168,8 +169,6 @@ def _load_init_weights(model: Any, init: Optional[str],
 
 
 def _voc_dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
-    from .segmentation import SegmentationInputs, VOCSegmentation
-
     if args.dataset not in (None, "voc"):
         raise SystemExit(f"segmentation models need --dataset voc, got {args.dataset!r}")
     if not args.data:
@@ -189,13 +188,11 @@ def _voc_dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
 
 
 def _cmd_eval_segmentation(args: argparse.Namespace) -> int:
-    from .segmentation import evaluate
-
     model = _seg_model(args)
     split = args.split or "val"
     ds = _voc_dataset(args, split, train=False)
-    res = evaluate(model, ds, limit=args.limit, progress=not args.quiet,
-                   save_dir=args.save_dir, save=args.save)
+    res = evaluate_segmentation(model, ds, limit=args.limit, progress=not args.quiet,
+                                save_dir=args.save_dir, save=args.save)
     print(f"voc {split}, {args.model}: mIoU {100 * res.miou:.2f} %, pixel accuracy "
           f"{100 * res.acc:.2f} %, mean class accuracy {100 * res.macc:.2f} % over "
           f"{res.count} images")
@@ -235,8 +232,6 @@ def _cmd_train_segmentation(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
-    from .data import AssembleJointUpsamplingInputs, NYUDepthV2, SintelFlow, SyntheticScenes
-
     f = args.factor
     crop = args.crop if train else None
     d4 = train and getattr(args, "augment", "flip") == "d4"
