@@ -40,9 +40,9 @@ and its left-right mirror; ``"hv"``: also the up-down mirrors (4 passes); ``"d4"
 transposes (all 8 symmetries of the square)."""
 
 DEFAULT_ENSEMBLE = "d4"
-"""The ensemble :func:`upsample` uses with the shipped weights (``model=None``): with the v6
-weights each step none → h → hv → d4 lowered the held-out synthetic RMSE of all four scene sets
-at every factor (d4: 0.93–0.96× one pass at ×8 and ×16, 0.98–0.99× at ×4)."""
+"""The ensemble :func:`upsample` uses with the default weights (``model=None``): with them each
+step none → h → hv → d4 lowered the held-out synthetic RMSE of all four scene sets at every
+factor (d4: 0.93–0.97× one pass at ×8 and ×16, 0.98–0.99× at ×4)."""
 
 
 def select_model(factor: int) -> tuple[nn.Module, str]:

@@ -513,21 +513,20 @@ class PacJBURefine(nn.Module):
             ``stage`` (and one ×2 where it does not divide), the finest first; a ×s step uses
             a ``(2s+1)²`` kernel. 4 means fewer, wider stages (×4 is a single joint bilateral
             step, like :class:`JointBilateral`).
-        context_channels: Context feature channels (0: none, the layout of the ``v1``
-            weights). They start near zero, so weights without them load non-strictly into a
-            model with them and give nearly the same output.
-        wide_refine: Hidden channels of a second residual correction after ψ (0: none, the
-            layout of the weights up to ``v8``): five 3×3 conv layers at full resolution with
-            dilations 1, 2, 4, 8, 1 (a 33-pixel field of view, wider than the ±f/2 band in
-            which a depth edge can sit between two samples at ×16, where ψ sees 7 pixels). Its
-            last layer starts at zero, so weights without it load non-strictly and give the
-            same output.
+        context_channels: Context feature channels (0: none). They start near zero, so weights
+            without them load non-strictly into a model with them and give nearly the same
+            output.
+        wide_refine: Hidden channels of a second residual correction after ψ (0: none): five
+            3×3 conv layers at full resolution with dilations 1, 2, 4, 8, 1 (a 33-pixel field
+            of view, wider than the ±f/2 band in which a depth edge can sit between two samples
+            at ×16, where ψ sees 7 pixels). Its last layer starts at zero, so weights without it
+            load non-strictly and give the same output.
         reach: How many low-resolution samples (of the stage's input) each side a stage's kernel
             reaches: one int for every stage or one per stage, coarsest first (1: the
-            ``(2s+1)²`` kernel, the layout up to ``v9``; r: ``(2rs+1)²``). Trained scales ask
-            for it at ×16, where the learned spatial σ of both stages grew past the 1-sample
-            window. Weights with a smaller kernel load into a model with a larger one: their
-            kernel is zero-padded, which gives the same output.
+            ``(2s+1)²`` kernel; r: ``(2rs+1)²``). Trained scales ask for it at ×16, where the
+            learned spatial σ of both stages grew past the 1-sample window. Weights with a
+            smaller kernel load into a model with a larger one: their kernel is zero-padded,
+            which gives the same output.
 
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, non-positive widths or reach.
