@@ -302,23 +302,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_data(args: argparse.Namespace) -> None:
-    """``--data`` of a dataset that needs one: present and existing (before any compute)."""
-    if args.dataset in ("nyu", "sintel", "voc") and args.data:
+def _check_data(args: argparse.Namespace, dataset: str) -> None:
+    """``--data`` of a dataset that reads one: existing (before any compute)."""
+    if dataset in ("nyu", "sintel", "voc") and args.data:
         p = Path(args.data).expanduser()
         if not p.exists():
             raise UsageError(f"--data {args.data}: no such file or folder")
-        if args.dataset == "nyu":
+        if dataset == "nyu":
             _readable_file(args.data, "--data")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     if _task(args) == "segmentation":
-        _check_data(args)
+        if args.dataset in (None, "voc"):
+            _check_data(args, "voc")
         return _cmd_eval_segmentation(args)
     args.dataset = args.dataset or "middlebury"
     args.split = args.split or "test"
-    _check_data(args)
+    _check_data(args, args.dataset)
     model, desc = _model(args)
     model = model.to(args.device)
     label = args.model or desc
