@@ -137,6 +137,30 @@ def test_upsample_value_errors(pair):
         upsample(depth, rgb, 4, model="nope")
 
 
+@pytest.mark.parametrize("value", [0.0, 2.5, -7.0, 1e30])
+def test_upsample_of_a_constant_map_is_exactly_that_constant(pair, value):
+    _, rgb = pair
+    for model in (None, "bilinear"):
+        out = upsample(np.full((5, 6), value), rgb, 4, model=model)
+        assert out.shape == (20, 24) and bool((out == np.float32(value)).all()), (value, model)
+
+
+def test_upsample_of_extreme_values(pair):
+    """Values near float32's limit come back finite and in order; beyond it is a clear error."""
+    depth, rgb = pair
+    big = float(np.finfo(np.float32).max) / 2
+    scaled = (depth - depth.min()) / (depth.max() - depth.min()) * 2 - 1  # in [-1, 1]
+    out = upsample(scaled.astype(np.float64) * big, rgb, 4, model="bilinear")
+    assert torch.isfinite(out).all()
+    ref = upsample(scaled, rgb, 4, model="bilinear")
+    torch.testing.assert_close(out.double() / big, ref.double(), rtol=1e-5, atol=1e-5)
+    for bad in (1e308, -1e308):
+        d = depth.astype(np.float64)
+        d[0, 0] = bad
+        with pytest.raises(ValueError, match="beyond what the float32 result can hold"):
+            upsample(d, rgb, 4)
+
+
 def test_normalisation_roundtrip():
     x = torch.rand(2, 3, 4, 5) * 10 - 2
     x[1, 2] = 3.0  # a constant channel

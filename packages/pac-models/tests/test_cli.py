@@ -1,5 +1,7 @@
 """The pac-models command: list, eval, upsample, train (smoke), demo dispatch."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -15,9 +17,16 @@ def test_list(capsys):
     for name in ("pac_joint_upsample", "pac_joint_upsample_lite", "djif", "joint_bilateral",
                  "bilinear"):
         assert name in out
+    assert ":class:" not in out and "``" not in out  # plain text, no reST
+    line = next(x for x in out.splitlines() if x.startswith("pac_jbu_refine "))
+    assert "[default weights: ×4 ×8 ×16]" in line
     assert main(["list", "pac_*", "--weights"]) == 0
     out = capsys.readouterr().out
     assert "djif" not in out.split("pacnet_")[0] and "CC BY-NC-SA" in out
+    assert "pac_jbu_refine.x8_synthetic_v6 [default at ×8]" in out
+    with pytest.raises(SystemExit) as info:
+        main(["list", "nothing_*"])
+    assert info.value.code == 2
 
 
 def test_eval_middlebury(capsys):
@@ -47,7 +56,7 @@ def test_upsample_files(tmp_path, capsys):
                  "--factor", "8", "--out", str(tmp_path / "o.npy")]) == 0
     out = np.load(tmp_path / "o.npy")
     assert out.shape == (32, 48) and out.dtype == np.float32
-    assert weights.best_weights("depth", 8).tag in capsys.readouterr().out  # the shipped weights
+    assert weights.default_weights("pac_jbu_refine", 8).name in capsys.readouterr().out
     # the shipped weights run with their ensemble unless told not to
     ref = upsample(np.load(tmp_path / "d.npy").astype(np.float64), iio.imread(tmp_path / "rgb.png"), 8)
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-6, atol=1e-6)
@@ -134,11 +143,12 @@ def test_train_init_weights_for_depth(tmp_path, capsys):
     a = torch.load(init, weights_only=True)
     b = torch.load(tmp_path / "second" / "weights_epoch_1.pth", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the loaded values survive
-    assert main([*common, "--factor", "16", "--model-arg", "stage=4", "--model-arg", "width=32",
-                 "--model-arg", "feat_channels=8", "--model-arg", "context_channels=2",
-                 "--init-weights", "pac_jbu_refine_x16_synthetic_v1",
+    assert main([*common, "--factor", "4", "--model-arg", "stage=4", "--model-arg", "width=32",
+                 "--model-arg", "feat_channels=8", "--model-arg", "context_channels=8",
+                 "--init-weights", "pac_jbu_refine.x4_synthetic_v6",
                  "--out", str(tmp_path / "tag")]) == 0
-    assert "loaded pac_jbu_refine_x16_synthetic_v1 non-strictly" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "loaded pac_jbu_refine.x4_synthetic_v6 non-strictly: missing keys none" in out
     excl = tmp_path / "excl"
     assert main([*common, "--factor", "4", "--model-arg", "width=8", "--model-arg",
                  "feat_channels=2", "--init-weights", str(init), "--init-exclude", "features.2.*",
@@ -207,10 +217,77 @@ def test_train_scene_args(tmp_path, capsys):
     assert cfg.fractal_prob == 0.5 and cfg.fractal_beta == (1.5, 2.5) and cfg.supersample == 3
 
 
-def test_demo_subcommand(monkeypatch):
+def test_demo_subcommand_runs_both_halves(monkeypatch):
     import pac_models.demo as demo
+    import pac_models.segmentation.demo as seg_demo
 
-    seen = {}
-    monkeypatch.setattr(demo, "main", lambda argv: seen.setdefault("argv", argv) and 0)
-    assert main(["demo", "--out", "x", "--factors", "4"]) == 0
-    assert seen["argv"] == ["--out", "x", "--factors", "4"]
+    seen = []
+    monkeypatch.setattr(demo, "main", lambda argv: seen.append(("depth", argv)) or 0)
+    monkeypatch.setattr(seg_demo, "main", lambda argv: seen.append(("segmentation", argv)) or 0)
+    assert main(["demo", "--out", "x", "--factors", "4", "--quiet"]) == 0
+    assert seen == [("depth", ["--out", "x", "--factors", "4", "--quiet"]),
+                    ("segmentation", ["--out", "x", "--quiet"])]
+
+
+def _fails(capsys, argv, match):
+    """``main(argv)`` exits with 2 after one line on stderr matching ``match``."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(match, err), err
+
+
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import imageio.v3 as iio
+
+    import pac_models.cli as cli
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "d.npy", rng.uniform(0.5, 3.0, (4, 6)))
+    iio.imwrite(tmp_path / "rgb.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    (tmp_path / "notes.pth").write_text("not weights")
+    up = ["upsample", "--depth", str(tmp_path / "d.npy"), "--rgb", str(tmp_path / "rgb.png"),
+          "--factor", "8", "--quiet"]
+    out = ["--out", str(tmp_path / "o.npy")]
+    # every check runs before any model is built or run
+    monkeypatch.setattr(cli, "upsample", lambda *a, **k: pytest.fail("computed"))
+    _fails(capsys, [*up[:2], str(tmp_path / "none.npy"), *up[3:], *out], "none.npy: no such file")
+    _fails(capsys, [*up[:4], str(tmp_path / "d.npy"), *up[5:], *out], "cannot read it as an image")
+    _fails(capsys, [*up, "--out", str(tmp_path / "o.tiff")], r"--out must end in \.npy or \.png")
+    _fails(capsys, [*up, "--weights", str(tmp_path / "notes.pth"), *out],
+           "notes.pth is not a checkpoint")
+    _fails(capsys, [*up, "--weights", "pac_jbu_refine.nope", *out],
+           "neither a weights name")
+    _fails(capsys, [*up, "--weights", "pac_jbu_refine.x4_synthetic_v6", *out],
+           "need factor=4, got factor=8")
+    _fails(capsys, [*up[:-2], "4", "--quiet", *out], "the image must be 16×24")
+    (tmp_path / "text.npy").write_text("x")
+    _fails(capsys, [*up[:2], str(tmp_path / "text.npy"), *up[3:], *out], "not a readable .npy")
+    _fails(capsys, ["eval", "--dataset", "nyu", "--data", str(tmp_path / "none.mat")],
+           "none.mat: no such file")
+    with pytest.raises(SystemExit) as info:  # argparse: a factor it does not know
+        main([*up[:-2], "5", *out])
+    assert info.value.code == 2
+
+
+def test_weights_without_model(tmp_path, capsys):
+    """``--weights`` alone: a weights name brings its model, a file loads into the default
+    model's architecture at that factor."""
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "d.npy", rng.uniform(0.5, 3.0, (2, 3)))
+    iio.imwrite(tmp_path / "rgb.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    base = ["upsample", "--depth", str(tmp_path / "d.npy"), "--rgb", str(tmp_path / "rgb.png"),
+            "--factor", "16", "--quiet", "--ensemble", "none"]
+    assert main([*base, "--out", str(tmp_path / "a.npy")]) == 0
+    assert main([*base, "--weights", "pac_jbu_refine.x16_synthetic_v11",
+                 "--out", str(tmp_path / "b.npy")]) == 0
+    shipped = weights.shipped_dir() / "pac_jbu_refine_x16_synthetic_v11.safetensors"
+    assert main([*base, "--weights", str(shipped), "--out", str(tmp_path / "c.npy")]) == 0
+    a, b, c = (np.load(tmp_path / f"{x}.npy") for x in "abc")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    assert "pac_jbu_refine.x16_synthetic_v11" in capsys.readouterr().out

@@ -15,7 +15,7 @@ def conv(name, c_out, c_in, k):
 
 
 def pac_keys(t, g, fc, u):
-    """Expected keys of spec A.2 from the channel tuples T, G, Fc (5x5 everywhere)."""
+    """Expected keys of docs/semantics.md §A.2 from the channel tuples T, G, Fc (5x5 everywhere)."""
     keys = {}
     for l in range(1, len(t)):
         keys.update(conv(f"branch_t.conv{l}", t[l], t[l - 1], 5))
@@ -29,7 +29,7 @@ def pac_keys(t, g, fc, u):
     return keys
 
 
-# spec A.3 table "resulting layers"
+# docs/semantics.md §A.3 table "resulting layers"
 LITE = {
     4: ((1, 12, 16, 22), (3, 12, 22, 24), (22, 12, 16, 22, 1)),
     8: ((1, 12, 16, 16), (3, 12, 16, 36), (16, 12, 16, 16, 20, 1)),
@@ -355,7 +355,7 @@ def test_eval_result_pooled_is_the_records_aggregate():
     no flips); ``value``, the plain mean, is lower."""
     from pac_models.data import AssembleJointUpsamplingInputs, SyntheticScenes
     from pac_models.depth.evaluate import EvalResult, evaluate
-    from pac_models.weights import _BILINEAR
+    from pac_models.weights import default_weights
 
     r = EvalResult("rmse", 3.5, 2, [3.0, 4.0])
     assert r.pooled == pytest.approx(12.5 ** 0.5)
@@ -363,5 +363,6 @@ def test_eval_result_pooled_is_the_records_aggregate():
     tf = AssembleJointUpsamplingInputs(16, crop=None, flip=False, lowres_mode="center")
     ds = SyntheticScenes(50, (256, 256), 16, transform=tf, seed=2)
     res = evaluate(create_model("bilinear", factor=16), ds, 16)
-    assert round(res.pooled, 4) == _BILINEAR[16]["synthetic_bilinear_rmse_m"]
+    recorded = default_weights("pac_jbu_refine", 16).metrics["synthetic_bilinear_rmse_m"]
+    assert round(res.pooled, 4) == recorded
     assert res.value < res.pooled

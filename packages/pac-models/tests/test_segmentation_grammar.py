@@ -1,4 +1,4 @@
-"""Segmentation model-name grammar (spec B.3) and its registry resolution."""
+"""Segmentation model-name grammar (docs/semantics.md §B.3) and its registry resolution."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""FCN-8s family, PAC-FCN and the CRF heads (spec B.1, B.2): keys, shapes, behaviour."""
+"""FCN-8s family, PAC-FCN and the CRF heads (docs/semantics.md §B.1, §B.2): keys, shapes, behaviour."""
 
 import hashlib
 
@@ -50,7 +50,7 @@ def _shapes(model):
 
 
 def test_full_size_state_dict_matches_spec():
-    """fcn8s_crfi5p4d5641p4d5161 at full size: every key and shape of the spec's listing."""
+    """fcn8s_crfi5p4d5641p4d5161 at full size: every key and shape listed in docs/semantics.md §B.2."""
     m = create_model("fcn8s_crfi5p4d5641p4d5161")
     exp = _expected_fcn("backbone.")
     exp.update({"crf.unary_weight": (), "crf.messengers.0.weight": (21, 21, 5, 5),

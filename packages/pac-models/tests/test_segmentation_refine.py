@@ -17,13 +17,12 @@ from pac_models.data.synthetic_seg import (
 from pac_models.segmentation import refine
 from pac_models.segmentation.api import (
     DEFAULT_CRF,
-    DEFAULT_WEIGHTS_TAG,
     PacCrfRefiner,
     default_refiner,
     image_tensor,
 )
 from pac_models.segmentation.crf_training import TrainConfig, mean_iou, train_crf
-from pac_models.weights import get_weights, load_checkpoint, sha256sum, shipped_dir
+from pac_models.weights import default_weights, load_checkpoint, sha256sum, shipped_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,7 +125,7 @@ def test_every_crf_string_form(crf):
 
 
 def test_name_builds_the_spec_crf():
-    """A name gives the PacCRF spec B.2/B.3 builds, with features scaled by 30."""
+    """A name gives the PacCRF docs/semantics.md §B.2/§B.3 describes, with features scaled by 30."""
     logits, rgb = _inputs()
     torch.manual_seed(3)
     by_name = refine(logits, rgb, "crfi2p4d312p0d311")
@@ -159,8 +158,10 @@ def test_module_forms():
 
 
 def test_default_crf_is_the_learned_record_for_any_label_count():
-    record = get_weights(DEFAULT_WEIGHTS_TAG)
+    record = default_weights("paccrf_refiner")
+    assert record.name == "paccrf_refiner.synthetic_v5"
     assert record.shipped and record.default and record.licence == "Apache-2.0"
+    assert record.model_kwargs["crf"] == DEFAULT_CRF
     path = shipped_dir() / record.file
     assert sha256sum(path) == record.sha256
     state = load_checkpoint(path)
@@ -177,37 +178,39 @@ def test_default_crf_is_the_learned_record_for_any_label_count():
                               default_refiner(2).crf.steps[0].unary_weight)
 
 
-def test_default_crf_v5_replaces_v1_to_v4():
-    """v5 (a loose CRF: 8 steps with weights of their own, four kernels each) is the default;
-    v1 and v2 (three kernels), v3 and v4 (four kernels, 5 shared steps) stay shipped and loadable
-    by tag, their records naming the CRF they need."""
-    from pac_core import PacCRF, PacCRFLoose
-
-    assert DEFAULT_WEIGHTS_TAG == "paccrf_refiner_synthetic_v5"
-    assert get_weights(DEFAULT_WEIGHTS_TAG).model_kwargs["crf"] == DEFAULT_CRF
+def test_default_crf_is_a_loose_crf_with_weights_per_step():
+    """The default weights: a loose CRF (8 steps with weights of their own, four kernels each);
+    a CRF that contradicts them is a clear error."""
     default = default_refiner(2)
     assert isinstance(default.crf, PacCRFLoose) and default.crf.num_steps == 8
     steps = default.crf.steps
     assert all(len(step.messengers) == 4 for step in steps)
     # the steps learned different weights (not one shared set)
     assert not torch.allclose(steps[0].unary_weight, steps[-1].unary_weight)
-    for tag, kernels in (("paccrf_refiner_synthetic_v1", 3), ("paccrf_refiner_synthetic_v2", 3),
-                         ("paccrf_refiner_synthetic_v3", 4), ("paccrf_refiner_synthetic_v4", 4)):
-        rec = get_weights(tag)
-        assert rec.shipped and not rec.default
-        old = create_model("paccrf_refiner", num_classes=2, crf=rec.model_kwargs["crf"],
-                           pretrained=tag)
-        assert isinstance(old.crf, PacCRF) and old.crf.num_steps == 5
-        assert len(old.crf.messengers) == kernels
-        assert not torch.allclose(old.crf.unary_weight, steps[0].unary_weight)
-        # built with the default (loose) CRF: the record says which CRF it needs
-        with pytest.raises(ValueError, match=f"need crf='{rec.model_kwargs['crf']}'"):
-            create_model("paccrf_refiner", num_classes=2, pretrained=tag)
-    # pretrained=True picks the record matching the CRF asked for
     assert create_model("paccrf_refiner", pretrained=True).crf.num_steps == 8
-    for crf in ("crfp0ds511p0ds541p0ds5121", "crfp0ds511p0ds541p0ds5121p0ds5321"):
-        with pytest.raises(ValueError, match="no default weights"):
-            create_model("paccrf_refiner", crf=crf, pretrained=True)
+    with pytest.raises(ValueError, match="need crf="):
+        create_model("paccrf_refiner", crf="crfp0ds511p0ds541p0ds5121", pretrained=True)
+
+
+@pytest.mark.parametrize("where", ["logits", "rgb"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_inputs_are_rejected(where, value):
+    logits, rgb = _inputs()
+    image = rgb.permute(2, 0, 1)[None].float() / 255
+    if where == "logits":
+        logits[0, 1, 3, 4] = value
+    else:
+        image[0, 2, 1, 1] = value
+    with pytest.raises(ValueError, match=f"{where} ha.* 1 non-finite"):
+        refine(logits, image)
+
+
+def test_batch_zero_gives_an_empty_result():
+    logits, rgb = _inputs()
+    empty = logits[:0]
+    out = refine(empty, rgb)
+    assert out.shape == empty.shape and out.dtype == empty.dtype
+    assert refine(empty, rgb, "crfi1p0ds311").shape == empty.shape
 
 
 def test_learned_crf_improves_held_out_synthetic_scenes():

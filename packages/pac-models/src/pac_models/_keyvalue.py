@@ -5,10 +5,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-if TYPE_CHECKING:
-    from .data.synthetic import SceneConfig
+from .data.synthetic import SceneConfig
 
 __all__ = ["parse_key_values", "scene_config"]
 
@@ -39,8 +38,6 @@ def scene_config(pairs: Optional[Sequence[str]],
         SystemExit: a malformed pair, a name that is not a ``SceneConfig`` field or a value it
             rejects.
     """
-    from .data.synthetic import SceneConfig
-
     kwargs = parse_key_values(pairs, flag)
     if not kwargs:
         return None

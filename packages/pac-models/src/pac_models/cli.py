@@ -2,29 +2,118 @@
 
 ``eval`` and ``train`` serve both tasks: joint depth/flow upsampling and semantic segmentation
 (``--task``, by default detected from the model name: ``fcn8s…`` names are segmentation).
+
+A user mistake (a missing or unreadable file, weights that do not load, an output format the
+command cannot write, a bad argument) ends the command with one line on stderr and exit status 2,
+found before any computation starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+import imageio.v3 as iio
 import numpy as np
+from torch import nn
 
+from . import demo as depth_demo
+from . import weights as _weights
 from ._keyvalue import parse_key_values, scene_config
+from .data import AssembleJointUpsamplingInputs, NYUDepthV2, SintelFlow, SyntheticScenes
+from .depth.api import DEFAULT_ENSEMBLE, DEFAULT_MODEL, upsample
+from .depth.evaluate import evaluate, evaluate_middlebury
+from .registry import create_model, get_model_entry, list_models, split_model_name_tag
+from .segmentation import SegmentationInputs, VOCSegmentation
+from .segmentation import demo as seg_demo
+from .segmentation import evaluate as evaluate_segmentation
+from .segmentation.grammar import is_segmentation_name
 
 DATASETS = ("middlebury", "nyu", "sintel", "synthetic", "voc")
+OUTPUT_SUFFIXES = (".npy", ".png")
+"""What ``upsample --out`` writes: float32 ``.npy`` or a 16-bit ``.png``."""
 
 
-def _model(name: str, factor: int, weights: Optional[str],
-           model_args: Optional[Sequence[str]] = None) -> Any:
-    from .registry import create_model
+class UsageError(SystemExit):
+    """A user mistake: :func:`main` prints ``pac-models: error: <message>`` and exits with 2."""
 
-    return create_model(name, pretrained=weights or False, factor=factor,
-                        **parse_key_values(model_args))
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.args = (message,)
+        self.message = message
+
+
+def _readable_file(path: str, what: str) -> Path:
+    """``path`` as a Path, or a :class:`UsageError` when it is not a readable file."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"{what} {path}: no such file")
+    if not p.is_file():
+        raise UsageError(f"{what} {path}: not a file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{what} {path}: not readable (permission denied)")
+    return p
+
+
+def _is_weights_name(value: str) -> bool:
+    """Whether ``value`` names a weights record (``"model.tag"``)."""
+    return any(w.name == value for w in _weights.list_weights())
+
+
+def _model_spec(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any]]:
+    """``(name, pretrained, builder kwargs)`` of ``--model``, ``--weights``, ``--factor`` and
+    ``--model-arg``.
+
+    Without ``--model``: a weights name (``model.tag``) brings its model; a file or URL is
+    loaded into :data:`~pac_models.depth.DEFAULT_MODEL` built like its default weights at the
+    factor; neither means that model's default weights.
+    """
+    kwargs = parse_key_values(getattr(args, "model_arg", None))
+    kwargs["factor"] = args.factor
+    weights = args.weights
+    if args.model:
+        return args.model, weights or False, kwargs
+    if weights and _is_weights_name(weights):
+        return weights, True, kwargs
+    if weights:
+        record = _weights.default_weights(DEFAULT_MODEL, args.factor)
+        base = dict(record.model_kwargs) if record is not None else {}
+        return DEFAULT_MODEL, weights, {**base, **kwargs}
+    return DEFAULT_MODEL, True, kwargs
+
+
+def _build(name: str, pretrained: Any, kwargs: dict[str, Any]) -> nn.Module:
+    """``create_model`` with every user mistake turned into a :class:`UsageError`."""
+    if isinstance(pretrained, str) and not _weights.is_url(pretrained) \
+            and not _is_weights_name(pretrained) and Path(pretrained).expanduser().exists():
+        _readable_file(pretrained, "--weights")
+    try:
+        return create_model(name, pretrained=pretrained, **kwargs)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _model(args: argparse.Namespace) -> tuple[nn.Module, str]:
+    """The model of ``--model``/``--weights`` (see :func:`_model_spec`) and its description."""
+    name, pretrained, kwargs = _model_spec(args)
+    model = _build(name, pretrained, kwargs)
+    if pretrained is True:
+        model_name, tag = split_model_name_tag(name)
+        record = (_weights.get_weights(name) if tag
+                  else _weights.default_weights(get_model_entry(model_name).name,
+                                                kwargs.get("factor")))
+        desc = record.name if record is not None else name
+    elif pretrained:
+        desc = f"{name} with {pretrained}"
+    else:
+        desc = name
+    return model, desc
 
 
 # --- segmentation -----------------------------------------------------------------------------
@@ -34,9 +123,6 @@ def _task(args: argparse.Namespace) -> str:
     task = getattr(args, "task", "auto")
     if task != "auto":
         return task
-    from .registry import get_model_entry
-    from .segmentation.grammar import is_segmentation_name
-
     name = args.model or ""
     if is_segmentation_name(name):
         return "segmentation"
@@ -47,8 +133,6 @@ def _task(args: argparse.Namespace) -> str:
 
 
 def _seg_model(args: argparse.Namespace) -> Any:
-    from .registry import create_model
-
     kwargs = parse_key_values(args.model_arg)
     if getattr(args, "backbone_weights", None):
         kwargs["backbone_weights"] = args.backbone_weights
@@ -68,18 +152,14 @@ def _load_init_weights(model: Any, init: Optional[str],
     keys matching an ``--init-exclude`` pattern keep their fresh initialisation."""
     if not init:
         return
-    import fnmatch
-
-    from .weights import get_weights, load_checkpoint, map_legacy_keys, resolve_file
-
     path: Any = init
     if not Path(init).is_file():
         try:
-            path = resolve_file(get_weights(init))
+            path = _weights.resolve_file(_weights.get_weights(init))
         except ValueError as exc:
             raise SystemExit(f"error: --init-weights {init!r} is neither a file nor a weights "
                              f"tag ({exc})") from None
-    sd = map_legacy_keys(load_checkpoint(path), model.state_dict().keys())
+    sd = _weights.map_legacy_keys(_weights.load_checkpoint(path), model.state_dict().keys())
     skipped = sorted(k for k in sd if any(fnmatch.fnmatchcase(k, p) for p in exclude or ()))
     sd = {k: v for k, v in sd.items() if k not in skipped}
     res = model.load_state_dict(sd, strict=False)
@@ -89,8 +169,6 @@ def _load_init_weights(model: Any, init: Optional[str],
 
 
 def _voc_dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
-    from .segmentation import SegmentationInputs, VOCSegmentation
-
     if args.dataset not in (None, "voc"):
         raise SystemExit(f"segmentation models need --dataset voc, got {args.dataset!r}")
     if not args.data:
@@ -110,13 +188,11 @@ def _voc_dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
 
 
 def _cmd_eval_segmentation(args: argparse.Namespace) -> int:
-    from .segmentation import evaluate
-
     model = _seg_model(args)
     split = args.split or "val"
     ds = _voc_dataset(args, split, train=False)
-    res = evaluate(model, ds, limit=args.limit, progress=not args.quiet,
-                   save_dir=args.save_dir, save=args.save)
+    res = evaluate_segmentation(model, ds, limit=args.limit, progress=not args.quiet,
+                                save_dir=args.save_dir, save=args.save)
     print(f"voc {split}, {args.model}: mIoU {100 * res.miou:.2f} %, pixel accuracy "
           f"{100 * res.acc:.2f} %, mean class accuracy {100 * res.macc:.2f} % over "
           f"{res.count} images")
@@ -156,8 +232,6 @@ def _cmd_train_segmentation(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
-    from .data import AssembleJointUpsamplingInputs, NYUDepthV2, SintelFlow, SyntheticScenes
-
     f = args.factor
     crop = args.crop if train else None
     d4 = train and getattr(args, "augment", "flip") == "d4"
@@ -186,97 +260,174 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
     raise SystemExit(f"dataset {args.dataset!r} is not supported here")
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    from .registry import get_model_entry, list_models
-    from .weights import list_weights
+_ROLE = re.compile(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
 
-    for name in list_models(args.pattern):
+
+def plain_text(text: str) -> str:
+    """A docstring line without reST markup (roles, literals, emphasis)."""
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).find("~") > 0
+                     else m.group(1), text)
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    return re.sub(r"(?<![\w*])\*{1,2}([^*]+)\*{1,2}(?![\w*])", r"\1", text)
+
+
+def _default_marks(model: str) -> str:
+    """``"default weights: ×4 ×8 ×16"`` for a model with default records, else ``""``."""
+    marks = [("×" + str(w.factor)) if w.factor is not None else "yes"
+             for w in sorted(_weights.list_weights(model), key=lambda w: w.factor or 0)
+             if w.default]
+    return f"  [default weights: {' '.join(marks)}]" if marks else ""
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    names = list_models(args.pattern)
+    if not names:
+        raise UsageError(f"no model matches {args.pattern!r} (try `pac-models list`)")
+    for name in names:
         entry = get_model_entry(name)
-        doc = (entry.builder.__doc__ or "").strip().splitlines()
-        print(f"{name:28s} {', '.join(entry.tags):24s} {doc[0] if doc else ''}")
+        paragraph = (entry.builder.__doc__ or "").strip().split("\n\n")[0]
+        summary = plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
+        print(f"{name:30s} {', '.join(entry.tags):24s} {summary}{_default_marks(name)}")
         if args.weights:
-            for w in list_weights(name):
+            for w in sorted(_weights.list_weights(name), key=lambda w: (w.factor or 0, w.name)):
                 where = f"file {w.file}" if w.shipped else f"url {w.url}"
-                metrics = ", ".join(f"{k}={v}" for k, v in w.metrics.items())
-                print(f"    {w.tag}: {dict(w.model_kwargs)}, {where}, licence {w.licence}"
-                      + (f", {metrics}" if metrics else ""))
+                mark = ""
+                if w.default:
+                    mark = f" [default at ×{w.factor}]" if w.factor is not None else " [default]"
+                args_ = ", ".join(f"{k}={v}" for k, v in w.model_kwargs.items())
+                print(f"    {w.name}{mark}")
+                print(f"        arguments: {args_ or 'none'}; {where}; licence {w.licence}")
+                if w.metrics:
+                    print("        metrics: " + ", ".join(f"{k}={v}" for k, v in w.metrics.items()))
     return 0
+
+
+def _check_data(args: argparse.Namespace, dataset: str) -> None:
+    """``--data`` of a dataset that reads one: existing (before any compute)."""
+    if dataset in ("nyu", "sintel", "voc") and args.data:
+        p = Path(args.data).expanduser()
+        if not p.exists():
+            raise UsageError(f"--data {args.data}: no such file or folder")
+        if dataset == "nyu":
+            _readable_file(args.data, "--data")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     if _task(args) == "segmentation":
+        if args.dataset in (None, "voc"):
+            _check_data(args, "voc")
         return _cmd_eval_segmentation(args)
     args.dataset = args.dataset or "middlebury"
     args.split = args.split or "test"
-    model = _model(args.model, args.factor, args.weights,
-                   getattr(args, "model_arg", None)).to(args.device)
+    _check_data(args, args.dataset)
+    model, desc = _model(args)
+    model = model.to(args.device)
+    label = args.model or desc
     if args.dataset == "middlebury":
-        from .depth.evaluate import evaluate_middlebury
-
         ours, bil = evaluate_middlebury(model, args.factor, args.crop)
         print(f"Middlebury motorcycle (centre-pixel low resolution), factor {args.factor}: "
-              f"RMSE {args.model} {ours:.4f}, bilinear {bil:.4f} (disparity px)")
+              f"RMSE {label} {ours:.4f}, bilinear {bil:.4f} (disparity px)")
         return 0
-    from .depth.evaluate import evaluate
-
-    ds = _dataset(args, args.split, train=False)
+    try:
+        ds = _dataset(args, args.split, train=False)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise UsageError(str(exc)) from None
     metric = "epe" if args.dataset == "sintel" else "rmse"
     res = evaluate(model, ds, args.factor, metric, limit=args.limit, progress=not args.quiet)
     unit = {"nyu": "m", "sintel": "px", "synthetic": "m"}[args.dataset]
     extra = f" = {100 * res.value:.3f} cm" if args.dataset == "nyu" else ""
-    print(f"{args.dataset} {args.split}, factor {args.factor}, {args.model}: "
+    print(f"{args.dataset} {args.split}, factor {args.factor}, {label}: "
           f"{metric.upper()} {res.value:.5f} {unit}{extra} over {res.count} images")
     return 0
 
 
-def _read_depth(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    import imageio.v3 as iio
+def _read_image(path: Path, what: str) -> np.ndarray:
+    """An image file as an array, or a :class:`UsageError` naming the file."""
+    try:
+        return np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises many types for unreadable files
+        raise UsageError(f"{what} {path}: cannot read it as an image "
+                         f"({type(exc).__name__}: {exc})") from None
 
-    return np.asarray(iio.imread(path))
+
+def _read_depth(path: Path) -> np.ndarray:
+    """A depth map from ``.npy`` (no pickles) or an image file."""
+    if path.suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"--depth {path}: not a readable .npy array ({exc})") from None
+    return _read_image(path, "--depth")
+
+
+def _check_output(dst: Path) -> None:
+    """An output path the command can write (suffix, folder), before any compute."""
+    if dst.suffix not in OUTPUT_SUFFIXES:
+        raise UsageError(f"--out must end in {' or '.join(OUTPUT_SUFFIXES)}, got {dst}")
+    folder = dst.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"--out {dst}: cannot write into {folder}")
+    if dst.is_dir():
+        raise UsageError(f"--out {dst} is a folder")
 
 
 def _cmd_upsample(args: argparse.Namespace) -> int:
-    import imageio.v3 as iio
-
-    from .depth.api import DEFAULT_ENSEMBLE, select_model, upsample
-
-    depth = _read_depth(Path(args.depth))
+    dst = Path(args.out)
+    _check_output(dst)
+    depth = _read_depth(_readable_file(args.depth, "--depth"))
     if depth.ndim == 3:
         depth = depth[..., 0]
-    rgb = np.asarray(iio.imread(args.rgb))
+    rgb = _read_image(_readable_file(args.rgb, "--rgb"), "--rgb")
     if rgb.ndim == 3 and rgb.shape[2] == 4:
         rgb = rgb[..., :3]
     if rgb.dtype != np.uint8:
-        raise SystemExit(f"{args.rgb}: expected an 8-bit RGB image, got {rgb.dtype}")
-    if args.model:
-        model = _model(args.model, args.factor, args.weights, getattr(args, "model_arg", None))
-        desc = args.model
-    else:
-        model, desc = select_model(args.factor)
+        raise UsageError(f"--rgb {args.rgb}: expected an 8-bit RGB image, got {rgb.dtype}")
+    if depth.ndim != 2 or not (np.issubdtype(depth.dtype, np.number)
+                               and not np.issubdtype(depth.dtype, np.complexfloating)):
+        raise UsageError(f"--depth {args.depth}: expected a 2-D map of real numbers, got shape "
+                         f"{depth.shape}, dtype {depth.dtype}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise UsageError(f"--rgb {args.rgb}: expected an RGB image, got shape {rgb.shape}")
+    f = args.factor
+    if rgb.shape[:2] != (depth.shape[0] * f, depth.shape[1] * f):
+        raise UsageError(
+            f"--rgb is {rgb.shape[0]}×{rgb.shape[1]} but --depth is {depth.shape[0]}×"
+            f"{depth.shape[1]}: with --factor {f} the image must be "
+            f"{depth.shape[0] * f}×{depth.shape[1] * f}")
+    if not np.isfinite(depth).all():
+        raise UsageError(f"--depth {args.depth}: {int((~np.isfinite(depth)).sum())} non-finite "
+                         "value(s) (NaN/inf); fill or inpaint missing depth first")
+    model, desc = _model(args)
+    default = not args.model and not args.weights
     try:
-        ensemble = args.ensemble or ("none" if args.model else DEFAULT_ENSEMBLE)
-        out = upsample(depth.astype(np.float64), rgb, args.factor, model=model,
-                       ensemble=ensemble).numpy()
+        ensemble = args.ensemble or (DEFAULT_ENSEMBLE if default else "none")
+        out = upsample(depth.astype(np.float64), rgb, f, model=model, ensemble=ensemble,
+                       progress=not args.quiet).numpy()
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    dst = Path(args.out)
+        raise UsageError(str(exc)) from None
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.suffix == ".npy":
         np.save(dst, out.astype(np.float32))
-    elif dst.suffix == ".png":
+    else:
         scaled = np.round(out * args.png_scale)
         if scaled.min() < 0 or scaled.max() > 65535:
-            raise SystemExit(
+            raise UsageError(
                 f"values × {args.png_scale} span [{scaled.min()}, {scaled.max()}], outside a "
                 "16-bit PNG; choose --png-scale or write .npy"
             )
         iio.imwrite(dst, scaled.astype(np.uint16))
-    else:
-        raise SystemExit(f"--out must end in .npy or .png, got {dst}")
-    print(f"wrote {dst} ({out.shape[0]}×{out.shape[1]}, model {desc})")
+    print(f"wrote {dst} ({out.shape[0]}×{out.shape[1]}, {desc}, ensemble {ensemble})")
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    quiet = ["--quiet"] if args.quiet else []
+    code = depth_demo.main(["--out", args.out, "--factors", *map(str, args.factors), *quiet])
+    if code:
+        return code
+    return seg_demo.main(["--out", args.out, *quiet])
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -347,18 +498,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pac-models", description="pac-models command line")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("demo", help="joint depth upsampling of the bundled Middlebury image",
-                   add_help=False).add_argument("rest", nargs=argparse.REMAINDER)
+    dm = sub.add_parser("demo", help="the demo: joint depth upsampling of the bundled Middlebury "
+                                     "image, then PAC-CRF refinement of segmentation logits")
+    dm.add_argument("--out", default="demo-output", help="output folder for the PNG panels")
+    dm.add_argument("--factors", type=int, nargs="+", default=[4, 8, 16], choices=(4, 8, 16),
+                    help="depth upsampling factors")
+    dm.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    ls = sub.add_parser("list", help="registered models (and their weights records)")
+    ls = sub.add_parser("list", help="registered models, their default weights (and with "
+                                     "--weights every weights record)")
     ls.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'pac_*'")
     ls.add_argument("--weights", action="store_true", help="also list the weights records")
 
     def common(sp: argparse.ArgumentParser, default_model: Optional[str]) -> None:
-        sp.add_argument("--model", default=default_model, help="registered model name")
+        sp.add_argument("--model", default=default_model,
+                        help="registered model name (default: the model of --weights, or "
+                             f"{DEFAULT_MODEL} with its default weights)"
+                        if default_model is None else "registered model name")
         sp.add_argument("--factor", type=int, default=8, choices=(4, 8, 16))
         sp.add_argument("--weights", default=None,
-                        help="weights: a record tag, a file path or a URL")
+                        help="weights: a name from `pac-models list --weights` (model.tag), a "
+                             "file path or a URL")
         sp.add_argument("--task", choices=("auto", "depth", "segmentation"), default="auto",
                         help="default: segmentation for fcn8s… model names, else depth")
         sp.add_argument("--num-classes", type=int, default=21, help="segmentation classes")
@@ -391,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="RMSE/EPE of a model on a dataset or the Middlebury sample; "
                                      "mIoU of a segmentation model on VOC")
-    common(ev, "pac_refine")
+    common(ev, None)
     data(ev, "middlebury")
     ev.add_argument("--split", default=None,
                     help="train/val/test (NYU; default test), train/val (Sintel), a VOC split "
@@ -415,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ensemble", choices=("none", "h", "hv", "d4"), default=None,
                     help="test-time self-ensemble: average over mirror images (h: 2 passes, hv: "
                          "4, d4: 8 with the transposes); default: the shipped weights' "
-                         "(depth.DEFAULT_ENSEMBLE), none with --model")
+                         "(depth.DEFAULT_ENSEMBLE), none with --model or --weights")
+    up.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tr = sub.add_parser("train", help="train a joint-upsampling or segmentation model "
                                       "(progress, snapshots, resume)")
@@ -476,14 +637,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         upsample: depth (.npy/.png) + RGB image in, upsampled depth (.npy/.png) out.
         train: train a model (depth or segmentation) with progress bars, snapshots, resume and
             a seed.
-        demo: guided upsampling of the Middlebury disparity (same as ``python -m pac_models.demo``).
+        demo: guided upsampling of the Middlebury disparity (``python -m pac_models.demo``), then
+            PAC-CRF refinement of segmentation logits (``python -m
+            pac_models.segmentation.demo``), as ``nox -s demo`` runs them.
+
+    Returns:
+        0 on success. A user mistake raises ``SystemExit(2)`` after one line on stderr.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "demo":
-        from .demo import main as demo_main
-
-        return demo_main(argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"list": _cmd_list, "eval": _cmd_eval, "upsample": _cmd_upsample,
-                "train": _cmd_train}
-    return handlers[args.command](args)
+                "train": _cmd_train, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"pac-models: error: {exc.message}", file=sys.stderr)
+        raise
+    except SystemExit as exc:  # SystemExit("error: ...") of the training code: one line, too
+        if not isinstance(exc.code, str):
+            raise
+        message = exc.code[len("error: "):] if exc.code.startswith("error: ") else exc.code
+        print(f"pac-models: error: {message}", file=sys.stderr)
+        raise UsageError(message) from None

@@ -1,4 +1,10 @@
-"""The model registry: :func:`register_model`, :func:`create_model`, :func:`list_models`.
+"""The model registry: :func:`register_model`, :func:`create_model`, :func:`list_models`,
+:func:`list_pretrained`.
+
+The registry imports no model module: the built-in models register themselves when
+``pac_models`` is imported (its ``__init__`` imports :mod:`pac_models.depth` and
+:mod:`pac_models.segmentation`), and weights come from :mod:`pac_models.weights` (records named
+``"model.tag"``, as in timm).
 
 A model is registered under a name by decorating a builder function (any callable returning an
 ``nn.Module``)::
@@ -19,7 +25,6 @@ time the registry is queried; a plugin that fails to import is skipped with a wa
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import inspect
 import warnings
 from collections.abc import Iterable
@@ -30,6 +35,8 @@ from typing import Any, Callable, Optional, Union
 
 from torch import nn
 
+from . import weights as _weights
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ModelEntry",
@@ -37,7 +44,10 @@ __all__ = [
     "get_model_entry",
     "is_model",
     "list_models",
+    "list_pretrained",
     "register_model",
+    "register_name_resolver",
+    "split_model_name_tag",
 ]
 
 ENTRY_POINT_GROUP = "pac_models.models"
@@ -69,7 +79,6 @@ _REGISTRY: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
 _RESOLVERS: list[Callable[[str], Optional[tuple[str, dict[str, Any]]]]] = []
 _PLUGINS_LOADED = False
-_BUILTINS_LOADED = False
 
 
 def register_model(
@@ -138,14 +147,6 @@ def register_name_resolver(
     return resolver
 
 
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        importlib.import_module("pac_models.depth")
-        importlib.import_module("pac_models.segmentation")
-
-
 def _entry_points() -> list[Any]:
     eps = metadata.entry_points()
     if hasattr(eps, "select"):
@@ -180,27 +181,52 @@ def _load_plugins() -> None:
 
 
 def _ensure_loaded() -> None:
-    _load_builtins()
     _load_plugins()
 
 
-def list_models(pattern: Optional[str] = None, *, tag: Optional[str] = None) -> list[str]:
-    """Registered model names, sorted.
+
+def list_models(pattern: Optional[str] = None, *, tag: Optional[str] = None,
+                pretrained: bool = False, include_tags: Optional[bool] = None) -> list[str]:
+    """Registered model names, sorted (timm's contract).
 
     Args:
-        pattern: Optional ``fnmatch`` pattern (``"pac_*"``).
-        tag: Only models carrying this tag.
+        pattern: Optional ``fnmatch`` pattern (``"pac_*"``), matched against the model name and,
+            with ``include_tags``, against the whole ``"model.tag"`` name (``"*x16*"``).
+        tag: Only models carrying this label (``"depth"``, ``"segmentation"``, ...).
+        pretrained: Only models with weights records.
+        include_tags: List one ``"model.tag"`` name per weights record instead of the model
+            name (models without records stay bare). Default: the value of ``pretrained``.
 
     Returns:
         The matching names (aliases are not listed).
     """
     _ensure_loaded()
-    names = sorted(_REGISTRY)
-    if pattern is not None:
-        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    if tag is not None:
-        names = [n for n in names if tag in _REGISTRY[n].tags]
-    return names
+    if include_tags is None:
+        include_tags = pretrained
+    by_model: dict[str, list[str]] = {}
+    for w in _weights.list_weights():
+        by_model.setdefault(w.model, []).append(w.name)
+    names = sorted(n for n in _REGISTRY if tag is None or tag in _REGISTRY[n].tags)
+    if pretrained:
+        names = [n for n in names if n in by_model]
+    out = []
+    for n in names:
+        full = by_model.get(n, []) if include_tags else []
+        for item in full or [n]:
+            if pattern is None or fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(
+                    item, pattern):
+                out.append(item)
+    return out
+
+
+def list_pretrained(pattern: Optional[str] = None) -> list[str]:
+    """``"model.tag"`` names of every weights record (``create_model`` takes them), sorted.
+
+    Args:
+        pattern: Optional ``fnmatch`` pattern, matched against the model name and the whole
+            name (``"pac_jbu_refine.*"``, ``"*x16*"``).
+    """
+    return list_models(pattern, pretrained=True, include_tags=True)
 
 
 def _resolve(name: str) -> tuple[ModelEntry, dict[str, Any]]:
@@ -221,6 +247,17 @@ def _resolve(name: str) -> tuple[ModelEntry, dict[str, Any]]:
     )
 
 
+def split_model_name_tag(name: str) -> tuple[str, str]:
+    """``"model.tag"`` → ``("model", "tag")``; a name without a weights tag → ``(name, "")``.
+
+    A name that resolves as a whole (pacnet's ``"JBU_9_10_0.5"``) has no tag.
+    """
+    if "." not in name or is_model(name):
+        return name, ""
+    model, _, tag = name.rpartition(".")
+    return model, tag
+
+
 def get_model_entry(name: str) -> ModelEntry:
     """The :class:`ModelEntry` for a name or alias.
 
@@ -239,6 +276,50 @@ def is_model(name: str) -> bool:
     return True
 
 
+def builder_default(entry: ModelEntry, key: str) -> Any:
+    """The value a builder argument takes when the caller leaves it out (None if unknown)."""
+    try:
+        param = inspect.signature(entry.builder).parameters.get(key)
+    except (ValueError, TypeError):
+        return None
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return param.default
+
+
+def _record_for(entry: ModelEntry, name: str, tag: str, pretrained: Any,
+                kwargs: dict[str, Any]) -> Optional[_weights.Weights]:
+    """The weights record ``create_model`` uses, or None (no weights, or a user's file)."""
+    if tag:
+        if pretrained not in (False, True, None):
+            raise ValueError(f"{name!r} names weights already; do not pass pretrained="
+                             f"{pretrained!r} too")
+        return _weights.get_weights(f"{entry.name}.{tag}", model=entry.name)
+    if pretrained is True:
+        factor = kwargs.get("factor", builder_default(entry, "factor"))
+        record = _weights.default_weights(entry.name, factor)
+        if record is None:
+            at = f" at factor {factor}" if factor is not None else ""
+            mine = [w.name for w in _weights.list_weights(entry.name)]
+            raise ValueError(
+                f"no default weights for {entry.name!r}{at}; weights of this model: "
+                f"{', '.join(mine) or 'none'} (pass pretrained=<weights name, path or URL>)"
+            )
+        return record
+    if isinstance(pretrained, str) and not _weights.is_url(pretrained):
+        known = {w.name: w for w in _weights.list_weights()}
+        for candidate in (pretrained, f"{entry.name}.{pretrained}"):
+            if candidate in known:
+                return known[candidate]
+        if not Path(pretrained).expanduser().exists():
+            mine = [w.name for w in _weights.list_weights(entry.name)]
+            raise FileNotFoundError(
+                f"pretrained={pretrained!r} is neither a weights name (weights of "
+                f"{entry.name}: {', '.join(mine) or 'none'}), a URL nor an existing file"
+            )
+    return None
+
+
 def create_model(
     name: str,
     pretrained: Union[bool, str, Path] = False,
@@ -249,14 +330,21 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model, optionally with weights.
 
+    The builder gets the arguments the weights need: ``create_model("pac_jbu_refine", factor=16,
+    pretrained=True)`` builds the architecture of the default ×16 weights (their record's
+    ``model_kwargs``) and loads them. An argument you pass that contradicts the weights is an
+    error.
+
     Args:
         name: A registered name (see :func:`list_models`), an alias (pacnet's class names such as
-            ``"PacJointUpsample"``) or a parametrised name (``"JBU_9_10_0.5"``).
-        pretrained: ``False`` (random init), ``True`` (the default weights record of this model
-            and these arguments, see :func:`pac_models.weights.default_weights`), the tag of a
-            weights record, a local file path, or a URL (``http(s)://``, ``file://``).
+            ``"PacJointUpsample"``), a parametrised name (``"JBU_9_10_0.5"``), or
+            ``"model.tag"`` (see :func:`list_pretrained`): that model with the architecture of
+            those weights, loaded when ``pretrained=True``.
+        pretrained: ``False`` (random init), ``True`` (the default weights of this model and
+            factor, or the tag in ``name``), a weights name (``"model.tag"`` or this model's
+            tag), a local file path, or a URL (``http(s)://``, ``file://``).
         check_hash: Verify the record's sha256 (records only; a path or URL has no reference hash
-            unless the URL names a record's file).
+            unless the URL is a record's).
         progress: Show a download progress bar.
         **kwargs: Forwarded to the builder (e.g. ``factor=8``).
 
@@ -264,16 +352,30 @@ def create_model(
         The model, in eval mode when weights were loaded.
 
     Raises:
-        ValueError: unknown name (the message lists the registered names), no weights record for
-            ``pretrained=True``, or a checkpoint whose keys do not match.
+        ValueError: unknown model or weights name (the message lists the known ones), no
+            default weights, an argument that contradicts the weights, or a checkpoint that is
+            unreadable or whose keys do not match.
+        FileNotFoundError: ``pretrained`` is a path that does not exist.
     """
-    entry, extra = _resolve(name)
-    model = entry.builder(**{**extra, **kwargs})
-    if pretrained is False or pretrained is None:
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str, got {type(name).__name__}")
+    model_name, tag = split_model_name_tag(name)
+    entry, extra = _resolve(model_name)
+    given = {**extra, **kwargs}
+    record = _record_for(entry, name, tag, pretrained, given)
+    if record is not None:
+        if record.model != entry.name:
+            raise ValueError(f"weights {record.name!r} belong to {record.model!r}, not "
+                             f"{entry.name!r}")
+        for k, v in record.model_kwargs.items():
+            if k in given and not _weights.same_kwarg(given[k], v):
+                raise ValueError(f"weights {record.name!r} need {k}={v!r}, got {k}={given[k]!r}")
+        given = {**dict(record.model_kwargs), **given}
+    model = entry.builder(**given)
+    if record is not None and (pretrained is not False and pretrained is not None):
+        _weights.load_record(model, record, check_hash=check_hash, progress=progress)
+    elif record is None and pretrained is not False and pretrained is not None:
+        _weights.load_file(model, pretrained, check_hash=check_hash, progress=progress)
+    else:
         return model
-    from . import weights as _w
-
-    _w.load_pretrained(model, entry.name, pretrained, {**extra, **kwargs},
-                       check_hash=check_hash, progress=progress)
-    model.eval()
-    return model
+    return model.eval()

@@ -1,4 +1,5 @@
-"""Joint-upsampling sample assembly (spec A.5): low-resolution generation, crops, normalisation."""
+"""Joint-upsampling sample assembly (docs/semantics.md §A.5): low-resolution generation, crops,
+normalisation."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["LOWRES_MODES", "AssembleJointUpsamplingInputs", "JointSample", "make_lowres"]
+__all__ = ["LOWRES_MODES", "AssembleJointUpsamplingInputs", "JointSample", "denormalize",
+           "make_lowres", "normalize_lowres"]
 
 LOWRES_MODES = ("center", "last", "bilinear", "bicubic", "nearest")
 _ORDERS = {"nearest": 0, "bilinear": 1, "bicubic": 3}
 
 
 def _resize(x: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
-    """skimage resize of ``[C, H, W]`` over the spatial axes with the spec's settings."""
+    """skimage resize of ``[C, H, W]`` over the spatial axes (settings: docs/semantics.md §A.5)."""
     from skimage.transform import resize
 
     return resize(x, (x.shape[0], *size), order=order, mode="reflect", clip=False,
@@ -25,7 +27,7 @@ def _resize(x: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
 
 
 def make_lowres(target: np.ndarray, factor: int, mode: str = "center") -> np.ndarray:
-    """The low-resolution target of spec A.5 step 3.
+    """The low-resolution target of docs/semantics.md §A.5 step 3.
 
     A target whose size is not a multiple of ``factor`` is first resized (skimage, order 1,
     anti-aliased) to ``⌈H/f⌉f × ⌈W/f⌉f`` (for every mode).
@@ -63,6 +65,36 @@ def make_lowres(target: np.ndarray, factor: int, mode: str = "center") -> np.nda
     return low[0] if squeeze else low
 
 
+
+def normalize_lowres(low: Tensor) -> tuple[Tensor, Tensor]:
+    """Normalise a low-resolution target to [0, 1] per sample and channel.
+
+    ``lo``/``hi`` are the channel's min/max (``lo − 0.5``, ``hi + 0.5`` when constant).
+
+    Args:
+        low: ``[B, C, h, w]`` or ``[C, h, w]``.
+
+    Returns:
+        ``(normalised, raw_range)`` with ``raw_range [B, C, 2]`` (or ``[C, 2]``) holding
+        ``(lo, hi)``.
+    """
+    squeeze = low.dim() == 3
+    x = low[None] if squeeze else low
+    flat = x.flatten(2)
+    lo, hi = flat.min(dim=2).values, flat.max(dim=2).values
+    same = lo == hi
+    lo = torch.where(same, lo - 0.5, lo)
+    hi = torch.where(same, hi + 0.5, hi)
+    out = (x - lo[..., None, None]) / (hi - lo)[..., None, None]
+    rng = torch.stack([lo, hi], dim=-1)
+    return (out[0], rng[0]) if squeeze else (out, rng)
+
+
+def denormalize(x: Tensor, raw_range: Tensor) -> Tensor:
+    """``x·(hi − lo) + lo`` with ``raw_range [B, C, 2]`` (or ``[C, 2]`` for unbatched ``x``)."""
+    lo, hi = raw_range[..., 0], raw_range[..., 1]
+    return x * (hi - lo)[..., None, None] + lo[..., None, None]
+
 @dataclass
 class JointSample:
     """One assembled sample (tensors, unbatched).
@@ -87,7 +119,8 @@ class JointSample:
 
 
 class AssembleJointUpsamplingInputs:
-    """Build ``(low, guide, target, raw_range)`` from a full-resolution pair (spec A.5).
+    """Build ``(low, guide, target, raw_range)`` from a full-resolution pair
+    (docs/semantics.md §A.5).
 
     Args:
         factor: Upsampling factor.
@@ -174,8 +207,6 @@ class AssembleJointUpsamplingInputs:
         low_t = torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32))
         raw_range = None
         if self.normalize_target:
-            from ..depth.protocol import normalize_lowres
-
             low_t, raw_range = normalize_lowres(low_t)
         guide_t = torch.from_numpy(np.ascontiguousarray(g)).to(torch.float32).div_(255.0)
         if self.zero_guidance:

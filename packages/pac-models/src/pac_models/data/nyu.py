@@ -1,4 +1,4 @@
-"""NYU Depth V2 (labelled subset) reader for joint depth upsampling (spec A.5).
+"""NYU Depth V2 (labelled subset) reader for joint depth upsampling (docs/semantics.md §A.5).
 
 The file ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 = HDF5, 2.8 GB, md5
 ``a3a66613390119e6d46827a7aaa3c132``) is not downloaded by pac-models; fetch it from

@@ -1,4 +1,5 @@
-"""MPI Sintel optical flow reader for joint flow upsampling (spec A.5), and ``.flo`` files.
+"""MPI Sintel optical flow reader for joint flow upsampling (docs/semantics.md §A.5), and ``.flo``
+files.
 
 pac-models does not download Sintel (``MPI-Sintel-complete.zip``, md5 :data:`SINTEL_MD5`, from
 :data:`SINTEL_URL`); unpack it and pass the folder holding ``training/``.

@@ -3,7 +3,7 @@
 Registered models (all take ``factor=4, 8 or 16``; default 8, pacnet's default):
 
 ==============================  =====================================================
-``pac_joint_upsample``          :class:`PacJointUpsample` (PAC paper, spec A.2)
+``pac_joint_upsample``          :class:`PacJointUpsample` (PAC paper, docs/semantics.md §A.2)
 ``pac_joint_upsample_lite``     :class:`PacJointUpsampleLite` (~56 k parameters)
 ``djif``                        :class:`DJIF` baseline (Li et al.)
 ``djif_wide``                   :class:`DJIFWide`
@@ -12,6 +12,9 @@ Registered models (all take ``factor=4, 8 or 16``; default 8, pacnet's default):
 ``bilinear``                    :class:`Bilinear` (no parameters)
 ``pac_refine``                  :class:`PacRefine`: bilinear + fixed PAC trilateral filter
                                 (no parameters; the fallback of :func:`upsample`)
+``pac_jbu_refine``              :class:`PacJBURefine`: learned joint bilateral upsampling and
+                                a residual refinement (its default weights are what
+                                :func:`upsample` uses)
 ==============================  =====================================================
 """
 
@@ -23,7 +26,7 @@ from typing import Any, Optional
 from torch import nn
 
 from ..registry import register_model, register_name_resolver
-from .api import DEFAULT_ENSEMBLE, DEFAULT_FALLBACK, ENSEMBLES, upsample
+from .api import DEFAULT_ENSEMBLE, DEFAULT_FALLBACK, DEFAULT_MODEL, ENSEMBLES, upsample
 from .models import (
     DJIF,
     LITE_CONFIGS,
@@ -42,6 +45,7 @@ from .protocol import apply_model, denormalize, epe, normalize_lowres, rmse
 __all__ = [
     "DEFAULT_ENSEMBLE",
     "DEFAULT_FALLBACK",
+    "DEFAULT_MODEL",
     "DJIF",
     "ENSEMBLES",
     "LITE_CONFIGS",

@@ -7,12 +7,22 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-__all__ = ["DEFAULT_ENSEMBLE", "DEFAULT_FALLBACK", "ENSEMBLES", "SUPPORTED_FACTORS",
-           "select_model", "upsample"]
+from .. import weights
+from ..registry import create_model
+from .protocol import denormalize, normalize_lowres
+
+__all__ = ["DEFAULT_ENSEMBLE", "DEFAULT_FALLBACK", "DEFAULT_MODEL", "ENSEMBLES",
+           "SUPPORTED_FACTORS", "select_model", "upsample"]
 
 SUPPORTED_FACTORS = (4, 8, 16)
 """Factors :func:`upsample` accepts (those of the paper's models)."""
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+DEFAULT_MODEL = "pac_jbu_refine"
+"""Model of the weights :func:`upsample` uses by default: its default weights at each factor."""
 
 DEFAULT_FALLBACK = "pac_refine"
 """Model used by :func:`upsample` when no shipped weights exist for the factor (non-learned)."""
@@ -30,25 +40,22 @@ and its left-right mirror; ``"hv"``: also the up-down mirrors (4 passes); ``"d4"
 transposes (all 8 symmetries of the square)."""
 
 DEFAULT_ENSEMBLE = "d4"
-"""The ensemble :func:`upsample` uses with the shipped weights (``model=None``): with the v6
-weights each step none → h → hv → d4 lowered the held-out synthetic RMSE of all four scene sets
-at every factor (d4: 0.93–0.96× one pass at ×8 and ×16, 0.98–0.99× at ×4)."""
+"""The ensemble :func:`upsample` uses with the default weights (``model=None``): with them each
+step none → h → hv → d4 lowered the held-out synthetic RMSE of all four scene sets at every
+factor (d4: 0.93–0.97× one pass at ×8 and ×16, 0.98–0.99× at ×4)."""
 
 
 def select_model(factor: int) -> tuple[nn.Module, str]:
     """The model :func:`upsample` uses by default for ``factor``.
 
     Returns:
-        ``(model, description)``: the shipped, permissively licensed weights for that factor
-        (:func:`pac_models.weights.best_weights`), or :data:`DEFAULT_FALLBACK` when none exist.
+        ``(model, description)``: :data:`DEFAULT_MODEL` with its default weights for that
+        factor (``create_model(DEFAULT_MODEL, factor=factor, pretrained=True)``), or
+        :data:`DEFAULT_FALLBACK` when there are none.
     """
-    from ..registry import create_model
-    from ..weights import best_weights
-
-    record = best_weights("depth", factor)
+    record = weights.default_weights(DEFAULT_MODEL, factor)
     if record is not None:
-        model = create_model(record.model, pretrained=record.tag, **record.model_kwargs)
-        return model, f"{record.model} ({record.tag})"
+        return create_model(DEFAULT_MODEL, factor=factor, pretrained=True), record.name
     return create_model(DEFAULT_FALLBACK, factor=factor).eval(), f"{DEFAULT_FALLBACK} (no weights)"
 
 
@@ -63,12 +70,14 @@ def _as_tensor(x: Any, what: str) -> Tensor:
 
 def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray], factor: int,
              model: Optional[Union[nn.Module, str]] = None, *,
-             ensemble: Optional[str] = None) -> Tensor:
+             ensemble: Optional[str] = None, progress: bool = False) -> Tensor:
     """Upsample a low-resolution depth map to the resolution of its RGB image.
 
-    The depth is normalised inside (its min/max mapped to [0, 1], as in training), the model
-    runs on the normalised map with the RGB in [0, 1] as guidance, and the result is mapped back,
-    so it comes out in the unit of ``depth_lr`` (metres, millimetres, disparity px...).
+    The depth is normalised inside (its min/max mapped to [0, 1] in float64, as in training),
+    the model runs on the normalised map with the RGB in [0, 1] as guidance, and the result is
+    mapped back, so it comes out in the unit of ``depth_lr`` (metres, millimetres, disparity
+    px...). A constant map (all zero included) comes back as exactly that constant, without
+    running the model.
 
     With ``model=None`` the weights shipped with pac-models for ``factor`` are used:
     ``pac_jbu_refine`` (:class:`~pac_models.depth.PacJBURefine`, a learned joint bilateral
@@ -78,7 +87,8 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     install) it falls back to the non-learned :class:`~pac_models.depth.PacRefine`.
 
     Args:
-        depth_lr: ``[h, w]`` tensor or array, any unit, all values finite.
+        depth_lr: ``[h, w]`` tensor or array, any unit, all values finite and within float32's
+            range (``|x| ≤ 3.4e38``).
         rgb: ``[H, W, 3]`` uint8 image (tensor or array) with ``H = h·factor``, ``W = w·factor``.
         factor: 4, 8 or 16.
         model: None (default, see above), a registered model name (built for ``factor`` without
@@ -93,13 +103,15 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
             shipped weights (``depth_lr[i, j]`` is the depth at row ``⌊(f−1)/2⌋ + f·i``, column
             ``⌊(f−1)/2⌋ + f·j``): for even factors a mirrored image is shifted by one pixel so
             that the samples sit where the model expects them.
+        progress: Show a tqdm bar over the ensemble's passes.
 
     Returns:
         ``float32 [H, W]`` tensor on the CPU, in the unit of ``depth_lr``.
 
     Raises:
         ValueError: unsupported factor, wrong shapes or dtype, sizes that do not match the
-            factor, non-finite depth values, or an unknown ensemble.
+            factor, non-finite depth values or values beyond float32's range, or an unknown
+            ensemble.
     """
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or (
         int(factor) not in SUPPORTED_FACTORS
@@ -122,6 +134,12 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         raise ValueError(
             f"depth_lr has {n} non-finite value(s) (NaN/inf); fill or inpaint missing depth first"
         )
+    big = float(d.abs().max())
+    if big > _FLOAT32_MAX:
+        raise ValueError(
+            f"depth_lr holds values up to {big:.3g} in magnitude, beyond what the float32 result "
+            f"can hold ({_FLOAT32_MAX:.3g}); scale the map to a smaller unit first"
+        )
     img = _as_tensor(rgb, "rgb")
     if img.dim() != 3 or img.shape[-1] != 3:
         raise ValueError(f"rgb must be [H, W, 3], got shape {tuple(img.shape)}")
@@ -138,16 +156,15 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     if model is None:
         net, _ = select_model(factor)
     elif isinstance(model, str):
-        from ..registry import create_model
-
         net = create_model(model, factor=factor)
     elif isinstance(model, nn.Module):
         net = model
     else:
         raise ValueError(f"model must be None, a model name or an nn.Module, got {model!r}")
 
-    from .protocol import denormalize, normalize_lowres
-
+    lo, hi = float(d.min()), float(d.max())
+    if lo == hi:  # a constant map (all zero included) comes back exactly constant
+        return torch.full((H, W), lo, dtype=torch.float32)
     try:
         param = next(net.parameters())
         device, dtype = param.device, param.dtype
@@ -163,10 +180,12 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     try:
         with torch.no_grad():
             views = ENSEMBLES[ensemble]
-            out = sum(_run_view(net, low, guide, factor, *v) for v in views) / len(views)
+            bar = tqdm(views, desc="upsample", unit="pass", disable=not progress)
+            out = sum(_run_view(net, low, guide, factor, *v) for v in bar) / len(views)
     finally:
         net.train(was_training)
-    return denormalize(out.to("cpu", torch.float64), rng)[0, 0].to(torch.float32)
+    out = denormalize(out.to("cpu", torch.float64), rng)[0, 0]
+    return out.clamp(-_FLOAT32_MAX, _FLOAT32_MAX).to(torch.float32)
 
 
 def _shift(x: Tensor, k: int, dim: int) -> Tensor:

@@ -1,4 +1,5 @@
-"""Evaluation of joint-upsampling models: datasets (spec A.6) and the Middlebury sample."""
+"""Evaluation of joint-upsampling models: datasets (docs/semantics.md §A.6) and the Middlebury
+sample."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..data.joint import JointSample
+from .middlebury import center_lowres, fill_invalid, interpolate, masked_rmse, working_data
 from .protocol import apply_model, denormalize, epe, normalize_lowres, rmse
 
 __all__ = ["EvalResult", "collate", "evaluate", "evaluate_middlebury", "predict", "to_device"]
@@ -107,8 +110,6 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     values: list[float] = []
     it = range(n)
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(it, desc=f"eval {metric}", unit="img")
     was_training = model.training
     model.eval()
@@ -127,10 +128,10 @@ def evaluate_middlebury(model: nn.Module, factor: int,
                         crop: Optional[tuple[int, int, int, int]] = None) -> tuple[float, float]:
     """RMSE of ``model`` and of bilinear upsampling on the bundled Middlebury disparity.
 
-    The protocol of :mod:`pac_models.demo`: the full-resolution disparity (cropped to a multiple
-    of 16) has its invalid pixels filled with the nearest valid value, the centre pixel of each
-    ``factor``×``factor`` block is the low-resolution input, and the RMSE is taken over the valid
-    ground-truth pixels, in disparity px.
+    The protocol of :mod:`pac_models.depth.middlebury` (the demo's): the full-resolution
+    disparity (cropped to a multiple of 16) has its invalid pixels filled with the nearest valid
+    value, the centre pixel of each ``factor``×``factor`` block is the low-resolution input, and
+    the RMSE is taken over the valid ground-truth pixels, in disparity px.
 
     Args:
         model: A joint-upsampling model (called through :func:`apply_model` on the normalised
@@ -141,10 +142,7 @@ def evaluate_middlebury(model: nn.Module, factor: int,
     Returns:
         ``(rmse_model, rmse_bilinear)``.
     """
-    from ..demo import _working_data, center_lowres, fill_invalid, interpolate
-    from ..demo import rmse as masked_rmse
-
-    rgb, truth, valid = _working_data(crop)
+    rgb, truth, valid = working_data(crop)
     h, w = truth.shape
     low = center_lowres(fill_invalid(truth, valid), factor)
     dev = _model_device(model)

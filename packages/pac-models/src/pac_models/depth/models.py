@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pac_core import PacConvTranspose2d, PacPool2d
+
 __all__ = [
     "DJIF",
     "Bilinear",
@@ -85,7 +87,8 @@ def _expand(filters: _Filters, length: int, what: str) -> tuple[int, ...]:
 
 
 def _conv_branch(chans: Sequence[int], ksize: int, bn: bool) -> nn.Sequential:
-    """``conv{l}`` (+ ``bn{l}``) + ``relu{l}`` except after the last conv (spec A.2)."""
+    """``conv{l}`` (+ ``bn{l}``) + ``relu{l}`` except after the last conv (docs/semantics.md
+    §A.2)."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     n = len(chans) - 1
     for l in range(1, n + 1):
@@ -106,7 +109,7 @@ def _check_factor(name: str, factor: int) -> int:
 
 
 class PacJointUpsample(nn.Module):
-    """PAC joint upsampling network (spec A.2).
+    """PAC joint upsampling network (docs/semantics.md §A.2).
 
     A target branch (convs at low resolution), a guidance branch (convs on the RGB at full
     resolution producing ``k_ch`` channels per upsampling stage), ``log2(factor)`` stages of ×2
@@ -152,8 +155,6 @@ class PacJointUpsample(nn.Module):
         f_bn: bool = False,
     ) -> None:
         super().__init__()
-        from pac_core import PacConvTranspose2d
-
         name = type(self).__name__
         self.factor = _check_factor(name, factor)
         if n_g_layers < 1 or n_f_layers < 1 or n_t_layers < 1:
@@ -211,11 +212,12 @@ LITE_CONFIGS: dict[int, dict[str, object]] = {
     16: {"n_t_filters": (8, 16, 16), "n_g_filters": (8, 16), "n_f_filters": (8, 16, 16, 16, 16),
          "k_ch": 10},
 }
-"""Hand-picked widths of :class:`PacJointUpsampleLite` per factor (spec A.3)."""
+"""Hand-picked widths of :class:`PacJointUpsampleLite` per factor (docs/semantics.md §A.3)."""
 
 
 class PacJointUpsampleLite(PacJointUpsample):
-    """:class:`PacJointUpsample` with hand-picked narrow widths (~56 k parameters, spec A.3).
+    """:class:`PacJointUpsample` with hand-picked narrow widths (~56 k parameters,
+    docs/semantics.md §A.3).
 
     Args:
         factor: 4, 8 or 16.
@@ -236,7 +238,7 @@ class PacJointUpsampleLite(PacJointUpsample):
 
 
 class DJIF(nn.Module):
-    """Deep joint image filter baseline (Li et al., ECCV 2016), as in spec A.4.
+    """Deep joint image filter baseline (Li et al., ECCV 2016), as in docs/semantics.md §A.4.
 
     The target is first bilinearly upsampled to the guidance size; a target branch and a guidance
     branch (9×9, 1×1, 5×5 convs, each ending in one channel) are concatenated and fused by a
@@ -333,8 +335,6 @@ class JointBilateral(nn.Module):
     def __init__(self, factor: int, channels: int, kernel_size: int, scale_space: float,
                  scale_color: float) -> None:
         super().__init__()
-        from pac_core import PacConvTranspose2d
-
         name = type(self).__name__
         if factor < 1:
             raise ValueError(f"{name}: factor must be ≥ 1, got {factor}")
@@ -429,8 +429,6 @@ class PacRefine(nn.Module):
                  guide_channels: int | None = None, sigma_color: float = 0.05,
                  sigma_value: float = 0.1, kernel_size: int = 5, iterations: int = 3) -> None:
         super().__init__()
-        from pac_core import PacPool2d
-
         if factor < 1:
             raise ValueError(f"PacRefine: factor must be ≥ 1, got {factor}")
         if sigma_color <= 0 or sigma_value <= 0 or iterations < 0:
@@ -496,7 +494,7 @@ class PacJBURefine(nn.Module):
        the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian weights all
        underflow falls back to a plain average instead of 0/0. The stages run on the guidance
        shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution sample
-       sits where the ``'center'`` protocol (spec A.5) took it.
+       sits where the ``'center'`` protocol (docs/semantics.md §A.5) took it.
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
@@ -515,21 +513,20 @@ class PacJBURefine(nn.Module):
             ``stage`` (and one ×2 where it does not divide), the finest first; a ×s step uses
             a ``(2s+1)²`` kernel. 4 means fewer, wider stages (×4 is a single joint bilateral
             step, like :class:`JointBilateral`).
-        context_channels: Context feature channels (0: none, the layout of the ``v1``
-            weights). They start near zero, so weights without them load non-strictly into a
-            model with them and give nearly the same output.
-        wide_refine: Hidden channels of a second residual correction after ψ (0: none, the
-            layout of the weights up to ``v8``): five 3×3 conv layers at full resolution with
-            dilations 1, 2, 4, 8, 1 (a 33-pixel field of view, wider than the ±f/2 band in
-            which a depth edge can sit between two samples at ×16, where ψ sees 7 pixels). Its
-            last layer starts at zero, so weights without it load non-strictly and give the
-            same output.
+        context_channels: Context feature channels (0: none). They start near zero, so weights
+            without them load non-strictly into a model with them and give nearly the same
+            output.
+        wide_refine: Hidden channels of a second residual correction after ψ (0: none): five
+            3×3 conv layers at full resolution with dilations 1, 2, 4, 8, 1 (a 33-pixel field
+            of view, wider than the ±f/2 band in which a depth edge can sit between two samples
+            at ×16, where ψ sees 7 pixels). Its last layer starts at zero, so weights without it
+            load non-strictly and give the same output.
         reach: How many low-resolution samples (of the stage's input) each side a stage's kernel
             reaches: one int for every stage or one per stage, coarsest first (1: the
-            ``(2s+1)²`` kernel, the layout up to ``v9``; r: ``(2rs+1)²``). Trained scales ask
-            for it at ×16, where the learned spatial σ of both stages grew past the 1-sample
-            window. Weights with a smaller kernel load into a model with a larger one: their
-            kernel is zero-padded, which gives the same output.
+            ``(2s+1)²`` kernel; r: ``(2rs+1)²``). Trained scales ask for it at ×16, where the
+            learned spatial σ of both stages grew past the 1-sample window. Weights with a
+            smaller kernel load into a model with a larger one: their kernel is zero-padded,
+            which gives the same output.
 
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, non-positive widths or reach.
@@ -540,8 +537,6 @@ class PacJBURefine(nn.Module):
                  context_channels: int = 0, wide_refine: int = 0,
                  reach: Union[int, Sequence[int]] = 1) -> None:
         super().__init__()
-        from pac_core import PacConvTranspose2d
-
         name = type(self).__name__
         self.factor = _check_factor(name, factor)
         if (feat_channels < 0 or context_channels < 0 or wide_refine < 0 or width < 1

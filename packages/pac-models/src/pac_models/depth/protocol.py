@@ -1,4 +1,5 @@
-"""The joint-upsampling protocol of spec A.5/A.6: normalisation, running a model, metrics."""
+"""The joint-upsampling protocol of docs/semantics.md §A.5/§A.6: normalisation, running a model,
+metrics."""
 
 from __future__ import annotations
 
@@ -8,41 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.joint import denormalize, normalize_lowres
+
 __all__ = ["apply_model", "center_crop", "denormalize", "epe", "l2_loss", "normalize_lowres",
            "rmse"]
 
 FLOW_INVALID = 1e7
 """Flow components above this magnitude mark unknown ground truth (Sintel)."""
-
-
-def normalize_lowres(low: Tensor) -> tuple[Tensor, Tensor]:
-    """Normalise a low-resolution target to [0, 1] per sample and channel.
-
-    ``lo``/``hi`` are the channel's min/max (``lo − 0.5``, ``hi + 0.5`` when constant).
-
-    Args:
-        low: ``[B, C, h, w]`` or ``[C, h, w]``.
-
-    Returns:
-        ``(normalised, raw_range)`` with ``raw_range [B, C, 2]`` (or ``[C, 2]``) holding
-        ``(lo, hi)``.
-    """
-    squeeze = low.dim() == 3
-    x = low[None] if squeeze else low
-    flat = x.flatten(2)
-    lo, hi = flat.min(dim=2).values, flat.max(dim=2).values
-    same = lo == hi
-    lo = torch.where(same, lo - 0.5, lo)
-    hi = torch.where(same, hi + 0.5, hi)
-    out = (x - lo[..., None, None]) / (hi - lo)[..., None, None]
-    rng = torch.stack([lo, hi], dim=-1)
-    return (out[0], rng[0]) if squeeze else (out, rng)
-
-
-def denormalize(x: Tensor, raw_range: Tensor) -> Tensor:
-    """``x·(hi − lo) + lo`` with ``raw_range [B, C, 2]`` (or ``[C, 2]`` for unbatched ``x``)."""
-    lo, hi = raw_range[..., 0], raw_range[..., 1]
-    return x * (hi - lo)[..., None, None] + lo[..., None, None]
 
 
 def center_crop(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -57,7 +30,8 @@ def center_crop(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 def apply_model(model: nn.Module, low: Tensor, guide: Tensor, factor: int,
                 target_size: Optional[tuple[int, int]] = None) -> Tensor:
-    """Run a joint-upsampling model as pacnet's evaluation does (spec A.5 "Running a model").
+    """Run a joint-upsampling model as pacnet's evaluation does (docs/semantics.md §A.5,
+    "Running a model").
 
     If the guidance is not exactly ``factor×`` the low-resolution size, it is bilinearly resized
     to ``(f·h, f·w)`` and the output is resized back to the guidance size. The output is then
@@ -95,13 +69,15 @@ def l2_loss(out: Tensor, target: Tensor, raw_range: Tensor) -> Tensor:
 
 
 def rmse(pred: Tensor, gt: Tensor) -> Tensor:
-    """Per-batch RMSE ``mean_b sqrt(Σ_c mean_{y,x} (pred − gt)²)`` in raw units (spec A.6)."""
+    """Per-batch RMSE ``mean_b sqrt(Σ_c mean_{y,x} (pred − gt)²)`` in raw units
+    (docs/semantics.md §A.6)."""
     d = (pred.double() - gt.double()) ** 2
     return d.mean(dim=(-2, -1)).sum(dim=1).sqrt().mean()
 
 
 def epe(pred: Tensor, gt: Tensor) -> Tensor:
-    """End-point error of ``[B, 2, H, W]`` flow; unknown ground truth counts as 0 (spec A.6)."""
+    """End-point error of ``[B, 2, H, W]`` flow; unknown ground truth counts as 0
+    (docs/semantics.md §A.6)."""
     invalid = (gt[:, 0].abs() > FLOW_INVALID) | (gt[:, 1].abs() > FLOW_INVALID)
     invalid = invalid[:, None]
     p = torch.where(invalid, torch.zeros_like(pred), pred).double()

@@ -1,5 +1,5 @@
-"""Semantic segmentation (spec Part B): FCN-8s backbones, PAC-FCN, PAC-CRF heads, the model-name
-grammar, VOC 2012 + SBD data and mIoU.
+"""Semantic segmentation (docs/semantics.md §B): FCN-8s backbones, PAC-FCN, PAC-CRF heads, the
+model-name grammar, VOC 2012 + SBD data and mIoU.
 
 Registered models (``create_model(name, num_classes=21)``): ``fcn8s``, ``fcn8saltpad``,
 ``fcn8spac`` and every name of the grammar (:mod:`pac_models.segmentation.grammar`), e.g.

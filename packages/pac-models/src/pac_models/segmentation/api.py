@@ -1,12 +1,12 @@
 """``refine(logits, rgb, crf=None)``: PAC-CRF refinement of any segmentation network's logits.
 
 The image is the guidance: every pairwise kernel of the CRF compares the colours of neighbouring
-pixels (spec B.2's edge features: the mean-subtracted BGR image on the 0–255 scale, divided per
-edge by learnable ``feat_scales``, initial value 30). The CRF runs its mean-field steps on the
-logits and :func:`refine` returns log-probabilities.
+pixels (the edge features of docs/semantics.md §B.2: the mean-subtracted BGR image on the 0–255
+scale, divided per edge by learnable ``feat_scales``, initial value 30). The CRF runs its
+mean-field steps on the logits and :func:`refine` returns log-probabilities.
 
 The default CRF (``crf=None``) is :data:`DEFAULT_CRF` with parameters the project learned on
-labelled synthetic scenes (``pac_models.weights`` record :data:`DEFAULT_WEIGHTS_TAG`, trained by
+labelled synthetic scenes (the default weights of ``paccrf_refiner``, trained by
 :mod:`pac_models.segmentation.crf_training`). Its kernels are Potts kernels with learnable
 spatial filters (``[1, 1, k, k]`` each), so the learned parameters do not depend on the number of
 labels: they apply to logits with any ``L ≥ 2`` (they were learned with ``L = 2``).
@@ -23,11 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..registry import register_model
+from pac_core import PacCRF, PacCRFLoose
+
+from .. import weights
+from ..registry import create_model, register_model
+from . import grammar
 
 __all__ = [
     "DEFAULT_CRF",
-    "DEFAULT_WEIGHTS_TAG",
     "PacCrfRefiner",
     "build_refiner",
     "default_refiner",
@@ -36,24 +39,20 @@ __all__ = [
 ]
 
 DEFAULT_CRF = "crfi8lp0ds511p0ds541p0ds5121p0ds5321"
-"""The default CRF, in the model-name grammar (spec B.3): 8 mean-field steps, each with its own
-weights (``'i8l'``: a loose CRF, :class:`pac_core.PacCRFLoose`), of four Potts kernels with
-learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution; the last reaches
-64 px, e.g. background seen through a wheel). v3/v4 of its weights ran the same kernels in 5
-shared-weight steps (``crfp0ds511p0ds541p0ds5121p0ds5321``), v1/v2 the first three kernels only
-(``crfp0ds511p0ds541p0ds5121``); their records name the CRF they need."""
-
-DEFAULT_WEIGHTS_TAG = "paccrf_refiner_synthetic_v5"
-"""Weights record of the default CRF's learned parameters."""
+"""The default CRF, in the model-name grammar (docs/semantics.md §B.3): 8 mean-field steps, each
+with its own weights (``'i8l'``: a loose CRF, :class:`pac_core.PacCRFLoose`), of four Potts
+kernels with learnable 5×5 spatial filters at dilations 1, 4, 12 and 32 (full resolution; the last
+reaches 64 px, e.g. background seen through a wheel): the CRF of the default weights of
+``paccrf_refiner``."""
 
 MODEL_NAME = "paccrf_refiner"
 """Registered name of :class:`PacCrfRefiner` (``create_model("paccrf_refiner", ...)``)."""
 
 MEAN_RGB = (122.675, 116.669, 104.008)
-"""Per-channel mean (R, G, B) subtracted from the 0–255 image (spec B.5)."""
+"""Per-channel mean (R, G, B) subtracted from the 0–255 image (docs/semantics.md §B.5)."""
 
 FEAT_SCALE_INIT = 30.0
-"""Initial edge-feature scale (spec B.2/B.3: ``feat_scales.i = [30, 30, 30]``)."""
+"""Initial edge-feature scale (docs/semantics.md §B.2/§B.3: ``feat_scales.i = [30, 30, 30]``)."""
 
 RgbLike = Union[Tensor, np.ndarray]
 CrfLike = Union[None, str, Sequence[str], nn.Module]
@@ -69,8 +68,6 @@ def _parse_crf_text(crf: Union[str, Sequence[str]]) -> tuple[int, bool, list[dic
     a CRF part (``'crfi5p4d5641p4d5161'``), or ``'<type>_<k>_<d>_<blur>'`` strings (one, several
     joined by ``','``, or a sequence), which get 5 shared-weight steps.
     """
-    from . import grammar
-
     if isinstance(crf, str):
         text = crf.strip()
         if grammar.is_segmentation_name(text):  # a whole model name: backbone[frozen]_crf
@@ -100,7 +97,7 @@ def _parse_crf_text(crf: Union[str, Sequence[str]]) -> tuple[int, bool, list[dic
 class PacCrfRefiner(nn.Module):
     """A PacCRF plus its per-edge colour-feature scales: ``(logits, image) → log-probabilities``.
 
-    The state_dict keys are those of spec B.2's ``ModelWithCrf`` without the backbone
+    The state_dict keys are those of ``ModelWithCrf`` (docs/semantics.md §B.2) without the backbone
     (``crf.*`` and ``feat_scales.<i>`` of shape ``[3]``), so CRF parameters move between the two.
 
     Args:
@@ -118,8 +115,6 @@ class PacCrfRefiner(nn.Module):
                  crf: Union[str, Sequence[str], nn.Module] = DEFAULT_CRF,
                  feat_scale: float = FEAT_SCALE_INIT, learn_scales: bool = True) -> None:
         super().__init__()
-        from pac_core import PacCRF, PacCRFLoose
-
         if num_classes < 2:
             raise ValueError(f"num_classes must be ≥ 2, got {num_classes}")
         self.num_classes = int(num_classes)
@@ -191,18 +186,21 @@ def build_refiner(crf: CrfLike, num_classes: int) -> PacCrfRefiner:
 
 @functools.lru_cache(maxsize=1)
 def _default_state() -> dict[str, Tensor]:
-    from ..weights import get_weights, load_checkpoint, resolve_file
-
-    return dict(load_checkpoint(resolve_file(get_weights(DEFAULT_WEIGHTS_TAG))))
+    """The learned parameters of the default weights of :data:`MODEL_NAME`."""
+    return dict(create_model(MODEL_NAME, pretrained=True).state_dict())
 
 
 def default_refiner(num_classes: int = 2) -> PacCrfRefiner:
-    """The project's learned default CRF for ``num_classes`` labels (parameters frozen).
+    """The project's learned default CRF for ``num_classes`` labels (parameters frozen): the
+    default weights of :data:`MODEL_NAME` (``create_model("paccrf_refiner", pretrained=True)``).
 
     The learned parameters do not depend on the number of labels (Potts kernels), so one file
     serves every ``L``.
     """
-    model = PacCrfRefiner(num_classes, DEFAULT_CRF)
+    record = weights.default_weights(MODEL_NAME)
+    if record is None:
+        raise ValueError(f"no default weights for {MODEL_NAME!r}; pass crf= explicitly")
+    model = PacCrfRefiner(num_classes, record.model_kwargs.get("crf", DEFAULT_CRF))
     model.load_state_dict(_default_state(), strict=True)
     model.requires_grad_(False)
     return model.eval()
@@ -222,8 +220,8 @@ def image_tensor(rgb: RgbLike, batch: Optional[int] = None) -> Tensor:
 
     Raises:
         TypeError: not a tensor/array, or a dtype other than uint8 or floating.
-        ValueError: wrong layout, a float image outside [0, 1] (e.g. 0–255 or normalised),
-            or a batch size that does not match.
+        ValueError: wrong layout, a float image with NaN/inf or outside [0, 1] (e.g. 0–255 or
+            normalised), or a batch size that does not match.
     """
     if isinstance(rgb, np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(rgb))
@@ -246,6 +244,9 @@ def image_tensor(rgb: RgbLike, batch: Optional[int] = None) -> Tensor:
                 if t.dim() == 4 and t.shape[-1] == 3 else ""
             raise ValueError(f"a float rgb must be [B, 3, H, W] or [3, H, W], got shape "
                              f"{tuple(t.shape)}{hint}")
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"rgb has {n} non-finite value(s) (NaN/inf)")
         if t.numel():
             lo, hi = float(t.min()), float(t.max())
             if lo < -1e-3 or hi > 1.0 + 1e-3:
@@ -272,21 +273,24 @@ def refine(logits: Tensor, rgb: RgbLike, crf: CrfLike = None) -> Tensor:
             ``torchvision``'s ``ToTensor`` gives; not normalised). Both are converted to the same
             features, so ``refine(x, img)`` and ``refine(x, img_float / 255)`` agree. An image with
             batch 1 is used for every batch entry.
-        crf: None: the project's default learned CRF (:data:`DEFAULT_CRF`, parameters
-            :data:`DEFAULT_WEIGHTS_TAG`). A string: a CRF model name (spec B.3; the CRF part
-            ``'crfi5p4d5641p4d5161'`` or a whole name ``'fcn8s_crfi5p4d5161'``) or pairwise
-            specs ``'4d_5_16_1'`` (several joined by ``','``); a sequence of such specs. Named
-            CRFs are built freshly (untrained, spec initialisation). Or a module: a
-            :class:`pac_core.PacCRF` / :class:`pac_core.PacCRFLoose` (used with spec B.2's edge
-            features at scale 30) or a :class:`PacCrfRefiner`.
+        crf: None: the project's default learned CRF (:data:`DEFAULT_CRF` with the default
+            weights of ``paccrf_refiner``). A string: a CRF model name (docs/semantics.md
+            §B.3; the CRF part ``'crfi5p4d5641p4d5161'`` or a whole name
+            ``'fcn8s_crfi5p4d5161'``) or pairwise specs ``'4d_5_16_1'`` (several joined by
+            ``','``); a sequence of such specs. Named CRFs are built freshly (untrained, the
+            initialisation of docs/semantics.md §B.2). Or a module: a :class:`pac_core.PacCRF` /
+            :class:`pac_core.PacCRFLoose` (used with the edge features of docs/semantics.md §B.2
+            at scale 30) or a :class:`PacCrfRefiner`.
 
     Returns:
-        Log-probabilities ``[B, L, H, W]`` in the logits' dtype, on their device.
+        Log-probabilities ``[B, L, H, W]`` in the logits' dtype, on their device (empty for
+        empty logits, e.g. batch 0).
 
     Raises:
         TypeError: logits not a floating tensor, a bad ``rgb`` type/dtype or ``crf`` type.
-        ValueError: shape mismatches (names the shapes), fewer than 2 labels, a float ``rgb``
-            outside [0, 1], a malformed CRF name, a CRF for another number of labels.
+        ValueError: shape mismatches (names the shapes), fewer than 2 labels, non-finite
+            (NaN/inf) logits or ``rgb`` values, a float ``rgb`` outside [0, 1], a malformed CRF
+            name, a CRF for another number of labels.
 
     Example:
         >>> logp = refine(net(x), image_uint8_hwc)          # learned default CRF
@@ -301,10 +305,16 @@ def refine(logits: Tensor, rgb: RgbLike, crf: CrfLike = None) -> Tensor:
     b, n_labels, h, w = logits.shape
     if n_labels < 2:
         raise ValueError(f"logits need at least 2 labels, got L={n_labels}")
+    if not bool(torch.isfinite(logits).all()):
+        n = int((~torch.isfinite(logits)).sum())
+        raise ValueError(f"logits have {n} non-finite value(s) (NaN/inf); refine needs finite "
+                         "logits")
     image = image_tensor(rgb, batch=b)
     if tuple(image.shape[-2:]) != (h, w):
         raise ValueError(f"rgb is {tuple(image.shape[-2:])} (H, W) but the logits are {(h, w)}")
     model = build_refiner(crf, n_labels)
+    if logits.numel() == 0:  # batch 0 (or an empty image): nothing to refine
+        return logits.new_empty(logits.shape)
     device = logits.device
     param = next(model.parameters(), None)
     if crf is None:

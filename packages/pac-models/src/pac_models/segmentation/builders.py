@@ -15,7 +15,6 @@ from typing import Any, Optional, Union
 from torch import nn
 
 from ..registry import register_model, register_name_resolver
-from ..weights import NON_COMMERCIAL_LICENCE, PACNET_BASE_URL, Weights, register_weights
 from .crf_head import ModelWithConvCrf, ModelWithCrf, freeze_backbone
 from .grammar import (
     BACKBONES,
@@ -145,29 +144,3 @@ def _resolve_segmentation(name: str) -> Optional[tuple[str, dict[str, Any]]]:
     if parsed.frozen:
         kwargs["frozen"] = True
     return parsed.backbone, kwargs
-
-
-def _pacnet_records() -> None:
-    """pacnet's segmentation checkpoints (B.8): non-commercial, never shipped nor default."""
-    base = PACNET_BASE_URL + "semantic_segmentation/"
-    rows = (
-        ("pacnet_fcn8s_voc", "fcn8s", "fcn8s_from_caffe.pth", 65.51, 67.20),
-        ("pacnet_fcn8s_paccrf_voc", "fcn8s_crfi5p4d5641p4d5161", "fcn8s_paccrf_epoch_30.pth",
-         68.90, 69.82),
-        ("pacnet_fcn8s_paccrf32_voc", "fcn8s_crfi5p4d5321", "fcn8s_paccrf32_epoch_30.pth",
-         68.52, 69.41),
-        ("pacnet_fcn8spac_voc", "fcn8spac", "fcn8s_pacfcn_epoch_20.pth", 67.44, 69.18),
-        ("pacnet_fcn8spac_paccrf_voc", "fcn8spac_crfi5p4d5641p4d5161",
-         "fcn8s_pacfcncrf_epoch_20.pth", 69.87, 71.34),
-    )
-    for tag, model, file, val, test in rows:
-        register_weights(Weights(
-            tag=tag, model=model, url=base + file, licence=NON_COMMERCIAL_LICENCE,
-            key_map="pacnet", task="segmentation",
-            recipe="pacnet README: VOC2011 train11 (1112 images), crop 449, Adam; see the "
-                   "segmentation docs",
-            metrics={"val11_sbd_miou_reported": val, "voc12_test_miou_reported": test},
-        ), replace=True)
-
-
-_pacnet_records()

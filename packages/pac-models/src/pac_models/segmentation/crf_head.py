@@ -1,5 +1,5 @@
-"""CRF heads on a segmentation backbone (spec B.2): :class:`ModelWithCrf` (PAC-CRF, the paper's)
-and :class:`ModelWithConvCrf` (the ConvCRF-style baseline).
+"""CRF heads on a segmentation backbone (docs/semantics.md §B.2): :class:`ModelWithCrf` (PAC-CRF,
+the paper's) and :class:`ModelWithConvCrf` (the ConvCRF-style baseline).
 
 Both are called like the backbone, ``model(x, out_crop=None)``, and return the CRF's ``log_Q``
 (unnormalised log-beliefs ``[B, L, H, W]``, fed to cross-entropy). The edge features are the
@@ -151,7 +151,8 @@ class ModelWithCrf(nn.Module):
 
         With ``strict=False``, a loose model, and a ``state_dict`` without ``crf.steps.*`` keys,
         every ``crf.<rest>`` entry is copied to ``crf.steps.<t>.<rest>`` for every step ``t``
-        (spec B.2: stage 2 of the PacCRF recipe starts from stage 1's shared CRF). With
+        (docs/semantics.md §B.2: stage 2 of the PacCRF recipe starts from stage 1's shared CRF).
+        With
         ``strict=True`` a CRF layout mismatch raises a ``ValueError`` that says which layout the
         dict has (rather than a list of missing keys).
         """

@@ -1,4 +1,5 @@
-"""PASCAL VOC 2012 + SBD readers, splits (spec B.4) and the input pipeline (spec B.5).
+"""PASCAL VOC 2012 + SBD readers, splits (docs/semantics.md §B.4) and the input pipeline
+(docs/semantics.md §B.5).
 
 Layouts read (as unpacked from the official archives)::
 

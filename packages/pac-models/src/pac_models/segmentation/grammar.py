@@ -1,4 +1,5 @@
-"""pacnet's segmentation model-name grammar (spec B.3), parsed and validated field by field.
+"""pacnet's segmentation model-name grammar (docs/semantics.md §B.3), parsed and validated field
+by field.
 
 ::
 
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 BACKBONES = ("fcn8s", "fcn8saltpad", "fcn8spac")
-"""Backbone names of the grammar (spec B.1)."""
+"""Backbone names of the grammar (docs/semantics.md §B.1)."""
 
 _EDGE_TYPES = ("4d", "2d", "0d", "na")
 _COMPAT = {"4d": "4d", "2d": "2d", "0d": "potts", "na": "na"}

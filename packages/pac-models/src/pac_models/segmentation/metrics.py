@@ -1,5 +1,5 @@
-"""Segmentation loss and metrics (spec B.6): cross-entropy with the ignore label, the confusion
-matrix, mIoU, pixel accuracy and mean class accuracy."""
+"""Segmentation loss and metrics (docs/semantics.md §B.6): cross-entropy with the ignore label, the
+confusion matrix, mIoU, pixel accuracy and mean class accuracy."""
 
 from __future__ import annotations
 

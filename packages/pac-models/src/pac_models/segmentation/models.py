@@ -1,4 +1,4 @@
-"""FCN-8s backbones (spec B.1): Caffe-style ``FCN8s``, ``FCN8sAltPad`` and the PAC-FCN
+"""FCN-8s backbones (docs/semantics.md §B.1): Caffe-style ``FCN8s``, ``FCN8sAltPad`` and the PAC-FCN
 hot-swap ``FCN8sPac``.
 
 All three take ``x [B, 3, H, W]`` (the B.5 input: mean-subtracted BGR, 0–255 scale) and return
@@ -22,6 +22,8 @@ from torch import Tensor, nn
 
 from pac_core import PacConv2d
 
+from .. import weights as _w
+
 __all__ = [
     "FCN8s",
     "FCN8sAltPad",
@@ -39,7 +41,8 @@ PAC_GUIDE_SCALE = 1e-4
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
-    """The ``[C, C, k, k]`` ConvTranspose2d weight of bilinear upsampling (spec B.1 init).
+    """The ``[C, C, k, k]`` ConvTranspose2d weight of bilinear upsampling (the initialisation of
+    docs/semantics.md §B.1).
 
     ``φ = ⌈k/2⌉``, centre ``φ−1`` (odd ``k``) or ``φ−0.5`` (even ``k``),
     ``w[i, j] = (1 − |i − centre|/φ)(1 − |j − centre|/φ)`` on the diagonal ``W[c, c]``, zero
@@ -70,8 +73,8 @@ class FCN8sBase(nn.Module):
         width: Channels of the first block; blocks have ``width·(1, 2, 4, 8, 8)`` channels
             (64 = VGG-16; smaller values give small models with the same keys, for tests).
         fc_channels: Channels of ``fc6``/``fc7`` (4096 = VGG-16).
-        init: ``'pacnet'`` (spec B.1: every ``nn.Conv2d`` weight and bias zero, PAC layers keep
-            their ``'uniform'`` filler; the usual start before loading a backbone) or
+        init: ``'pacnet'`` (docs/semantics.md §B.1: every ``nn.Conv2d`` weight and bias zero, PAC
+            layers keep their ``'uniform'`` filler; the usual start before loading a backbone) or
             ``'default'`` (PyTorch's default ``nn.Conv2d`` init, trainable from scratch). The
             transposed convolutions start as bilinear upsampling either way.
 
@@ -337,16 +340,12 @@ def load_backbone_weights(model: nn.Module, source: Union[str, Path], *,
         FileNotFoundError: a path that does not exist.
         TypeError: ``model`` has no FCN-8s backbone.
     """
-    from urllib.parse import urlparse
-
-    from .. import weights as _w
-
     target = model if isinstance(model, FCN8sBase) else getattr(model, "backbone", None)
     if not isinstance(target, FCN8sBase):
         raise TypeError(f"model must be an FCN-8s backbone or hold one as .backbone, got "
                         f"{type(model).__name__}")
     src = str(source)
-    if urlparse(src).scheme in ("http", "https", "file", "ftp"):
+    if _w.is_url(src):
         path = _w.download(src, sha256=sha256, progress=progress)
     else:
         path = Path(src).expanduser()
