@@ -126,15 +126,23 @@ def per_rank_batch(global_batch: int, world_size: int, name: str = "batch_size")
     return global_batch // world_size
 
 
-def wrap(model: nn.Module, ctx: Optional[DistContext] = None) -> nn.Module:
+def wrap(model: nn.Module, ctx: Optional[DistContext] = None, **ddp_kwargs: Any) -> nn.Module:
     """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel` when several processes
-    train, else ``model`` itself. Parameters are broadcast from rank 0 on wrapping."""
+    train, else ``model`` itself. Parameters are broadcast from rank 0 on wrapping.
+
+    Args:
+        model: The model, on this rank's device.
+        ctx: The run (default :func:`context`).
+        **ddp_kwargs: Passed to ``DistributedDataParallel``, e.g.
+            ``find_unused_parameters=True`` for a model with trainable parameters that its
+            forward does not use.
+    """
     ctx = ctx or context()
     if not ctx.distributed:
         return model
     p = next(iter(model.parameters()), None)
     ids = [p.device.index] if p is not None and p.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, **ddp_kwargs)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
