@@ -221,3 +221,20 @@ def test_batch_split_and_single_process_context(monkeypatch):
     assert distributed.wrap(net) is net and distributed.unwrap(net) is net
     assert distributed.all_reduce_sums([1, 2.5]) == [1.0, 2.5]
     assert distributed.gather_objects("x") == ["x"] and distributed.broadcast_object(3) == 3
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torchrun_on_cuda_uses_nccl_and_one_device_per_process(tmp_path):
+    n = min(torch.cuda.device_count(), 2)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", str(n), "-m", "pac_models", "train", "--model",
+                           "pac_joint_upsample_lite", "--factor", "4", "--scenes", "4",
+                           "--scene-size", "32", "--crop", "16", "--batch-size", str(2 * n),
+                           "--eval-limit", "1", "--epochs", "1", "--device", "cuda", "--quiet",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if n > 1:
+        assert f"world size {n} (nccl)" in proc.stdout
+    assert (out / "weights_epoch_1.pth").is_file()

@@ -126,7 +126,7 @@ def load_latest(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
                 scheduler: Optional[Any] = None, pattern: Optional[re.Pattern[str]] = None,
                 ) -> Optional[dict[str, Any]]:
     """Restore the newest checkpoint of ``out`` into ``model``, ``opt`` (and ``scheduler``), with
-    this process's random states, and say so through ``log``.
+    this process's random states, and say so through ``log`` (on rank 0).
 
     In a data-parallel run rank 0 reads the file and sends it to the others (``out`` need not be
     on a shared file system); each rank gets back its own random states when the world size is
@@ -172,7 +172,8 @@ def load_latest(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
     note = (f"; it was written by {saved_world} process(es), this run has {ctx.world_size}: "
             "the data order is the same, the per-process random streams are not"
             if saved_world != ctx.world_size else "")
-    log(f"resumed from {state['_path']} ({where}){note}")
+    if ctx.is_main:
+        log(f"resumed from {state['_path']} ({where}){note}")
     return state
 
 
