@@ -103,9 +103,9 @@ def _worker(rank: int, folder: str) -> None:
         res["fsdp"] = (losses, full)
         # the segmentation trainer: 2 epochs of 2 global batches of 4
         seg = seg_train(_net(), _seg_items(), Path(folder) / "seg",
-                        SegTrainConfig(epochs=2, batch_size=BATCH, lr=1e-2), progress=False,
-                        log=lambda _: None)
-        res["seg"] = seg.losses
+                        SegTrainConfig(epochs=2, batch_size=BATCH, lr=1e-2),
+                        eval_dataset=_seg_items()[:3], progress=False, log=lambda _: None)
+        res["seg"] = (seg.losses, seg.evals)
         crf = train_crf(TrainConfig(steps=3, batch=2, scenes=2, size=(32, 32), factors=(8,),
                                     eval_scenes=1, crf="crfi2p0ds311"), log=None)
         res["crf"] = (crf.losses, crf.model.state_dict())
@@ -135,9 +135,11 @@ def test_pac_layers_and_trainers_under_ddp_and_fsdp2_match_one_process(tmp_path,
         for k in ref:
             torch.testing.assert_close(sd[k], ref[k], rtol=1e-5, atol=1e-6, msg=f"{kind} {k}")
     seg = seg_train(_net(), _seg_items(), tmp_path / "seg1",
-                    SegTrainConfig(epochs=2, batch_size=BATCH, lr=1e-2), progress=False,
-                    log=lambda _: None)
-    assert res["seg"] == pytest.approx(seg.losses, rel=1e-5)
+                    SegTrainConfig(epochs=2, batch_size=BATCH, lr=1e-2),
+                    eval_dataset=_seg_items()[:3], progress=False, log=lambda _: None)
+    assert res["seg"][0] == pytest.approx(seg.losses, rel=1e-5)
+    # the evaluation set, split unevenly (2 + 1 images), scores as in one process
+    assert res["seg"][1] == pytest.approx(seg.evals, abs=1e-9) and len(seg.evals) == 2
     assert torch.load(tmp_path / "seg" / "checkpoint_epoch_2.pth",
                       weights_only=True)["world_size"] == WORLD
     crf = train_crf(TrainConfig(steps=3, batch=2, scenes=2, size=(32, 32), factors=(8,),
@@ -151,10 +153,10 @@ def test_pac_layers_and_trainers_under_ddp_and_fsdp2_match_one_process(tmp_path,
 
 def test_torchrun_trains_depth_data_parallel(tmp_path, capsys):
     """``torchrun --nproc-per-node 2 -m pac_models train`` (gloo): the log says the world size
-    once, rank 0 writes the snapshots, and the weights are those of one process with the same
-    global batch; a single process resumes the run."""
+    once, rank 0 writes the snapshots, and the losses, evaluation and weights are those of one
+    process with the same global batch; a single process resumes the run."""
     args = ["train", "--model", "pac_joint_upsample_lite", "--factor", "4", "--scenes", "4",
-            "--scene-size", "32", "--crop", "16", "--batch-size", "2", "--eval-limit", "1",
+            "--scene-size", "32", "--crop", "16", "--batch-size", "2", "--eval-limit", "3",
             "--epochs", "2", "--seed", "3", "--quiet"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -173,6 +175,13 @@ def test_torchrun_trains_depth_data_parallel(tmp_path, capsys):
                 if ": loss " in line]
 
     assert len(losses(out)) == 2 and losses(out) == pytest.approx(losses(one), rel=1e-4)
+
+    def rmse(text: str) -> float:
+        (line,) = [x for x in text.splitlines() if "eval rmse" in x]
+        assert line.endswith("(3 images)")  # each process scored its share: 2 + 1
+        return float(line.split("eval rmse ")[1].split()[0])
+
+    assert rmse(out) == pytest.approx(rmse(one), rel=1e-4)
     a = torch.load(tmp_path / "ddp" / "weights_epoch_2.pth", weights_only=True)
     b = torch.load(tmp_path / "one" / "weights_epoch_2.pth", weights_only=True)
     for k in b:

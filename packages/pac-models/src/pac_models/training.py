@@ -336,8 +336,9 @@ def run_epochs(model: nn.Module, opt: torch.optim.Optimizer, dataset: Any, cfg: 
     passes ``extra`` — step, world size, every process's random states — to
     :func:`save_checkpoint`).
 
-    In a data-parallel run only rank 0 logs, shows progress, evaluates (the others wait) and
-    calls ``snapshot``.
+    In a data-parallel run only rank 0 logs, shows progress and calls ``snapshot``;
+    ``evaluate`` runs on every process (the trainers' give each a share of the evaluation set
+    and combine the scores).
 
     Returns:
         ``result``, filled in (losses, evaluations, the last weights file, the step count).
@@ -383,10 +384,8 @@ def run_epochs(model: nn.Module, opt: torch.optim.Optimizer, dataset: Any, cfg: 
         msg = f"epoch {epoch}: loss {mean:.5g} lr {lr:.1e}, {rate:.3g} samples/s"
         last = epoch == cfg.epochs
         if evaluate is not None and ((cfg.eval_every and epoch % cfg.eval_every == 0) or last):
-            if ctx.is_main:
-                result.evals[epoch], note = evaluate()
-                msg += note
-            distributed.barrier(ctx)
+            result.evals[epoch], note = evaluate()
+            msg += note
         say(msg)
         if (cfg.snapshot_every and epoch % cfg.snapshot_every == 0) or last:
             extra = {"step": result.step, "world_size": ctx.world_size,

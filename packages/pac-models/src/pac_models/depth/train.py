@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..training import (
     TrainResult,
     latest_checkpoint,
@@ -127,8 +129,18 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
         return l2_loss(pred, batch.target, batch.raw_range), batch.low.shape[0]
 
     def run_eval() -> tuple[float, str]:
-        ev = evaluate(model, eval_dataset, factor, eval_metric)
-        return ev.value, f", eval {eval_metric} {ev.value:.5g} ({ev.count} images)"
+        ctx = distributed.context()
+        if not ctx.distributed:
+            ev = evaluate(model, eval_dataset, factor, eval_metric)
+            return ev.value, f", eval {eval_metric} {ev.value:.5g} ({ev.count} images)"
+        # every process scores every world_size-th image; the mean of all per-image values
+        n, w = len(eval_dataset), ctx.world_size
+        mine = evaluate(model, torch.utils.data.Subset(eval_dataset, range(ctx.rank, n, w)),
+                        factor, eval_metric)
+        shards = distributed.gather_objects(mine.per_image, ctx)
+        values = [shards[i % w][i // w] for i in range(n)]
+        value = float(np.mean(values)) if values else float("nan")
+        return value, f", eval {eval_metric} {value:.5g} ({n} images)"
 
     device = _model_device(model)
     return run_epochs(net, opt, dataset, cfg, result, out, collate=collate, step=step,

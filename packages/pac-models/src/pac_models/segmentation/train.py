@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..training import TrainResult, prepare, run_epochs, save_checkpoint
 from .data import SegSample, collate_segmentation, write_label_png
 from .metrics import ConfusionMatrix, segmentation_loss
@@ -85,16 +86,25 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset,
     if save not in ("pred", "raw"):
         raise ValueError(f"save must be 'pred' or 'raw', got {save!r}")
     n = _num_classes(model, num_classes)
-    cm = ConfusionMatrix(n)
     count = len(dataset) if limit is None else min(limit, len(dataset))  # type: ignore[arg-type]
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)),
-                                         batch_size=1, shuffle=False,
+    cm = _confusion(model, torch.utils.data.Subset(dataset, range(count)), n, progress=progress,
+                    save_dir=save_dir, save=save)
+    s = cm.summary()
+    return SegEvalResult(s["miou"], s["acc"], s["macc"], count, [float(v) for v in cm.iou()])
+
+
+def _confusion(model: nn.Module, dataset: torch.utils.data.Dataset, num_classes: int, *,
+               progress: bool = False, save_dir: Union[str, Path, None] = None,
+               save: str = "pred") -> ConfusionMatrix:
+    """The confusion matrix of ``model``'s argmax over ``dataset`` (see :func:`evaluate`)."""
+    cm = ConfusionMatrix(num_classes)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False,
                                          collate_fn=collate_segmentation)
     it: Any = loader
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(loader, total=count, desc="eval", unit="img", leave=False)
+        it = tqdm(loader, total=len(dataset), desc="eval", unit="img", leave=False)
     device = _device(model)
     out_dir = Path(save_dir) if save_dir is not None else None
     if out_dir is not None:
@@ -116,8 +126,23 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset,
                         np.save(out_dir / f"{name}.npy", out[0].float().cpu().numpy())
     finally:
         model.train(was_training)
+    return cm
+
+
+def _evaluate_sharded(model: nn.Module, dataset: torch.utils.data.Dataset,
+                      progress: bool) -> SegEvalResult:
+    """:func:`evaluate` in a data-parallel run: every process scores every world_size-th image
+    and the confusion matrices are summed."""
+    ctx = distributed.context()
+    n = _num_classes(model, None)
+    total = len(dataset)  # type: ignore[arg-type]
+    cm = _confusion(model, torch.utils.data.Subset(dataset, range(ctx.rank, total,
+                                                                  ctx.world_size)),
+                    n, progress=progress and ctx.is_main)
+    summed = distributed.all_reduce_sums(cm.matrix.ravel().tolist(), ctx)
+    cm.matrix = np.rint(summed).astype(np.int64).reshape(n, n)
     s = cm.summary()
-    return SegEvalResult(s["miou"], s["acc"], s["macc"], count, [float(v) for v in cm.iou()])
+    return SegEvalResult(s["miou"], s["acc"], s["macc"], total, [float(v) for v in cm.iou()])
 
 
 @dataclass
@@ -220,7 +245,8 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
         return loss, image.shape[0]
 
     def run_eval() -> tuple[float, str]:
-        ev = evaluate(model, eval_dataset, progress=progress)
+        ev = (_evaluate_sharded(model, eval_dataset, progress) if distributed.context().distributed
+              else evaluate(model, eval_dataset, progress=progress))
         return ev.miou, f", eval mIoU {100 * ev.miou:.2f} % ({ev.count} images)"
 
     device = _device(model)
