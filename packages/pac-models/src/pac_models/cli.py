@@ -431,6 +431,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """``train``, data-parallel under ``torchrun`` (see :mod:`pac_models.distributed`)."""
+    from .distributed import per_rank_batch, process_group
+
+    with process_group(args.device) as (ctx, device):
+        try:
+            per_rank_batch(args.batch_size, ctx.world_size, "--batch-size")
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        args.device = str(device)
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     import torch
 
     from .depth.train import TrainConfig, train
@@ -579,7 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tr = sub.add_parser("train", help="train a joint-upsampling or segmentation model "
-                                      "(progress, snapshots, resume)")
+                                      "(progress, snapshots, resume; data-parallel under "
+                                      "torchrun)")
     common(tr, "pac_joint_upsample")
     data(tr, "synthetic")
     tr.add_argument("--out", required=True, help="snapshot folder (resumed from if present)")
@@ -592,7 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "'up_convts.*=10'")
     tr.add_argument("--milestones", type=int, nargs="*", default=[],
                     help="epochs from which lr is divided by 10 (pacnet: 3500 4500)")
-    tr.add_argument("--batch-size", type=int, default=1)
+    tr.add_argument("--batch-size", type=int, default=1,
+                    help="samples per step; under torchrun the global batch, split evenly "
+                         "across the processes")
     tr.add_argument("--crop", type=int, default=None,
                     help="random square crop (depth: default 256, ÷ factor; voc: default 449)")
     tr.add_argument("--augment", choices=("flip", "d4"), default="flip",

@@ -30,24 +30,31 @@ Run (the recipes of the shipped weights, see ``pac_models/weights/README.md``)::
         --crf crfi8lp0ds511p0ds541p0ds5121p0ds5321 --size 384 384 \
         --scene-arg fractal_prob=0.7 --scene-arg camouflage_prob=0.3 --scene-arg thin_prob=0.15
 
-Everything is seeded; one CPU thread by default.
+Everything is seeded; one CPU thread by default. With ``--checkpoint-every N`` the run writes a
+checkpoint every ``N`` steps into ``<out>.checkpoints/`` (model, optimiser, scheduler, the batch
+generator, every process's random states, the step) and a restart with the same ``--out``
+continues from the newest one. Under ``torchrun`` the steps run data-parallel (gloo, CPU): every
+process draws the same scenes and takes its share of the batch (``--batch`` is the global batch,
+a multiple of the world size).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import distributed
 from .._keyvalue import scene_config
 from ..data.synthetic import SceneConfig
 from ..data.synthetic_seg import IGNORE_INDEX, synthetic_seg_batch
@@ -108,7 +115,10 @@ class TrainResult:
         losses: Training loss per step.
         miou_before: Held-out mIoU (%) of the coarse logits.
         miou_after: Held-out mIoU (%) after refinement, before training (index 0) and after.
-        seconds: Wall-clock training time.
+        seconds: Wall-clock training time (of this run, after a resume).
+        start_step: Steps already done by the checkpoint resumed from (0 for a fresh run).
+
+    In a data-parallel run the held-out scores are computed on rank 0 only (NaN elsewhere).
     """
 
     model: PacCrfRefiner
@@ -116,6 +126,7 @@ class TrainResult:
     miou_before: float = float("nan")
     miou_after: tuple[float, float] = (float("nan"), float("nan"))
     seconds: float = 0.0
+    start_step: int = 0
 
 
 def mean_iou(pred: Union[Tensor, np.ndarray], labels: Union[Tensor, np.ndarray], num_classes: int,
@@ -157,18 +168,67 @@ def evaluate(model: PacCrfRefiner, logits: Tensor, rgb: Tensor, labels: Tensor,
     return (mean_iou(torch.cat(before), labels, n), mean_iou(torch.cat(after), labels, n))
 
 
+_STEP_CKPT = re.compile(r"checkpoint_step_(\d+)\.pth$")
+
+
+def _save(folder: Path, step: int, model: PacCrfRefiner, opt: torch.optim.Optimizer,
+          sched: torch.optim.lr_scheduler.LRScheduler, gen: torch.Generator,
+          result: TrainResult, config: TrainConfig) -> None:
+    """Write ``folder/checkpoint_step_<step>.pth`` on rank 0 (every rank must call it: the random
+    states are gathered)."""
+    from ..training import capture_rng, jsonable, to_cpu
+
+    ctx = distributed.context()
+    rng = distributed.gather_objects(capture_rng(), ctx)
+    if ctx.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"checkpoint_step_{step}.pth"
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"model": to_cpu(model.state_dict()), "optimizer": to_cpu(opt.state_dict()),
+                    "scheduler": sched.state_dict(), "generator": gen.get_state(), "step": step,
+                    "losses": list(result.losses), "miou_before": result.miou_before,
+                    "miou_untrained": result.miou_after[0], "world_size": ctx.world_size,
+                    "rng": to_cpu(rng), "config": jsonable(asdict(config)),
+                    "torch_rng": torch.get_rng_state()}, tmp)
+        tmp.replace(path)
+    distributed.barrier(ctx)
+
+
 def train_crf(config: TrainConfig = TrainConfig(), *, log_every: int = 25,
-              log: Optional[callable] = print) -> TrainResult:
+              log: Optional[callable] = print, checkpoint_dir: Union[str, Path, None] = None,
+              checkpoint_every: int = 0, resume: bool = True,
+              progress: bool = False) -> TrainResult:
     """Train a :class:`PacCrfRefiner` on synthetic scenes (see the module docstring).
 
+    Under ``torchrun`` (a process group initialised, see :mod:`pac_models.distributed`) the
+    model is wrapped in ``DistributedDataParallel``; every process draws the same batch indices
+    and takes its share, so the processes together take the single-process steps.
+
     Args:
-        config: Settings.
+        config: Settings (``config.batch`` is the global batch).
         log_every: Print the mean loss every this many steps (0: never).
-        log: Print function (None: silent).
+        log: Print function (None: silent); rank 0 only.
+        checkpoint_dir: Folder for ``checkpoint_step_<N>.pth`` files (None: none written).
+        checkpoint_every: Steps between checkpoints (0: only at the end; needs
+            ``checkpoint_dir``).
+        resume: Continue from the newest checkpoint in ``checkpoint_dir``.
+        progress: A tqdm progress bar over the steps (rank 0 only).
 
     Returns:
         The trained model, the losses and held-out mIoU before/after.
+
+    Raises:
+        ValueError: a negative ``checkpoint_every``, or in a data-parallel run a batch that is
+            not a multiple of the world size.
     """
+    from ..training import load_latest
+
+    ctx = distributed.context()
+    per = distributed.per_rank_batch(config.batch, ctx.world_size, "batch")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+    if not ctx.is_main:
+        log, progress = None, False
     torch.manual_seed(config.seed)
     model = PacCrfRefiner(2, config.crf)
     with torch.no_grad():
@@ -190,12 +250,37 @@ def train_crf(config: TrainConfig = TrainConfig(), *, log_every: int = 25,
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [2 * config.steps // 3], gamma=0.1)
     result = TrainResult(model)
     model.eval()
-    result.miou_before, untrained = evaluate(model, *ev)
     gen = torch.Generator().manual_seed(config.seed)
-    for step in range(config.steps):
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    state = None
+    if folder is not None and resume:
+        state = load_latest(folder, model, opt, log or (lambda _: None), scheduler=sched,
+                            pattern=_STEP_CKPT)
+    if state is None:
+        if ctx.is_main:
+            result.miou_before, untrained = evaluate(model, *ev)
+        else:
+            untrained = float("nan")
+    else:
+        gen.set_state(state["generator"])
+        result.start_step = int(state["step"])
+        result.losses = [float(v) for v in state["losses"]]
+        result.miou_before, untrained = float(state["miou_before"]), float(state["miou_untrained"])
+    net = distributed.wrap(model, ctx, find_unused_parameters=True)  # the dead pairwise weights
+    if ctx.distributed and log is not None:
+        log(f"data-parallel training: world size {ctx.world_size} ({ctx.backend}), global batch "
+            f"{config.batch} = {per} per process")
+    steps: Any = range(result.start_step, config.steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, total=config.steps, initial=result.start_step, desc="crf",
+                     unit="step", leave=False)
+    for step in steps:
         idx = torch.randint(0, config.scenes, (config.batch,), generator=gen)
-        out = model(logits[idx], images[idx])
-        loss = F.nll_loss(out, labels[idx], ignore_index=IGNORE_INDEX)
+        mine = idx[ctx.rank * per:(ctx.rank + 1) * per]
+        out = net(logits[mine], images[mine])
+        loss = F.nll_loss(out, labels[mine], ignore_index=IGNORE_INDEX)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -203,25 +288,38 @@ def train_crf(config: TrainConfig = TrainConfig(), *, log_every: int = 25,
         with torch.no_grad():
             for s in scales:
                 s.clamp_(min=1.0)
-        result.losses.append(loss.item())
+        value = distributed.all_reduce_sums([loss.item()], ctx)[0] / ctx.world_size
+        result.losses.append(value)
+        if progress:
+            steps.set_postfix(loss=f"{value:.4f}")
         if log is not None and log_every and (step + 1) % log_every == 0:
             recent = result.losses[-log_every:]
             log(f"step {step + 1}/{config.steps}: loss {sum(recent) / len(recent):.4f} "
                 f"({time.perf_counter() - t0:.0f} s)")
-    _, trained = evaluate(model, *ev)
+        done = step + 1
+        if folder is not None and (done == config.steps
+                                   or (checkpoint_every and done % checkpoint_every == 0)):
+            result.miou_after = (untrained, float("nan"))
+            _save(folder, done, model, opt, sched, gen, result, config)
+    if progress:
+        steps.close()
+    trained = evaluate(model, *ev)[1] if ctx.is_main else float("nan")
     result.miou_after = (untrained, trained)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m pac_models.segmentation.crf_training --out FILE``."""
+    """``python -m pac_models.segmentation.crf_training --out FILE`` (data-parallel under
+    ``torchrun``)."""
     d = TrainConfig()
     ap = argparse.ArgumentParser(prog="python -m pac_models.segmentation.crf_training",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="weights file (.safetensors)")
     ap.add_argument("--steps", type=int, default=d.steps)
-    ap.add_argument("--batch", type=int, default=d.batch)
+    ap.add_argument("--batch", type=int, default=d.batch,
+                    help="scenes per step; under torchrun the global batch, split evenly across "
+                         "the processes")
     ap.add_argument("--scenes", type=int, default=d.scenes)
     ap.add_argument("--size", type=int, nargs=2, default=list(d.size))
     ap.add_argument("--lr", type=float, default=d.lr)
@@ -234,23 +332,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--scene-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="a SceneConfig field of the synthetic scenes, e.g. fractal_prob=0.7")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                    help="write a checkpoint every N steps (and at the end) into "
+                         "OUT.checkpoints/; a restart with the same --out resumes from the "
+                         "newest (0: no checkpoints)")
+    ap.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    if args.checkpoint_every < 0:
+        raise SystemExit(f"error: --checkpoint-every must be >= 0, got {args.checkpoint_every}")
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, scenes=args.scenes,
                       size=(args.size[0], args.size[1]), lr=args.lr, scale_lr=args.scale_lr,
                       init_filter_scale=args.init_filter_scale, seed=args.seed, crf=args.crf,
                       factors=tuple(args.factors), scene=scene_config(args.scene_arg))
-    res = train_crf(cfg)
-    from ..weights import save_weights
+    out = Path(args.out)
+    folder = out.with_name(out.name + ".checkpoints") if args.checkpoint_every else None
+    with distributed.process_group("cpu") as (ctx, _):
+        try:
+            distributed.per_rank_batch(cfg.batch, ctx.world_size, "--batch")
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        res = train_crf(cfg, checkpoint_dir=folder, checkpoint_every=args.checkpoint_every,
+                        resume=not args.no_resume, progress=not args.quiet)
+        if not ctx.is_main:
+            return 0
+        from ..weights import save_weights
 
-    digest = save_weights(res.model, Path(args.out))
-    print(f"trained {cfg.steps} steps in {res.seconds:.0f} s ({args.threads} thread(s))")
-    print(f"held-out synthetic mIoU ({cfg.eval_scenes} scenes, seed {cfg.seed + 1000}): coarse "
-          f"{res.miou_before:.2f}, untrained CRF {res.miou_after[0]:.2f}, "
-          f"trained CRF {res.miou_after[1]:.2f}")
-    print("parameters:", {k: [round(x, 4) for x in v.flatten().tolist()][:6]
-                          for k, v in res.model.state_dict().items()})
-    print(f"{args.out}: sha256 {digest}")
+        digest = save_weights(res.model, out)
+        where = f" across {ctx.world_size} processes" if ctx.distributed else ""
+        print(f"trained {cfg.steps} steps in {res.seconds:.0f} s ({args.threads} thread(s)"
+              f"{where})" + (f", resumed at step {res.start_step}" if res.start_step else ""))
+        print(f"held-out synthetic mIoU ({cfg.eval_scenes} scenes, seed {cfg.seed + 1000}): "
+              f"coarse {res.miou_before:.2f}, untrained CRF {res.miou_after[0]:.2f}, "
+              f"trained CRF {res.miou_after[1]:.2f}")
+        print("parameters:", {k: [round(x, 4) for x in v.flatten().tolist()][:6]
+                              for k, v in res.model.state_dict().items()})
+        print(f"{args.out}: sha256 {digest}")
     return 0
 
 

@@ -4,8 +4,11 @@ snapshots and resume.
 Training writes, every ``snapshot_every`` epochs and at the end, ``out/weights_epoch_<N>.pth``
 (a plain state_dict in pacnet's layout; a frozen-backbone model omits its ``backbone.*`` keys, as
 pacnet's snapshots do) and ``out/checkpoint_epoch_<N>.pth`` (the whole model, optimiser, epoch and
-RNG state, loadable with ``torch.load(weights_only=True)``); with ``resume=True`` training
+random states, loadable with ``torch.load(weights_only=True)``); with ``resume=True`` training
 continues from the newest checkpoint in ``out``.
+
+Under ``torchrun`` the model trains data-parallel (see :mod:`pac_models.distributed`);
+``batch_size`` is the global batch, split evenly across the processes.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training import TrainResult, run_epochs, save_checkpoint
-from ..training import resume as resume_from
+from .. import distributed
+from ..training import TrainResult, prepare, run_epochs, save_checkpoint
 from .data import SegSample, collate_segmentation, write_label_png
 from .metrics import ConfusionMatrix, segmentation_loss
 
@@ -83,16 +86,25 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset,
     if save not in ("pred", "raw"):
         raise ValueError(f"save must be 'pred' or 'raw', got {save!r}")
     n = _num_classes(model, num_classes)
-    cm = ConfusionMatrix(n)
     count = len(dataset) if limit is None else min(limit, len(dataset))  # type: ignore[arg-type]
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)),
-                                         batch_size=1, shuffle=False,
+    cm = _confusion(model, torch.utils.data.Subset(dataset, range(count)), n, progress=progress,
+                    save_dir=save_dir, save=save)
+    s = cm.summary()
+    return SegEvalResult(s["miou"], s["acc"], s["macc"], count, [float(v) for v in cm.iou()])
+
+
+def _confusion(model: nn.Module, dataset: torch.utils.data.Dataset, num_classes: int, *,
+               progress: bool = False, save_dir: Union[str, Path, None] = None,
+               save: str = "pred") -> ConfusionMatrix:
+    """The confusion matrix of ``model``'s argmax over ``dataset`` (see :func:`evaluate`)."""
+    cm = ConfusionMatrix(num_classes)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False,
                                          collate_fn=collate_segmentation)
     it: Any = loader
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(loader, total=count, desc="eval", unit="img", leave=False)
+        it = tqdm(loader, total=len(dataset), desc="eval", unit="img", leave=False)
     device = _device(model)
     out_dir = Path(save_dir) if save_dir is not None else None
     if out_dir is not None:
@@ -114,8 +126,23 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset,
                         np.save(out_dir / f"{name}.npy", out[0].float().cpu().numpy())
     finally:
         model.train(was_training)
+    return cm
+
+
+def _evaluate_sharded(model: nn.Module, dataset: torch.utils.data.Dataset,
+                      progress: bool) -> SegEvalResult:
+    """:func:`evaluate` in a data-parallel run: every process scores every world_size-th image
+    and the confusion matrices are summed."""
+    ctx = distributed.context()
+    n = _num_classes(model, None)
+    total = len(dataset)  # type: ignore[arg-type]
+    cm = _confusion(model, torch.utils.data.Subset(dataset, range(ctx.rank, total,
+                                                                  ctx.world_size)),
+                    n, progress=progress and ctx.is_main)
+    summed = distributed.all_reduce_sums(cm.matrix.ravel().tolist(), ctx)
+    cm.matrix = np.rint(summed).astype(np.int64).reshape(n, n)
     s = cm.summary()
-    return SegEvalResult(s["miou"], s["acc"], s["macc"], count, [float(v) for v in cm.iou()])
+    return SegEvalResult(s["miou"], s["acc"], s["macc"], total, [float(v) for v in cm.iou()])
 
 
 @dataclass
@@ -130,7 +157,8 @@ class SegTrainConfig:
         optimizer: ``'adam'`` or ``'sgd'`` (momentum 0.5).
         weight_decay: Weight decay.
         loss: ``'ce'`` or ``'fce_<t>'`` (see :func:`segmentation_loss`).
-        batch_size: Samples per step (pacnet: 1; larger needs a training crop).
+        batch_size: Samples per step (pacnet: 1; larger needs a training crop); in a
+            data-parallel run the global batch, a multiple of the world size.
         seed: Seed for shuffling and augmentation.
         snapshot_every: Epochs between snapshots (always one at the end).
         eval_every: Epochs between evaluations (0 = only at the end).
@@ -181,7 +209,7 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
         config: Settings.
         eval_dataset: Optional evaluation set (mIoU every ``eval_every`` epochs and at the end).
         resume: Continue from the newest checkpoint in ``out``.
-        progress: tqdm progress bars.
+        progress: tqdm progress bars (rank 0 only).
         log: Where one-line messages go.
 
     Returns:
@@ -198,29 +226,31 @@ def train(model: nn.Module, dataset: torch.utils.data.Dataset, out: Union[str, P
         raise ValueError("the model has no trainable parameters")
     opt = _optimizer(params, cfg)
     frozen = bool(getattr(model, "backbone_frozen", False))
-    start = resume_from(out, model, opt, log) if resume else 1
-    result = SegTrainResult(start_epoch=start, epochs=start - 1)
+    net, result = prepare(model, opt, out, seed=cfg.seed, batch_size=cfg.batch_size,
+                          resume=resume, log=log)
 
-    def snapshot(epoch: int) -> Path:
+    def snapshot(epoch: int, extra: dict[str, Any]) -> Path:
         sd = {k: v.detach().cpu() for k, v in model.state_dict().items()
               if not (frozen and k.startswith("backbone."))}
         weights = out / f"weights_epoch_{epoch}.pth"
         torch.save(sd, weights)
         save_checkpoint(out, epoch, model, opt, asdict(cfg),
-                        model_name=str(getattr(model, "model_name", type(model).__name__)))
+                        model_name=str(getattr(model, "model_name", type(model).__name__)),
+                        **extra)
         return weights
 
     def step(batch: SegSample) -> tuple[torch.Tensor, int]:
         image, label = batch.image.to(device), batch.label.to(device)
-        loss = segmentation_loss(model(image, tuple(label.shape[-2:])), label, cfg.loss)
+        loss = segmentation_loss(net(image, tuple(label.shape[-2:])), label, cfg.loss)
         return loss, image.shape[0]
 
     def run_eval() -> tuple[float, str]:
-        ev = evaluate(model, eval_dataset, progress=progress)
+        ev = (_evaluate_sharded(model, eval_dataset, progress) if distributed.context().distributed
+              else evaluate(model, eval_dataset, progress=progress))
         return ev.miou, f", eval mIoU {100 * ev.miou:.2f} % ({ev.count} images)"
 
     device = _device(model)
-    return run_epochs(model, opt, dataset, cfg, result, out, collate=collate_segmentation,
+    return run_epochs(net, opt, dataset, cfg, result, out, collate=collate_segmentation,
                       step=step, snapshot=snapshot,
                       evaluate=run_eval if eval_dataset is not None else None,
                       progress=progress, log=log)
