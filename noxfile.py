@@ -138,10 +138,10 @@ def bench(session: nox.Session) -> None:
 
 
 # -- the torch matrix ----------------------------------------------------------------------------
-#: One entry per tested torch release (first: the oldest supported). 2.13.0 resolves to the local
-#: CPU wheel, the others to CUDA builds (they import and run on the CPU once their nvidia wheels
-#: are installed). docs/torch-compat.md records the measured results.
-MATRIX_TORCH = ["2.1.2", "2.4.1", "2.8.0", "2.13.0", "2.14.1"]
+#: One entry per tested torch release (first: the oldest supported, last: the newest release).
+#: 2.13.0 resolves to the local CPU wheel, the others to CUDA builds (they import and run on the
+#: CPU once their nvidia wheels are installed). docs/torch-compat.md records the measured results.
+MATRIX_TORCH = ["2.1.2", "2.4.1", "2.8.0", "2.13.0", "2.14.1", "2.15.0"]
 MATRIX_IDS = [".".join(v.split(".")[:2]) for v in MATRIX_TORCH]
 TEST_REQS = ["pytest>=7", "hypothesis>=6", "expecttest"]
 _MATRIX_INFO = """
@@ -163,11 +163,17 @@ def _numpy_spec(torch_version: str) -> str:
 
 def install_matrix_core(session: nox.Session, torch_version: str) -> None:
     """Install ``torch_version`` and build pac-core natively against it (CPU build)."""
+    # The entry pins an exact release: a pip constraint file from the machine's configuration
+    # (pip.conf or PIP_CONSTRAINT, e.g. one capping torch at a locally mirrored release) must not
+    # veto it.
+    session.env["PIP_CONSTRAINT"] = os.devnull
     session.install(f"torch=={torch_version}", _numpy_spec(torch_version), *TEST_REQS,
                     *BUILD_REQS)
     session.env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-    # --no-deps: keep exactly the torch installed above; PAC_CUDA=off: a CPU build everywhere.
-    session.install("--no-build-isolation", "--no-deps", str(CORE), env={"PAC_CUDA": "off"})
+    # --no-deps: keep exactly the torch installed above; PAC_CUDA=off: a CPU build everywhere;
+    # PAC_NATIVE=on: a failed native build is an error, never a pure-Python install.
+    session.install("--no-build-isolation", "--no-deps", str(CORE),
+                    env={"PAC_CUDA": "off", "PAC_NATIVE": "on"})
     session.run("python", "-c", _MATRIX_INFO)
 
 
@@ -196,6 +202,12 @@ def matrix(session: nox.Session, torch: str) -> None:
 def matrix_oldest(session: nox.Session) -> None:
     """The oldest supported torch of the matrix (CI runs this one)."""
     run_matrix_entry(session, MATRIX_TORCH[0])
+
+
+@nox.session
+def matrix_newest(session: nox.Session) -> None:
+    """The newest torch release of the matrix (CI runs this one too)."""
+    run_matrix_entry(session, MATRIX_TORCH[-1])
 
 
 BENCH_MATRIX_DIR = BENCH / "results" / "bench-matrix"
