@@ -73,12 +73,11 @@ def load() -> ModuleType | None:
     except ImportError:  # a source checkout, or a build older than the generated file
         config = None
     if config is not None and not config.NATIVE:
-        _error = f"pac-core was installed without its native extension ({config.REASON})"
         if config.REASON != PURE_BY_REQUEST:
             _warn(f"installed without its native extension ({config.REASON}), so only the "
                   f"'reference' backend is available. To build the extension, install a C++17 "
                   f"compiler, then: {REBUILD}.")
-            _error = f"pac-core was installed without its native extension ({config.REASON})"
+        _error = f"pac-core was installed without its native extension ({config.REASON})"
         return None
     if config is not None:
         why = incompatibility(config.TORCH_VERSION, config.CXX11_ABI, torch.__version__,
