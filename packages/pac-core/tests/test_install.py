@@ -26,6 +26,12 @@ def pac_build():
 
 
 @pytest.fixture
+def quick_torch(pac_build, monkeypatch):
+    """The backend's torch check without the torch import in a subprocess (checked once below)."""
+    monkeypatch.setattr(pac_build, "_torch_version", lambda site: torch.__version__)
+
+
+@pytest.fixture
 def fresh_ext(monkeypatch):
     """``_ext`` as before its first load; the loaded state comes back after the test."""
     monkeypatch.setattr(_ext, "_loaded", False)
@@ -107,7 +113,7 @@ def test_reference_backend_serves_without_the_extension(monkeypatch, fresh_ext):
 
 
 # -- the build backend's checks ------------------------------------------------------------------
-def test_backend_broken_compiler_gives_pure_python(pac_build, monkeypatch):
+def test_backend_broken_compiler_gives_pure_python(pac_build, quick_torch, monkeypatch):
     monkeypatch.setenv("CXX", "/bin/false")
     monkeypatch.delenv("PAC_NATIVE", raising=False)
     assert "CXX=/bin/false" in pac_build._cxx_problem()
@@ -124,7 +130,7 @@ def test_backend_no_compiler_on_path(pac_build, monkeypatch, tmp_path):
     assert "no C++ compiler on PATH" in pac_build._cxx_problem()
 
 
-def test_backend_native_on_without_compiler_stops(pac_build, monkeypatch):
+def test_backend_native_on_without_compiler_stops(pac_build, quick_torch, monkeypatch):
     monkeypatch.setenv("CXX", "/bin/false")
     monkeypatch.setenv("PAC_NATIVE", "on")
     with pytest.raises(SystemExit, match=r"PAC_NATIVE=on, but the C\+\+ compiler"):
