@@ -36,7 +36,9 @@ def install_core(session: nox.Session, torch_spec: str | None = None, extras: st
     session.install(torch_spec or _torch_spec(session))
     session.install(*BUILD_REQS)
     session.env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-    session.install("--no-build-isolation", f"{CORE}[{extras}]" if extras else str(CORE))
+    # PAC_NATIVE=on: no pure-Python install in the sessions; a native build that fails is an error.
+    session.install("--no-build-isolation", f"{CORE}[{extras}]" if extras else str(CORE),
+                    env={"PAC_NATIVE": "on"})
 
 
 def install_all(session: nox.Session) -> None:
