@@ -182,10 +182,11 @@ def wheels(session: nox.Session) -> None:
     dist/ alone into a fresh environment (no build step) and smoke-tested.
 
     pac-core's wheel is built from its sdist against the session's torch (``PAC_TORCH``, default
-    2.13.0; CPU unless ``PAC_CUDA=on``) and repaired with auditwheel (manylinux tag; torch's
-    libraries excluded: the torch wheel provides them). The extension serves that torch release
-    only: the wheel's name does not say which, ``pac_core._build_config`` does, and pac-core
-    falls back to its reference backend, with a warning, under any other.
+    2.13.0, a CPU build: the wheel then has CPU kernels only) and repaired with auditwheel
+    (manylinux tag; torch's libraries excluded: the torch wheel provides them). The extension
+    serves that torch release only: the wheel's name does not say which,
+    ``pac_core._build_config`` does, and pac-core falls back to its reference backend, with a
+    warning, under any other.
     """
     torch_spec = _torch_spec(session)
     session.install(torch_spec, "numpy", *BUILD_REQS, *WHEEL_TOOLS)
