@@ -306,6 +306,8 @@ def _centre_feature(
             return guidance  # the centre tap of window y is pixel y itself
         fp = F.pad(guidance, (p[1], p[1], p[0], p[0]))
         return fp[:, :, off[0]::s[0], off[1]::s[1]][:, :, : out[0], : out[1]]
+    if guidance.shape[1] == 0:  # no guidance channels: nothing to smooth (conv2d needs groups > 0)
+        return guidance.new_zeros((guidance.shape[0], 0, out[0], out[1]))
     sk = smooth_kernel.to(guidance.dtype)
     m = (sk.shape[-2], sk.shape[-1])
     q = tuple(p[i] + (m[i] - 1) // 2 for i in range(2))
