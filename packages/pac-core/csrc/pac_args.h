@@ -124,14 +124,14 @@ namespace detail {
 
 // a + b and a * b, or false when the result does not fit in int64.
 inline bool checked_add(int64_t a, int64_t b, int64_t* out) {
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
   return !__builtin_add_overflow(a, b, out);
 #else
   return !c10::add_overflows(a, b, out);
 #endif
 }
 inline bool checked_mul(int64_t a, int64_t b, int64_t* out) {
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
   return !__builtin_mul_overflow(a, b, out);
 #else
   return !c10::mul_overflows(a, b, out);
