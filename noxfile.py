@@ -125,8 +125,9 @@ def sanitize(session: nox.Session) -> None:
     """Build pac-core with ASan + UBSan (``PAC_SANITIZE=ON``) and run the fuzz suite against it.
 
     The sanitizer runtime is preloaded into the (uninstrumented) python with ``LD_PRELOAD`` (path
-    from ``gcc -print-file-name=libasan.so``, with libstdc++); leak detection is off (python and torch keep
-    memory until exit). A report aborts the fuzz worker, which fails the case with the report.
+    from ``gcc -print-file-name=libasan.so``, then libstdc++); leak detection is off (python and
+    torch keep memory until exit). A report aborts the fuzz worker, which fails the case with the
+    report.
     ``session.posargs`` replace the default ``-m "not slow"`` (``-m slow`` for thousands of cases).
     """
     import subprocess
