@@ -125,6 +125,41 @@ def cuda_build(session: nox.Session) -> None:
                 env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
 
 
+@nox.session
+def sanitize(session: nox.Session) -> None:
+    """Build pac-core with ASan + UBSan (``PAC_SANITIZE=ON``) and run the fuzz suite against it.
+
+    The sanitizer runtime is preloaded into the (uninstrumented) python with ``LD_PRELOAD`` (path
+    from ``gcc -print-file-name=libasan.so``, then libstdc++); leak detection is off (python and
+    torch keep memory until exit). A report aborts the fuzz worker, which fails the case with the
+    report.
+    ``session.posargs`` replace the default ``-m "not slow"`` (``-m slow`` for thousands of cases).
+    """
+    import subprocess
+
+    session.install(_torch_spec(session), "numpy", "pytest", "hypothesis", *BUILD_REQS)
+    session.install("--no-build-isolation", "--no-deps", "-C", "cmake.define.PAC_SANITIZE=ON",
+                    "-C", "cmake.build-type=RelWithDebInfo", str(CORE),
+                    env={"PAC_CUDA": "off", "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)})
+    def lib(compiler: str, name: str) -> str:
+        path = subprocess.run([compiler, f"-print-file-name={name}"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        if not Path(path).is_file():
+            session.error(f"{name} not found ({compiler} -print-file-name={name} gave {path!r})")
+        return path
+
+    # libstdc++ is preloaded too: without it ASan cannot find the real __cxa_throw, and the first
+    # C++ exception (any rejected argument) aborts the process.
+    preload = f"{lib('gcc', 'libasan.so')} {lib('g++', 'libstdc++.so.6')}"
+    env = {"LD_PRELOAD": preload, "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+           "TORCHINDUCTOR_CACHE_DIR": session.create_tmp()}
+    session.run("python", "-c", "import pac_core; print(pac_core.backends.available())", env=env)
+    args = session.posargs or ["-m", "not slow"]
+    session.run("pytest", str(CORE / "tests" / "test_fuzz.py"), "-q", "-p", "no:cacheprovider",
+                *args, env=env)
+
+
 def _abs_tmp(session: nox.Session) -> str:
     """The session's tmp dir as an absolute path (a relative TORCHINDUCTOR_CACHE_DIR makes
     inductor's C++ compile fail under torch 2.4: BackendCompilerFailed)."""

@@ -22,8 +22,11 @@
 // * kernel_type: 0 = gaussian exp(-D/2), 1 = inv alpha + (D + 1e-4)^(lambda/2); `asym` applies
 //   max(Δ, 0). inv_alpha / inv_lambda (inv only, else None): 0-dim or 1-D with 1 or C_K elements.
 // * C_K (kernel channels): 1, or C_f for channel-wise pooling (`channel_wise`).
-// * *_backward ops take `output_mask` (which gradients to compute) and return an empty tensor
-//   (shape [0]) for every gradient not asked for or whose input is None.
+// * *_backward ops take `output_mask` (which gradients to compute: 6 flags for the guided ops, 3
+//   for the kernel ops; a list of any other length is rejected with a message naming it) and
+//   return an empty tensor (shape [0]) for every gradient not asked for or whose input is None.
+// * Argument limits and checks: pac_args.h (C++) and src/pac_core/backends/op_checks.py (the
+//   same checks for the fake kernels); docs/backends.md, "Invalid arguments".
 //
 // Semantics:
 //   conv2d_guided:  out[b,o,y,x] = bias[o] + Σ_{c,t} W[o,c,t] K[b,t,y,x] X̄[b,g(o)·C/G + c, tap t]
@@ -48,7 +51,7 @@ TORCH_LIBRARY(pac, m) {
       "conv2d_guided_backward(Tensor grad_out, Tensor input, Tensor guidance, Tensor phi, "
       "Tensor weight, Tensor? inv_alpha, Tensor? inv_lambda, int[2] stride, int[2] padding, "
       "int[2] dilation, int[2] upsample, int[2] guidance_stride, int[2] guidance_padding, "
-      "int groups, int kernel_type, bool asym, bool[6] output_mask) "
+      "int groups, int kernel_type, bool asym, bool[] output_mask) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "pool2d_guided(Tensor input, Tensor guidance, Tensor phi, Tensor? weight, "
@@ -61,7 +64,7 @@ TORCH_LIBRARY(pac, m) {
       "Tensor? weight, Tensor? inv_alpha, Tensor? inv_lambda, int[2] kernel_size, int[2] stride, "
       "int[2] padding, int[2] dilation, int[2] upsample, int[2] guidance_stride, "
       "int[2] guidance_padding, int kernel_type, bool asym, bool channel_wise, "
-      "bool[6] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool[] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 
   // -- precomputed kernel [B, C_K, kh, kw, H', W'] ---------------------------------------------
   m.def(
@@ -71,13 +74,13 @@ TORCH_LIBRARY(pac, m) {
   m.def(
       "conv2d_kernel_backward(Tensor grad_out, Tensor input, Tensor kernel, Tensor weight, "
       "int[2] stride, int[2] padding, int[2] dilation, int[2] upsample, int groups, "
-      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+      "bool[] output_mask) -> (Tensor, Tensor, Tensor)");
   m.def(
       "pool2d_kernel(Tensor input, Tensor kernel, Tensor? weight, int[2] stride, int[2] padding, "
       "int[2] dilation, int[2] upsample) -> Tensor");
   // Gradients w.r.t. (input, kernel, weight).
   m.def(
       "pool2d_kernel_backward(Tensor grad_out, Tensor input, Tensor kernel, Tensor? weight, "
-      "int[2] stride, int[2] padding, int[2] dilation, int[2] upsample, bool[3] output_mask) "
+      "int[2] stride, int[2] padding, int[2] dilation, int[2] upsample, bool[] output_mask) "
       "-> (Tensor, Tensor, Tensor)");
 }

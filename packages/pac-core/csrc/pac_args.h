@@ -1,12 +1,29 @@
 // Argument checking and unpacking shared by the device implementations of the pac:: operators
 // (csrc/cpu, csrc/cuda). Every input is checked with TORCH_CHECK before any memory is touched;
 // the returned Problem holds contiguous tensors and the sizes every driver needs.
+//
+// The same checks, in the same order and with the same messages, are written once more in
+// Python for the fake (meta) kernels: src/pac_core/backends/op_checks.py. Change both together
+// (tests/test_fuzz.py compares the two on random calls).
+//
+// Limits (docs/backends.md, "Invalid arguments"):
+// * every geometric value (kernel size, stride, padding, dilation, upsample, guidance stride and
+//   padding) lies in [-kMaxGeometry, kMaxGeometry] (strides, dilations, upsample factors and
+//   kernel sizes in [1, kMaxGeometry]);
+// * per axis, the largest sampled coordinate, (out-1)*stride + |padding| + (k-1)*dilation +
+//   (in-1)*upsample, and on the guidance (in-1) + 2|padding| + (k-1)*dilation, fit in int64;
+// * the column matrix of one image, max(C, C_K, 1) * kh*kw * H'*W' elements, fits in int64.
+// Then every index the kernels compute (csrc/kernels/geometry.h, the tile buffers) is exact:
+// nothing downstream can overflow. The products here use checked arithmetic.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <c10/util/Optional.h>
+#include <c10/util/safe_numerics.h>
 
 #include <array>
+#include <initializer_list>
+#include <utility>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -14,6 +31,9 @@
 #include "kernels/geometry.h"
 
 namespace pac {
+
+// Largest accepted absolute value of one geometric argument: 2^31 - 1.
+constexpr int64_t kMaxGeometry = 2147483647;
 
 // Sampling geometry of one op call (per axis: h then w). See kernels/geometry.h.
 struct Geometry {
@@ -26,7 +46,8 @@ struct Geometry {
   int64_t gph = 0, gpw = 0;  // guidance padding
 };
 
-// A checked op call. Tensors are contiguous; absent optionals are undefined tensors.
+// A checked op call. Tensors are contiguous (made so by finish_problem, after every check, so
+// that no check is preceded by a copy); absent optionals are undefined tensors.
 struct Problem {
   at::Tensor input, guidance, phi, kernel, weight, bias, alpha, lambda;
   bool guided = false;        // kernel from (guidance, phi) rather than `kernel`
@@ -65,7 +86,27 @@ inline void msg_append(std::string& s, at::IntArrayRef v) {
   s += ']';
 }
 inline void msg_append(std::string& s, const c10::Device& v) { s += v.str(); }
-inline void msg_append(std::string& s, c10::ScalarType v) { s += c10::toString(v); }
+// dtypes as Python prints them (torch.float32), so that the messages read like the Python
+// layer's and match the fake kernels' word for word.
+inline const char* dtype_name(c10::ScalarType v) {
+  switch (v) {
+    case at::kByte: return "torch.uint8";
+    case at::kChar: return "torch.int8";
+    case at::kShort: return "torch.int16";
+    case at::kInt: return "torch.int32";
+    case at::kLong: return "torch.int64";
+    case at::kHalf: return "torch.float16";
+    case at::kFloat: return "torch.float32";
+    case at::kDouble: return "torch.float64";
+    case at::kComplexHalf: return "torch.complex32";
+    case at::kComplexFloat: return "torch.complex64";
+    case at::kComplexDouble: return "torch.complex128";
+    case at::kBool: return "torch.bool";
+    case at::kBFloat16: return "torch.bfloat16";
+    default: return c10::toString(v);
+  }
+}
+inline void msg_append(std::string& s, c10::ScalarType v) { s += dtype_name(v); }
 
 template <typename... Args>
 std::string msg(const Args&... args) {
@@ -81,13 +122,45 @@ std::string msg(const Args&... args) {
 
 namespace detail {
 
-inline std::array<int64_t, 2> pair_arg(const char* op, at::IntArrayRef v, const char* name,
-                                       int64_t minimum, bool check_min = true) {
-  PAC_CHECK(v.size() == 2, op, ": ", name, " must have 2 elements (h, w), got ", v.size());
-  if (check_min) {
-    PAC_CHECK(v[0] >= minimum && v[1] >= minimum, op, ": ", name, " must be >= ", minimum,
-                ", got ", v);
+// a + b and a * b, or false when the result does not fit in int64.
+inline bool checked_add(int64_t a, int64_t b, int64_t* out) {
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+  return !__builtin_add_overflow(a, b, out);
+#else
+  return !c10::add_overflows(a, b, out);
+#endif
+}
+inline bool checked_mul(int64_t a, int64_t b, int64_t* out) {
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+  return !__builtin_mul_overflow(a, b, out);
+#else
+  return !c10::mul_overflows(a, b, out);
+#endif
+}
+
+// Sum of products sum_i a[i] * b[i] (all >= 0), or -1 when it does not fit in int64.
+inline int64_t checked_dot(std::initializer_list<std::pair<int64_t, int64_t>> terms) {
+  int64_t total = 0;
+  for (const auto& t : terms) {
+    int64_t prod = 0;
+    if (!checked_mul(t.first, t.second, &prod) || !checked_add(total, prod, &total)) return -1;
   }
+  return total;
+}
+
+// Both values in [lo, hi].
+inline void check_range(const char* op, const char* name, int64_t v0, int64_t v1, int64_t lo,
+                        int64_t hi) {
+  const int64_t v[2] = {v0, v1};
+  PAC_CHECK(v0 >= lo && v0 <= hi && v1 >= lo && v1 <= hi, op, ": ", name, " must be in [", lo,
+            ", ", hi, "], got ", at::IntArrayRef(v, 2));
+}
+
+// A geometry pair (h, w) with each element in [minimum, kMaxGeometry].
+inline std::array<int64_t, 2> pair_arg(const char* op, at::IntArrayRef v, const char* name,
+                                       int64_t minimum) {
+  PAC_CHECK(v.size() == 2, op, ": ", name, " must have 2 elements (h, w), got ", v.size());
+  check_range(op, name, v[0], v[1], minimum, kMaxGeometry);
   return {v[0], v[1]};
 }
 
@@ -113,8 +186,24 @@ inline void check_inv_param(const char* op, const at::Tensor& t, const char* nam
                             const at::Tensor& ref, c10::DeviceType dt) {
   check_tensor(op, t, name, -1, ref, dt);
   PAC_CHECK(t.dim() <= 1, op, ": ", name, " must be 0-D or 1-D, got shape ", t.sizes());
-  PAC_CHECK(t.numel() == 1 || t.numel() == ck, op, ": ", name, " must have 1 or ", ck,
-              " (kernel channels) elements, got ", t.numel());
+  if (ck == 1) {
+    PAC_CHECK(t.numel() == 1, op, ": ", name,
+              " must have 1 element (the kernel has one channel), got ", t.numel());
+  } else {
+    PAC_CHECK(t.numel() == 1 || t.numel() == ck, op, ": ", name, " must have 1 or ", ck,
+              " elements (one per kernel channel), got ", t.numel());
+  }
+}
+
+// Guidance extent along one axis: (in-1) + 2|padding| + (k-1)*dilation fits in int64, so that
+// the window count and the guidance taps are exact.
+inline void check_guidance_extent(const char* op, const char* axis, int64_t in, int64_t k,
+                                  int64_t padding, int64_t dilation) {
+  const int64_t pad = padding < 0 ? -padding : padding;
+  const int64_t e = checked_dot({{std::max<int64_t>(in, 1) - 1, 1}, {pad, 2}, {k - 1, dilation}});
+  PAC_CHECK(e >= 0, op, ": guidance geometry too large along ", axis,
+            ": (in - 1) + 2*|guidance_padding| + (k - 1)*dilation overflows int64 (in=", in,
+            ", guidance_padding=", padding, ", k=", k, ", dilation=", dilation, ")");
 }
 
 }  // namespace detail
@@ -126,7 +215,7 @@ inline void check_input_geometry(const char* op, Problem& p, const at::Tensor& i
                                  c10::DeviceType dt) {
   detail::check_tensor(op, input, "input", 4, at::Tensor(), dt);
   auto s = detail::pair_arg(op, stride, "stride", 1);
-  auto pd = detail::pair_arg(op, padding, "padding", 0, /*check_min=*/false);
+  auto pd = detail::pair_arg(op, padding, "padding", -kMaxGeometry);
   auto d = detail::pair_arg(op, dilation, "dilation", 1);
   auto u = detail::pair_arg(op, upsample, "upsample", 1);
   p.geo.sh = s[0]; p.geo.sw = s[1];
@@ -134,7 +223,7 @@ inline void check_input_geometry(const char* op, Problem& p, const at::Tensor& i
   p.geo.dh = d[0]; p.geo.dw = d[1];
   p.geo.uh = u[0]; p.geo.uw = u[1];
   p.B = input.size(0); p.C = input.size(1); p.H = input.size(2); p.W = input.size(3);
-  p.input = input.contiguous();
+  p.input = input;
 }
 
 // Guidance, phi and the kernel function parameters of the guided ops. Needs p.geo.kh/kw set.
@@ -148,7 +237,7 @@ inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidanc
   detail::check_tensor(op, guidance, "guidance", 4, ref, dt);
   detail::check_tensor(op, phi, "phi", 4, ref, dt);
   auto gs = detail::pair_arg(op, guidance_stride, "guidance_stride", 1);
-  auto gp = detail::pair_arg(op, guidance_padding, "guidance_padding", 0, false);
+  auto gp = detail::pair_arg(op, guidance_padding, "guidance_padding", -kMaxGeometry);
   p.geo.gsh = gs[0]; p.geo.gsw = gs[1];
   p.geo.gph = gp[0]; p.geo.gpw = gp[1];
   PAC_CHECK(kernel_type == kernels::kGaussian || kernel_type == kernels::kInv, op,
@@ -160,6 +249,8 @@ inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidanc
   p.Cf = guidance.size(1); p.Hg = guidance.size(2); p.Wg = guidance.size(3);
   PAC_CHECK(guidance.size(0) == p.B, op, ": guidance batch ", guidance.size(0),
               " != input batch ", p.B);
+  detail::check_guidance_extent(op, "h", p.Hg, p.geo.kh, p.geo.gph, p.geo.dh);
+  detail::check_guidance_extent(op, "w", p.Wg, p.geo.kw, p.geo.gpw, p.geo.dw);
   const int64_t ho = kernels::conv_out_size(p.Hg, p.geo.kh, p.geo.gsh, p.geo.gph, p.geo.dh);
   const int64_t wo = kernels::conv_out_size(p.Wg, p.geo.kw, p.geo.gsw, p.geo.gpw, p.geo.dw);
   PAC_CHECK(ho >= 1 && wo >= 1, op, ": no kernel window fits the guidance ", guidance.sizes(),
@@ -175,14 +266,14 @@ inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidanc
   }
   if (alpha.has_value() && alpha->defined()) {
     detail::check_inv_param(op, *alpha, "inv_alpha", p.CK, ref, dt);
-    p.alpha = alpha->contiguous();
+    p.alpha = *alpha;
   }
   if (lambda.has_value() && lambda->defined()) {
     detail::check_inv_param(op, *lambda, "inv_lambda", p.CK, ref, dt);
-    p.lambda = lambda->contiguous();
+    p.lambda = *lambda;
   }
-  p.guidance = guidance.contiguous();
-  p.phi = phi.contiguous();
+  p.guidance = guidance;
+  p.phi = phi;
 }
 
 // Precomputed kernel [B, C_K, kh, kw, H', W']; sets kernel size, CK and the output size.
@@ -195,10 +286,12 @@ inline void check_kernel(const char* op, Problem& p, const at::Tensor& kernel,
                   kernel.size(4) >= 1 && kernel.size(5) >= 1,
               op, ": kernel must have non-empty channel, tap and spatial dims, got ",
               kernel.sizes());
+  detail::check_range(op, "kernel tap dims (kernel.shape[2:4])", kernel.size(2), kernel.size(3),
+                      1, kMaxGeometry);
   p.CK = kernel.size(1);
   p.geo.kh = kernel.size(2); p.geo.kw = kernel.size(3);
   p.Ho = kernel.size(4); p.Wo = kernel.size(5);
-  p.kernel = kernel.contiguous();
+  p.kernel = kernel;
 }
 
 // Conv weight [O, C/groups, kh, kw] and bias [O].
@@ -209,21 +302,21 @@ inline void check_conv_weight(const char* op, Problem& p, const at::Tensor& weig
   PAC_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
   PAC_CHECK(p.C % groups == 0 && weight.size(0) % groups == 0, op, ": input channels ", p.C,
               " and output channels ", weight.size(0), " must be divisible by groups=", groups);
-  PAC_CHECK(weight.size(1) * groups == p.C, op, ": weight ", weight.sizes(),
+  PAC_CHECK(weight.size(1) == p.C / groups, op, ": weight ", weight.sizes(),
               " does not fit input channels ", p.C, " with groups=", groups,
               " (expected [C_out, C_in/groups, kh, kw])");
-  PAC_CHECK(weight.size(2) >= 1 && weight.size(3) >= 1, op, ": empty weight kernel ",
-              weight.sizes());
+  detail::check_range(op, "weight kernel size (weight.shape[2:4])", weight.size(2),
+                      weight.size(3), 1, kMaxGeometry);
   p.O = weight.size(0);
   p.groups = groups;
   p.geo.kh = weight.size(2);
   p.geo.kw = weight.size(3);
-  p.weight = weight.contiguous();
+  p.weight = weight;
   if (bias.has_value() && bias->defined()) {
     detail::check_tensor(op, *bias, "bias", 1, p.input, dt);
     PAC_CHECK(bias->size(0) == p.O, op, ": bias must have ", p.O, " elements, got ",
                 bias->sizes());
-    p.bias = bias->contiguous();
+    p.bias = *bias;
   }
 }
 
@@ -236,16 +329,65 @@ inline void check_pool_weight(const char* op, Problem& p, const c10::optional<at
                     weight->size(3) == p.geo.kw,
                 op, ": weight must have shape [1, 1, ", p.geo.kh, ", ", p.geo.kw, "], got ",
                 weight->sizes());
-    p.weight = weight->contiguous();
+    p.weight = *weight;
   }
 }
 
-// Pool channel broadcasting: out channels max(C, C_K), C and C_K equal or one of them 1.
+// Pool channel broadcasting as in torch: C and C_K equal or one of them 1; out channels C_K when
+// C is 1, else C (so 0 input channels give 0 output channels).
 inline void check_pool_channels(const char* op, Problem& p) {
   PAC_CHECK(p.C == p.CK || p.C == 1 || p.CK == 1, op, ": input channels ", p.C,
               " and kernel channels ", p.CK, " must be equal or one of them 1");
   p.pool = true;
-  p.O = std::max(p.C, p.CK);
+  p.O = p.C == 1 ? p.CK : p.C;
+}
+
+// Size limits of a whole call (see the top of this file); run last, when every size is known.
+inline void check_extents(const char* op, const Problem& p) {
+  const Geometry& g = p.geo;
+  const char* axes[2] = {"h", "w"};
+  const int64_t out[2] = {p.Ho, p.Wo}, in[2] = {p.H, p.W}, k[2] = {g.kh, g.kw};
+  const int64_t s[2] = {g.sh, g.sw}, pd[2] = {g.ph, g.pw}, d[2] = {g.dh, g.dw};
+  const int64_t u[2] = {g.uh, g.uw};
+  for (int i = 0; i < 2; ++i) {
+    const int64_t pad = pd[i] < 0 ? -pd[i] : pd[i];
+    const int64_t e = detail::checked_dot({{std::max<int64_t>(out[i], 1) - 1, s[i]}, {pad, 1},
+                                           {k[i] - 1, d[i]},
+                                           {std::max<int64_t>(in[i], 1) - 1, u[i]}});
+    PAC_CHECK(e >= 0, op, ": geometry too large along ", axes[i],
+              ": (out - 1)*stride + |padding| + (k - 1)*dilation + (in - 1)*upsample overflows "
+              "int64 (out=", out[i], ", stride=", s[i], ", padding=", pd[i], ", k=", k[i],
+              ", dilation=", d[i], ", in=", in[i], ", upsample=", u[i], ")");
+  }
+  int64_t cols = std::max<int64_t>({p.C, p.CK, 1});
+  const bool ok = detail::checked_mul(cols, g.kh, &cols) && detail::checked_mul(cols, g.kw, &cols) &&
+                  detail::checked_mul(cols, p.Ho, &cols) && detail::checked_mul(cols, p.Wo, &cols);
+  PAC_CHECK(ok, op, ": problem too large: the column matrix of one image, max(C, C_K, 1)*kh*kw*"
+            "H'*W' elements, overflows int64 (C=", p.C, ", C_K=", p.CK, ", kernel size [", g.kh,
+            ", ", g.kw, "], output size [", p.Ho, ", ", p.Wo, "])");
+}
+
+// Last step of every *_problem function: the size limits, then contiguous copies of the inputs.
+inline void finish_problem(const char* op, Problem& p) {
+  check_extents(op, p);
+  for (at::Tensor* t : {&p.input, &p.guidance, &p.phi, &p.kernel, &p.weight, &p.bias, &p.alpha,
+                        &p.lambda}) {
+    if (t->defined()) *t = t->contiguous();
+  }
+}
+
+// Length of a backward op's output_mask (which gradients to compute).
+// N = 6 for the guided ops, 3 for the precomputed-kernel ops.
+template <size_t N>
+inline std::array<bool, N> output_mask_arg(const char* op, const c10::List<bool>& mask) {
+  static_assert(N == 6 || N == 3, "output_mask has 6 or 3 flags");
+  const char* names = N == 6 ? "input, guidance, phi, weight, inv_alpha, inv_lambda"
+                             : "input, kernel, weight";
+  PAC_CHECK(mask.size() == N, op, ": output_mask must have ", static_cast<int64_t>(N),
+            " elements (", names, "), got ", static_cast<int64_t>(mask.size()));
+  std::array<bool, N> m{};
+  for (size_t i = 0; i < N; ++i) m[i] = mask.get(i);
+  return m;
 }
 
 inline void check_grad_out(const char* op, const Problem& p, const at::Tensor& grad,
@@ -275,6 +417,7 @@ inline Problem conv_guided_problem(const char* op, const at::Tensor& input,
   check_conv_weight(op, p, weight, bias, groups, DT);
   check_guidance(op, p, guidance, phi, alpha, lambda, gstride, gpadding, kernel_type, asym,
                  /*channel_wise=*/false, DT);
+  finish_problem(op, p);
   return p;
 }
 
@@ -295,6 +438,7 @@ inline Problem pool_guided_problem(
                  channel_wise, DT);
   check_pool_weight(op, p, weight, DT);
   check_pool_channels(op, p);
+  finish_problem(op, p);
   return p;
 }
 
@@ -312,6 +456,7 @@ inline Problem conv_kernel_problem(const char* op, const at::Tensor& input,
   PAC_CHECK(p.geo.kh == kh && p.geo.kw == kw, op, ": weight kernel size (", p.geo.kh, ", ",
               p.geo.kw, ") != kernel tap dims (", kh, ", ", kw, ")");
   PAC_CHECK(p.CK == 1, op, ": the kernel of a convolution must have one channel, got ", p.CK);
+  finish_problem(op, p);
   return p;
 }
 
@@ -326,6 +471,7 @@ inline Problem pool_kernel_problem(const char* op, const at::Tensor& input,
   check_kernel(op, p, kernel, DT);
   check_pool_weight(op, p, weight, DT);
   check_pool_channels(op, p);
+  finish_problem(op, p);
   return p;
 }
 

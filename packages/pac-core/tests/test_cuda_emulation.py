@@ -32,6 +32,26 @@ OPS = ["conv2d_guided", "conv2d_guided_backward", "pool2d_guided", "pool2d_guide
 TOL = {"atol": 1e-10, "rtol": 1e-8}
 
 
+# The backward ops take output_mask as c10::List<bool> (schema bool[]); pybind11 has no caster
+# for it, so the emulation module brings one (a Python sequence of bools).
+_LIST_BOOL_CASTER = """
+namespace pybind11 { namespace detail {
+template <> struct type_caster<c10::List<bool>> {
+  PYBIND11_TYPE_CASTER(c10::List<bool>, _("List[bool]"));
+  bool load(handle src, bool) {
+    if (!isinstance<sequence>(src)) return false;
+    value = c10::List<bool>();
+    for (auto item : reinterpret_borrow<sequence>(src)) value.push_back(item.cast<bool>());
+    return true;
+  }
+  static handle cast(const c10::List<bool>&, return_value_policy, handle) {
+    return none().release();
+  }
+};
+}}  // namespace pybind11::detail
+"""
+
+
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
     """The emulated CUDA entry points (``emu.conv2d_guided(...)`` etc. on CPU tensors)."""
@@ -46,7 +66,7 @@ def emu(tmp_path_factory):
     if not is_ninja_available():
         pytest.skip("torch.utils.cpp_extension needs ninja")
 
-    src = '#define PAC_CUDA_EMULATE 1\n#include "cuda/pac_cuda_impl.cuh"\n' + "".join(
+    src = '#define PAC_CUDA_EMULATE 1\n#include "cuda/pac_cuda_impl.cuh"\n' + _LIST_BOOL_CASTER + "".join(
         f"using pac::cuda_impl::{n}_cuda;\n" for n in OPS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -171,6 +191,14 @@ def test_errors_match_the_cpu_backend(emu):
         emu.conv2d_guided(x, g, phi, w, None, None, None, *geo, 1, 1, False)
     with pytest.raises(RuntimeError, match="float32 or float64"):
         emu.conv2d_guided(x.half(), g, phi, w, None, None, None, *geo, 1, 0, False)
+    # the limits and overflow checks of pac_args.h, shared with the CPU backend
+    huge = [[2**31, 1], *geo[1:]]
+    with pytest.raises(RuntimeError, match=r"stride must be in \[1, 2147483647\]"):
+        emu.conv2d_guided(x, g, phi, w, None, None, None, *huge, 1, 0, False)
+    kern = _randn(x.shape[0], 1, *k, *phi.shape[2:], seed=3, device="cpu")
+    out = emu.conv2d_kernel(x, kern, w, None, *geo[:4], 1)
+    with pytest.raises(RuntimeError, match="output_mask must have 3 elements"):
+        emu.conv2d_kernel_backward(out, x, kern, w, *geo[:4], 1, [True, True])
 
 
 @pytest.mark.parametrize("cap", ["40", "1000000"])

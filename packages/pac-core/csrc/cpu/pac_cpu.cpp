@@ -835,13 +835,13 @@ conv2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
                            at::IntArrayRef padding, at::IntArrayRef dilation,
                            at::IntArrayRef upsample, at::IntArrayRef gstride,
                            at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
-                           bool asym, std::array<bool, 6> output_mask) {
+                           bool asym, const c10::List<bool>& output_mask) {
   const char* op = "pac::conv2d_guided_backward";
   Problem p = conv_guided_problem<kCPU>(op, input, guidance, phi, weight, c10::nullopt, alpha,
                                         lambda, stride, padding, dilation, upsample, gstride,
                                         gpadding, groups, kernel_type, asym);
   check_grad_out(op, p, grad, kCPU);
-  auto m = output_mask;
+  const auto m = output_mask_arg<6>(op, output_mask);
   Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
   return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
 }
@@ -871,13 +871,13 @@ pool2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
                            at::IntArrayRef dilation, at::IntArrayRef upsample,
                            at::IntArrayRef gstride, at::IntArrayRef gpadding,
                            int64_t kernel_type, bool asym, bool channel_wise,
-                           std::array<bool, 6> output_mask) {
+                           const c10::List<bool>& output_mask) {
   const char* op = "pac::pool2d_guided_backward";
   Problem p = pool_guided_problem<kCPU>(op, input, guidance, phi, weight, alpha, lambda,
                                         kernel_size, stride, padding, dilation, upsample, gstride,
                                         gpadding, kernel_type, asym, channel_wise);
   check_grad_out(op, p, grad, kCPU);
-  auto m = output_mask;
+  const auto m = output_mask_arg<6>(op, output_mask);
   Grads gr = run_backward(p, grad, m[0], m[1], m[2], m[3], m[4], m[5], false);
   return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
 }
@@ -895,12 +895,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_kernel_backward_cpu(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
     const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups,
-    std::array<bool, 3> output_mask) {
+    const c10::List<bool>& output_mask) {
   const char* op = "pac::conv2d_kernel_backward";
   Problem p = conv_kernel_problem<kCPU>(op, input, kernel, weight, c10::nullopt, stride, padding,
                                         dilation, upsample, groups);
   check_grad_out(op, p, grad, kCPU);
-  auto m = output_mask;
+  const auto m = output_mask_arg<3>(op, output_mask);
   Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
   return {gr.dx, gr.dkernel, gr.dw};
 }
@@ -917,12 +917,12 @@ at::Tensor pool2d_kernel_cpu(const at::Tensor& input, const at::Tensor& kernel,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pool2d_kernel_backward_cpu(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
     const c10::optional<at::Tensor>& weight, at::IntArrayRef stride, at::IntArrayRef padding,
-    at::IntArrayRef dilation, at::IntArrayRef upsample, std::array<bool, 3> output_mask) {
+    at::IntArrayRef dilation, at::IntArrayRef upsample, const c10::List<bool>& output_mask) {
   const char* op = "pac::pool2d_kernel_backward";
   Problem p =
       pool_kernel_problem<kCPU>(op, input, kernel, weight, stride, padding, dilation, upsample);
   check_grad_out(op, p, grad, kCPU);
-  auto m = output_mask;
+  const auto m = output_mask_arg<3>(op, output_mask);
   Grads gr = run_backward(p, grad, m[0], false, false, m[2], false, false, m[1]);
   return {gr.dx, gr.dkernel, gr.dw};
 }

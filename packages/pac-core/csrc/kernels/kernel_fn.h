@@ -18,11 +18,12 @@ PAC_INLINE T inv_eps() {
   return T(1e-4);
 }
 
-// Guidance difference of one channel at one tap (after the optional ReLU of '_asym').
+// Guidance difference of one channel at one tap (after the optional ReLU of '_asym'). A NaN
+// difference stays NaN (as torch.relu keeps it): invalid values propagate (docs/backends.md).
 template <typename T>
 PAC_INLINE T guidance_delta(T f_tap, T phi, bool asym) {
   const T d = f_tap - phi;
-  return (asym && !(d > T(0))) ? T(0) : d;
+  return (asym && d <= T(0)) ? T(0) : d;
 }
 
 // K(D) for one tap.

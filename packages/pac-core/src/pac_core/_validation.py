@@ -21,7 +21,16 @@ IntOrPair = Union[int, Sequence[int]]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
+#: Largest accepted value of one geometric argument (kernel size, stride, padding, dilation,
+#: output padding), in absolute value: ``2**31 - 1``. The native operators check the same bound
+#: (``csrc/pac_args.h``); with it every index they compute fits in int64.
+MAX_GEOMETRY = 2**31 - 1
+#: The largest int64.
+INT64_MAX = 2**63 - 1
+
 __all__ = [
+    "INT64_MAX",
+    "MAX_GEOMETRY",
     "PADDING_MODES",
     "apply_padding_mode",
     "check_floating",
@@ -37,13 +46,16 @@ __all__ = [
 
 
 # -- geometry -------------------------------------------------------------------------------------
-def pair(value: Any, name: str, *, minimum: int = 0, fn: str = "pac") -> Pair:
+def pair(
+    value: Any, name: str, *, minimum: int = 0, maximum: int = MAX_GEOMETRY, fn: str = "pac"
+) -> Pair:
     """Normalise an int or a length-2 sequence of ints to an ``(h, w)`` pair.
 
     Args:
         value: The argument as given.
         name: Argument name, for the message.
         minimum: Smallest allowed value of each element.
+        maximum: Largest allowed value of each element (default :data:`MAX_GEOMETRY`).
         fn: Calling function, for the message.
 
     Returns:
@@ -51,7 +63,7 @@ def pair(value: Any, name: str, *, minimum: int = 0, fn: str = "pac") -> Pair:
 
     Raises:
         TypeError: ``value`` is not an int or a pair of ints.
-        ValueError: an element is below ``minimum``.
+        ValueError: an element is outside ``[minimum, maximum]``.
     """
 
     def is_int(v: Any) -> bool:
@@ -67,8 +79,10 @@ def pair(value: Any, name: str, *, minimum: int = 0, fn: str = "pac") -> Pair:
         out = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {value!r}")
-    if min(out) < minimum:
-        raise ValueError(f"{fn}: {name} must be >= {minimum} in each dimension, got {value!r}")
+    if min(out) < minimum or max(out) > maximum:
+        raise ValueError(
+            f"{fn}: {name} must be in [{minimum}, {maximum}] in each dimension, got {value!r}"
+        )
     return out
 
 

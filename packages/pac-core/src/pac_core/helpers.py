@@ -147,6 +147,8 @@ def unfold2d(
     kh, kw = kernel_size
     ho = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
     wo = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    if c == 0 or h == 0 or w == 0:  # F.unfold rejects these; every tap reads zero (or nothing)
+        return x.new_zeros((n, c, kh, kw, max(ho, 0), max(wo, 0))) + x.sum() * 0
     cols = F.unfold(x, kernel_size, dilation=dilation, padding=padding, stride=stride)
     return cols.reshape(n, c, kh, kw, ho, wo)
 

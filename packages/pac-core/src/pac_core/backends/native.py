@@ -36,6 +36,7 @@ from torch import Tensor
 from .. import _ext
 from ..compat.torch_version import register_autograd, register_fake
 from ..helpers import transposed_grid
+from . import op_checks as C
 from .base import Backend, Pair
 
 __all__ = ["NativeBackend", "make_backend"]
@@ -47,6 +48,9 @@ _registered = False
 
 
 # -- fake (meta) implementations and autograd ---------------------------------------------------
+# The fake kernels run the operators' own argument checks (op_checks.py, the Python twin of
+# csrc/pac_args.h): a meta / fake call rejects exactly what the real call rejects, with the same
+# message, and returns the same shapes.
 def _empty(ref: Tensor) -> Tensor:
     return ref.new_empty((0,))
 
@@ -61,8 +65,35 @@ def _or_none(needed: bool, t: Tensor) -> Optional[Tensor]:
     return t if needed else None
 
 
-def _pool_out_channels(c_in: Any, c_k: Any) -> Any:
-    return c_k if c_in == 1 else c_in
+def _double_backward_error(op: str) -> str:
+    return (f"pac::{op}: double backward is not supported by the native backend; use the "
+            "reference backend (pac_core.backends.use('reference')) for second derivatives")
+
+
+def _once_differentiable(op: str, grads: tuple, inputs: tuple) -> tuple:
+    """Gradients that raise a clear error when differentiated again (``create_graph=True``).
+
+    The backward operators have no derivative of their own; without this, a second
+    differentiation would see the gradients as constants and return zeros silently. As in
+    ``torch.autograd.function.once_differentiable``, the gradients go through a node whose
+    backward raises; here the node also takes the forward inputs that require grad, so that
+    differentiating with respect to any of them reaches it (and raises).
+    """
+    if not torch.is_grad_enabled():
+        return grads
+    live = [i for i, g in enumerate(grads) if isinstance(g, Tensor)]
+    sources = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    if not live or not sources:
+        return grads
+    args = [grads[i] for i in live] + sources
+    err = torch._C._functions.DelayedError(_double_backward_error(op).encode(), len(args))
+    wrapped = err(*args)
+    if isinstance(wrapped, Tensor):
+        wrapped = (wrapped,)
+    out = list(grads)
+    for i, w in zip(live, wrapped):
+        out[i] = w
+    return tuple(out)
 
 
 def _register_ops() -> None:
@@ -75,13 +106,24 @@ def _register_ops() -> None:
 
     # conv2d_guided ---------------------------------------------------------------------------
     @register_fake("pac::conv2d_guided")
-    def _conv2d_guided_fake(input, guidance, phi, weight, bias, inv_alpha, inv_lambda, *args):
-        return input.new_empty((input.shape[0], weight.shape[0], phi.shape[2], phi.shape[3]))
+    def _conv2d_guided_fake(input, guidance, phi, weight, bias, inv_alpha, inv_lambda, stride,
+                            padding, dilation, upsample, guidance_stride, guidance_padding, groups,
+                            kernel_type, asym):
+        p = C.conv_guided_problem("pac::conv2d_guided", input, guidance, phi, weight, bias,
+                                  inv_alpha, inv_lambda, stride, padding, dilation, upsample,
+                                  guidance_stride, guidance_padding, groups, kernel_type)
+        return input.new_empty((p.B, p.O, p.Ho, p.Wo))
 
     @register_fake("pac::conv2d_guided_backward")
     def _conv2d_guided_backward_fake(grad, input, guidance, phi, weight, inv_alpha, inv_lambda,
-                                     *args):
-        m = args[-1]
+                                     stride, padding, dilation, upsample, guidance_stride,
+                                     guidance_padding, groups, kernel_type, asym, output_mask):
+        op = "pac::conv2d_guided_backward"
+        p = C.conv_guided_problem(op, input, guidance, phi, weight, None, inv_alpha, inv_lambda,
+                                  stride, padding, dilation, upsample, guidance_stride,
+                                  guidance_padding, groups, kernel_type)
+        C.check_grad_out(op, p, grad)
+        m = C.output_mask_arg(op, output_mask, 6)
         return (_grad_like(m[0], input, input), _grad_like(m[1], guidance, input),
                 _grad_like(m[2], phi, input), _grad_like(m[3], weight, input),
                 _grad_like(m[4], inv_alpha, input), _grad_like(m[5], inv_lambda, input))
@@ -98,23 +140,36 @@ def _register_ops() -> None:
         dx, dg, dphi, dw, da, dl = ops.conv2d_guided_backward(
             grad, input, guidance, phi, weight, alpha, lam, *ctx.params, mask)
         db = grad.sum((0, 2, 3)) if n[4] else None
-        return (_or_none(mask[0], dx), _or_none(mask[1], dg), _or_none(mask[2], dphi),
-                _or_none(mask[3], dw), db, _or_none(mask[4], da), _or_none(mask[5], dl),
-                *([None] * len(ctx.params)))
+        grads = (_or_none(mask[0], dx), _or_none(mask[1], dg), _or_none(mask[2], dphi),
+                 _or_none(mask[3], dw))
+        grads = _once_differentiable("conv2d_guided", grads,
+                                     (grad, input, guidance, phi, weight, alpha, lam))
+        tail = _once_differentiable("conv2d_guided", (_or_none(mask[4], da),
+                                                      _or_none(mask[5], dl)),
+                                    (grad, input, guidance, phi, weight, alpha, lam))
+        return (*grads, db, *tail, *([None] * len(ctx.params)))
 
     # pool2d_guided ---------------------------------------------------------------------------
     @register_fake("pac::pool2d_guided")
     def _pool2d_guided_fake(input, guidance, phi, weight, inv_alpha, inv_lambda, kernel_size,
                             stride, padding, dilation, upsample, guidance_stride,
                             guidance_padding, kernel_type, asym, channel_wise):
-        c_k = guidance.shape[1] if channel_wise else 1
-        c_out = _pool_out_channels(input.shape[1], c_k)
-        return input.new_empty((input.shape[0], c_out, phi.shape[2], phi.shape[3]))
+        p = C.pool_guided_problem("pac::pool2d_guided", input, guidance, phi, weight, inv_alpha,
+                                  inv_lambda, kernel_size, stride, padding, dilation, upsample,
+                                  guidance_stride, guidance_padding, kernel_type, channel_wise)
+        return input.new_empty((p.B, p.O, p.Ho, p.Wo))
 
     @register_fake("pac::pool2d_guided_backward")
     def _pool2d_guided_backward_fake(grad, input, guidance, phi, weight, inv_alpha, inv_lambda,
-                                     *args):
-        m = args[-1]
+                                     kernel_size, stride, padding, dilation, upsample,
+                                     guidance_stride, guidance_padding, kernel_type, asym,
+                                     channel_wise, output_mask):
+        op = "pac::pool2d_guided_backward"
+        p = C.pool_guided_problem(op, input, guidance, phi, weight, inv_alpha, inv_lambda,
+                                  kernel_size, stride, padding, dilation, upsample,
+                                  guidance_stride, guidance_padding, kernel_type, channel_wise)
+        C.check_grad_out(op, p, grad)
+        m = C.output_mask_arg(op, output_mask, 6)
         return (_grad_like(m[0], input, input), _grad_like(m[1], guidance, input),
                 _grad_like(m[2], phi, input), _grad_like(m[3], weight, input),
                 _grad_like(m[4], inv_alpha, input), _grad_like(m[5], inv_lambda, input))
@@ -131,18 +186,28 @@ def _register_ops() -> None:
                 n[5] and lam is not None]
         dx, dg, dphi, dw, da, dl = ops.pool2d_guided_backward(
             grad, input, guidance, phi, weight, alpha, lam, *ctx.params, mask)
-        return (_or_none(mask[0], dx), _or_none(mask[1], dg), _or_none(mask[2], dphi),
-                _or_none(mask[3], dw), _or_none(mask[4], da), _or_none(mask[5], dl),
-                *([None] * len(ctx.params)))
+        grads = (_or_none(mask[0], dx), _or_none(mask[1], dg), _or_none(mask[2], dphi),
+                 _or_none(mask[3], dw), _or_none(mask[4], da), _or_none(mask[5], dl))
+        grads = _once_differentiable("pool2d_guided", grads,
+                                     (grad, input, guidance, phi, weight, alpha, lam))
+        return (*grads, *([None] * len(ctx.params)))
 
     # conv2d_kernel ---------------------------------------------------------------------------
     @register_fake("pac::conv2d_kernel")
-    def _conv2d_kernel_fake(input, kernel, weight, bias, *args):
-        return input.new_empty((input.shape[0], weight.shape[0], kernel.shape[4], kernel.shape[5]))
+    def _conv2d_kernel_fake(input, kernel, weight, bias, stride, padding, dilation, upsample,
+                            groups):
+        p = C.conv_kernel_problem("pac::conv2d_kernel", input, kernel, weight, bias, stride,
+                                  padding, dilation, upsample, groups)
+        return input.new_empty((p.B, p.O, p.Ho, p.Wo))
 
     @register_fake("pac::conv2d_kernel_backward")
-    def _conv2d_kernel_backward_fake(grad, input, kernel, weight, *args):
-        m = args[-1]
+    def _conv2d_kernel_backward_fake(grad, input, kernel, weight, stride, padding, dilation,
+                                     upsample, groups, output_mask):
+        op = "pac::conv2d_kernel_backward"
+        p = C.conv_kernel_problem(op, input, kernel, weight, None, stride, padding, dilation,
+                                  upsample, groups)
+        C.check_grad_out(op, p, grad)
+        m = C.output_mask_arg(op, output_mask, 3)
         return (_grad_like(m[0], input, input), _grad_like(m[1], kernel, input),
                 _grad_like(m[2], weight, input))
 
@@ -157,18 +222,26 @@ def _register_ops() -> None:
         mask = [n[0], n[1], n[2]]
         dx, dk, dw = ops.conv2d_kernel_backward(grad, input, kernel, weight, *ctx.params, mask)
         db = grad.sum((0, 2, 3)) if n[3] else None
-        return (_or_none(mask[0], dx), _or_none(mask[1], dk), _or_none(mask[2], dw), db,
-                *([None] * len(ctx.params)))
+        grads = _once_differentiable(
+            "conv2d_kernel",
+            (_or_none(mask[0], dx), _or_none(mask[1], dk), _or_none(mask[2], dw)),
+            (grad, input, kernel, weight))
+        return (*grads, db, *([None] * len(ctx.params)))
 
     # pool2d_kernel ---------------------------------------------------------------------------
     @register_fake("pac::pool2d_kernel")
-    def _pool2d_kernel_fake(input, kernel, weight, *args):
-        c_out = _pool_out_channels(input.shape[1], kernel.shape[1])
-        return input.new_empty((input.shape[0], c_out, kernel.shape[4], kernel.shape[5]))
+    def _pool2d_kernel_fake(input, kernel, weight, stride, padding, dilation, upsample):
+        p = C.pool_kernel_problem("pac::pool2d_kernel", input, kernel, weight, stride, padding,
+                                  dilation, upsample)
+        return input.new_empty((p.B, p.O, p.Ho, p.Wo))
 
     @register_fake("pac::pool2d_kernel_backward")
-    def _pool2d_kernel_backward_fake(grad, input, kernel, weight, *args):
-        m = args[-1]
+    def _pool2d_kernel_backward_fake(grad, input, kernel, weight, stride, padding, dilation,
+                                     upsample, output_mask):
+        op = "pac::pool2d_kernel_backward"
+        p = C.pool_kernel_problem(op, input, kernel, weight, stride, padding, dilation, upsample)
+        C.check_grad_out(op, p, grad)
+        m = C.output_mask_arg(op, output_mask, 3)
         return (_grad_like(m[0], input, input), _grad_like(m[1], kernel, input),
                 _grad_like(m[2], weight, input))
 
@@ -182,8 +255,11 @@ def _register_ops() -> None:
         n = ctx.needs_input_grad
         mask = [n[0], n[1], n[2] and weight is not None]
         dx, dk, dw = ops.pool2d_kernel_backward(grad, input, kernel, weight, *ctx.params, mask)
-        return (_or_none(mask[0], dx), _or_none(mask[1], dk), _or_none(mask[2], dw),
-                *([None] * len(ctx.params)))
+        grads = _once_differentiable(
+            "pool2d_kernel",
+            (_or_none(mask[0], dx), _or_none(mask[1], dk), _or_none(mask[2], dw)),
+            (grad, input, kernel, weight))
+        return (*grads, *([None] * len(ctx.params)))
 
     reg = register_autograd  # torch.library.register_autograd, or its pre-2.4 shim
     reg("pac::conv2d_guided", _conv2d_guided_bwd, setup_context=_conv2d_guided_setup)
@@ -230,6 +306,8 @@ def _centre_feature(
             return guidance  # the centre tap of window y is pixel y itself
         fp = F.pad(guidance, (p[1], p[1], p[0], p[0]))
         return fp[:, :, off[0]::s[0], off[1]::s[1]][:, :, : out[0], : out[1]]
+    if guidance.shape[1] == 0:  # no guidance channels: nothing to smooth (conv2d needs groups > 0)
+        return guidance.new_zeros((guidance.shape[0], 0, out[0], out[1]))
     sk = smooth_kernel.to(guidance.dtype)
     m = (sk.shape[-2], sk.shape[-1])
     q = tuple(p[i] + (m[i] - 1) // 2 for i in range(2))

@@ -2,7 +2,14 @@
 
 It runs on every device and floating dtype and is the ground truth of the parity tests. It
 materialises the column tensor ``[B, C, k_h, k_w, H', W']`` and the per-pixel kernel, so it is
-memory-hungry; gradients (of any order) are plain autograd of the formulas.
+memory-hungry; gradients of any order (double backward included) are plain autograd of the
+formulas.
+
+Invalid values (docs/backends.md, "Invalid values"): NaN and Inf propagate by IEEE rules through
+every tap that reads a real sample; a tap that falls into zero padding or between the inserted
+zeros of a transposed convolution contributes exactly 0, whatever the kernel value there (the
+native backend never reads such taps). So the kernel is zeroed at those taps (``torch.where``, not
+a product, which would turn an infinite kernel value into NaN) before it meets the data.
 
 float16 / bfloat16 inputs are computed in float32 and the results cast back to the input dtype.
 """
@@ -37,6 +44,19 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def _zero_if_empty(t: Tensor) -> Tensor:
     """``[t = 0]`` in ``t``'s dtype: added to normalisers so empty windows give 0, not NaN."""
     return (t == 0).to(t.dtype)
+
+
+def _real_taps(kernel: Tensor, valid: Tensor) -> Tensor:
+    """``kernel`` with its taps outside the real samples (``valid == 0``) set to exactly 0."""
+    return torch.where(valid > 0, kernel, kernel.new_zeros(()))
+
+
+def _valid_taps(
+    hw: tuple[int, int], kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair,
+    like: Tensor,
+) -> Tensor:
+    """Validity pattern ``[1, 1, k_h, k_w, H', W']`` of an ordinary convolution (1: real sample)."""
+    return unfold2d(like.new_ones((1, 1, *hw)), kernel_size, stride, padding, dilation)
 
 
 def _strided_windows(
@@ -168,8 +188,8 @@ class ReferenceBackend(Backend):
                 valid = unfold2d(f.new_ones(1, 1, hf, wf), k, s_k, p_k, d)
                 m_col = None if mask is None else unfold2d(mask.to(cdtype), k, s_k, p_k, d)
 
+            kernel = _real_taps(kernel, valid)
             if m_col is None:  # normalize, no mask
-                kernel = kernel * valid
                 norm = kernel.sum(dim=(2, 3), keepdim=True)
                 kernel = kernel / (norm + _zero_if_empty(norm))
             elif normalize_kernel:
@@ -203,7 +223,9 @@ class ReferenceBackend(Backend):
         out_dtype = input.dtype
         cdtype = _compute_dtype(out_dtype)
         k = (weight.shape[-2], weight.shape[-1])
-        cols = unfold2d(input.to(cdtype), k, stride, padding, dilation) * kernel.to(cdtype)
+        x = input.to(cdtype)
+        valid = _valid_taps(tuple(x.shape[-2:]), k, stride, padding, dilation, x)
+        cols = unfold2d(x, k, stride, padding, dilation) * _real_taps(kernel.to(cdtype), valid)
         out = self._apply_weight(cols, weight.to(cdtype), shared_filters, groups, transposed=False)
         if bias is not None:
             out = out + bias.to(cdtype).reshape(1, -1, 1, 1)
@@ -227,8 +249,12 @@ class ReferenceBackend(Backend):
         out_dtype = input.dtype
         cdtype = _compute_dtype(out_dtype)
         k = (weight.shape[-2], weight.shape[-1])
-        grid = transposed_grid(input.to(cdtype), k, stride, padding, output_padding, dilation)
-        cols = unfold2d(grid, k, (1, 1), (0, 0), dilation) * kernel.to(cdtype)
+        x = input.to(cdtype)
+        grid = transposed_grid(x, k, stride, padding, output_padding, dilation)
+        ones = transposed_grid(x.new_ones((1, 1, *x.shape[-2:])), k, stride, padding,
+                               output_padding, dilation)
+        valid = unfold2d(ones, k, (1, 1), (0, 0), dilation)
+        cols = unfold2d(grid, k, (1, 1), (0, 0), dilation) * _real_taps(kernel.to(cdtype), valid)
         out = self._apply_weight(cols, weight.to(cdtype), shared_filters, groups, transposed=True)
         if bias is not None:
             out = out + bias.to(cdtype).reshape(1, -1, 1, 1)
@@ -247,8 +273,10 @@ class ReferenceBackend(Backend):
         """Spec §3.3: ``Y[b,c] = Σ_{a,e} K[b,κ(c),a,e] · X̄[b,c,π(y,a),π(x,e)]`` (no normaliser)."""
         out_dtype = input.dtype
         cdtype = _compute_dtype(out_dtype)
-        cols = unfold2d(input.to(cdtype), kernel_size, stride, padding, dilation)
-        return (cols * kernel.to(cdtype)).sum(dim=(2, 3)).to(out_dtype)
+        x = input.to(cdtype)
+        cols = unfold2d(x, kernel_size, stride, padding, dilation)
+        valid = _valid_taps(tuple(x.shape[-2:]), kernel_size, stride, padding, dilation, x)
+        return (cols * _real_taps(kernel.to(cdtype), valid)).sum(dim=(2, 3)).to(out_dtype)
 
     @staticmethod
     def _apply_weight(
@@ -261,9 +289,11 @@ class ReferenceBackend(Backend):
         g = groups
         cols = cols.reshape(b, g, c_in // g, kh, kw, h, w)
         if transposed:  # weight [C_in, C_out/g, kh, kw]
+            c_out = weight.shape[1] * g
             wg = weight.reshape(g, c_in // g, weight.shape[1], kh, kw)
             out = torch.einsum("bgcaehw,gcoae->bgohw", cols, wg)
         else:  # weight [C_out, C_in/g, kh, kw]
-            wg = weight.reshape(g, weight.shape[0] // g, c_in // g, kh, kw)
+            c_out = weight.shape[0]
+            wg = weight.reshape(g, c_out // g, c_in // g, kh, kw)
             out = torch.einsum("bgcaehw,gocae->bgohw", cols, wg)
-        return out.reshape(b, -1, h, w)
+        return out.reshape(b, c_out, h, w)  # explicit sizes: b or c_out may be 0
