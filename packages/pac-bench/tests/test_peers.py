@@ -29,6 +29,19 @@ def test_case_sets():
     assert "kornia" not in peers.applicable_peers(get_case("conv_b1_c16_64_k5"))
 
 
+def test_case_threads_and_named_peers():
+    case = Case("t1", 1, 2, 2, 2, 8, 3, threads=1, peers=("torch", "reference"))
+    assert peers.applicable_peers(case) == ["torch", "reference"]
+    assert "1 thread" in case.family
+    before = torch.get_num_threads()
+    recs = peers.time_peers(case, modes=("forward",), runs=1, warmup=0)
+    assert [(r["backend"], r["threads"]) for r in recs] == [("reference", 1)]
+    assert recs[0]["ratio"] is not None
+    assert torch.get_num_threads() == before
+    for name in QUICK_CASES:  # every default case pins its threads
+        assert get_case(name).threads in (1, 2), name
+
+
 @pytest.mark.parametrize("backend", ["reference", "native"])
 @pytest.mark.parametrize("sigma_color,kernel", [(0.1, 5), (0.5, 5), (2.0, 3)])
 def test_joint_bilateral_matches_kornia(backend, sigma_color, kernel):

@@ -1,10 +1,13 @@
 // The pybind11 module pac_core._C: build information only. Importing it loads this shared
 // library, which also holds the TORCH_LIBRARY registrations of the pac:: operators.
 #include <pybind11/pybind11.h>
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <string>
 #include <vector>
+
+#include "cpu/isa.h"
 
 #ifndef PAC_VERSION
 #define PAC_VERSION "unknown"
@@ -38,6 +41,20 @@ PYBIND11_MODULE(_C, m) {
 #ifdef __VERSION__
     info["compiler"] = __VERSION__;
 #endif
+    info["cpu_isa"] = pac::cpu::active_isa();
+    info["cpu_isas_compiled"] = pac::cpu::compiled_isas();
+    info["cpu_isas_supported"] = pac::cpu::supported_isas();
     return info;
-  }, "Version, the torch it was built against and the compiled devices, as a dict.");
+  }, "Version, the torch it was built against, the compiled devices and the CPU instruction "
+     "sets (cpu_isa: the one the CPU kernels run with; cpu_isas_compiled; cpu_isas_supported: "
+     "those of the compiled sets this processor runs), as a dict.");
+  m.def("_set_cpu_isa", &pac::cpu::set_active_isa, pybind11::arg("name"),
+        "Switch the CPU kernels to instruction set `name` (for tests); returns the previous one.");
+  using FloatArray = pybind11::array_t<float, pybind11::array::c_style | pybind11::array::forcecast>;
+  m.def("_exp_float", [](const FloatArray& x) {
+    FloatArray y(x.size());
+    pac::cpu::active_ops().exp_float(x.data(), y.mutable_data(), x.size());
+    return y;
+  }, pybind11::arg("x"), "exp of the CPU kernels (active instruction set) of a float32 array, "
+     "flattened, for tests.");
 }

@@ -123,6 +123,9 @@ class Case:
         op: ``'conv2d'``, ``'conv_transpose2d'``, ``'pool2d'`` or ``'bilateral'``.
         sigma_color: Range sigma of a ``'bilateral'`` case (ignored otherwise).
         sigma_space: Spatial sigma of a ``'bilateral'`` case, in pixels (ignored otherwise).
+        threads: torch intra-op threads the case is timed with (None: whatever is set).
+        peers: The peers timed by default (None: every one that applies), see
+            :func:`pac_bench.peers.applicable_peers`.
     """
 
     name: str
@@ -137,6 +140,8 @@ class Case:
     op: str = "conv2d"
     sigma_color: float = 0.1
     sigma_space: float = 1.5
+    threads: int | None = None
+    peers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -177,6 +182,8 @@ class Case:
             out += f" s={self.stride}"
         if self.op == "bilateral":
             out += f" σc={self.sigma_color:g} σs={self.sigma_space:g}"
+        if self.threads is not None:
+            out += f", {self.threads} thread{'s' if self.threads > 1 else ''}"
         return out
 
     @property
@@ -230,6 +237,9 @@ class Case:
                                padding=self.padding, dilation=self.dilation)
 
 
+_GOAL_CONV = ("torch", "native")
+_GOAL_JBF = ("torch", "reference+compile", "native", "kornia")
+
 CASES: dict[str, Case] = {
     c.name: c
     for c in (
@@ -248,17 +258,31 @@ CASES: dict[str, Case] = {
         *(Case(f"conv_b1_c16_{n}_k5", 1, 16, 16, 8, n, 5) for n in (32, 64, 128, 256, 512)),
         *(Case(f"jbf_b1_c3_{n}_k5", 1, 3, 3, 3, n, 5, op="bilateral")
           for n in (64, 128, 256, 512)),
+        # the CPU goal cases (thread count fixed; the peers that the goals compare with)
+        Case("conv_b2_c32g16_128_k5_t2", 2, 32, 32, 16, 128, 5, threads=2, peers=_GOAL_CONV),
+        *(Case(f"conv_b1_c16g16_{n}_k5_t1", 1, 16, 16, 16, n, 5, threads=1, peers=_GOAL_CONV)
+          for n in (32, 128)),
+        Case("convt_b2_c32g16_64to128_k5_s2_t2", 2, 32, 32, 16, 128, 5, stride=2,
+             op="conv_transpose2d", threads=2, peers=_GOAL_CONV),
+        *(Case(f"convt_b1_c16g16_{n // 2}to{n}_k5_s2_t1", 1, 16, 16, 16, n, 5, stride=2,
+               op="conv_transpose2d", threads=1, peers=_GOAL_CONV) for n in (32, 128)),
+        *(Case(f"jbf_b1_c3_{n}_k5_t1", 1, 3, 3, 3, n, 5, op="bilateral", threads=1,
+               peers=_GOAL_JBF) for n in (64, 128, 256)),
     )
 }
 """Every named case. ``conv_b1_c16_<n>_k5`` and ``jbf_b1_c3_<n>_k5`` sweep the image size (the
 plots); ``jbf_*`` are joint bilateral cases (σ_c = 0.1, σ_s = 1.5, RGB guidance)."""
 
 QUICK_CASES: tuple[str, ...] = (
-    "conv_b1_c16_32_k5", "conv_b1_c16_64_k5", "conv_b1_c16_128_k5",
-    "jbf_b1_c3_64_k5", "jbf_b1_c3_128_k5", "jbf_b1_c3_256_k5",
+    "conv_b2_c32g16_128_k5_t2", "conv_b1_c16g16_32_k5_t1", "conv_b1_c16g16_128_k5_t1",
+    "convt_b2_c32g16_64to128_k5_s2_t2", "convt_b1_c16g16_16to32_k5_s2_t1",
+    "convt_b1_c16g16_64to128_k5_s2_t1",
+    "jbf_b1_c3_64_k5_t1", "jbf_b1_c3_128_k5_t1", "jbf_b1_c3_256_k5_t1",
 )
-"""What ``pac-bench run`` (``nox -s bench``) times by default: two short image-size sweeps, every
-peer (a few minutes on two CPU cores, most of it ``torch.compile``)."""
+"""What ``pac-bench run`` (``nox -s bench``) times by default: the CPU goal cases, each with its
+thread count — ``PacConv2d`` / ``PacConvTranspose2d`` (guidance 16 channels, k = 5) against
+``nn.Conv2d`` / ``nn.ConvTranspose2d``, and the joint bilateral filter (1 thread) against the
+Gaussian blur floor, ``torch.compile`` of the reference backend and kornia."""
 
 FULL_CASES: tuple[str, ...] = tuple(n for n in CASES if n not in ("conv_b1_c8_32_k3",
                                                                     "convt_b1_c8_16to32_k3_s2",

@@ -59,8 +59,10 @@ class Peer:
 
 
 def applicable_peers(case: Case) -> list[str]:
-    """The peers that apply to ``case`` (kornia only to joint bilateral cases)."""
-    return [p for p in PEERS if p != KORNIA_PEER or case.op == "bilateral"]
+    """The peers that apply to ``case`` (kornia only to joint bilateral cases), restricted to
+    ``case.peers`` when the case names its peers."""
+    return [p for p in PEERS if (p != KORNIA_PEER or case.op == "bilateral")
+            and (case.peers is None or p in case.peers)]
 
 
 def kornia_joint_bilateral() -> Callable[..., torch.Tensor]:
@@ -206,6 +208,8 @@ def time_peers(case: Case, peers: Sequence[str] | None = None,
         device: Where the tensors live.
         log: Called with one line per record (progress), if given.
 
+    The case's ``threads`` (when set) are the torch threads during its timings.
+
     Returns:
         One record per (peer, mode): ``{"case", "op", "family", "size", "backend", "mode", "pac_s",
         "conv_s", "ratio", "first_s", "note"}``; ``backend`` is the peer name, ``first_s`` the
@@ -213,13 +217,26 @@ def time_peers(case: Case, peers: Sequence[str] | None = None,
         has ``pac_s``/``ratio`` None and the reason in ``note``.
     """
     names = [p for p in (peers or applicable_peers(case)) if p != FLOOR]
+    if case.threads is None:
+        return _time_peers(case, names, modes, runs, warmup, device, log)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(case.threads)
+    try:
+        return _time_peers(case, names, modes, runs, warmup, device, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _time_peers(case: Case, names: Sequence[str], modes: Sequence[str], runs: int, warmup: int,
+                device: str | torch.device, log: Callable[[str], None] | None
+                ) -> list[dict[str, Any]]:
     torch.manual_seed(0)
     x, g = case.inputs(device)
     floor = make_peer(case, FLOOR, device)
     records: list[dict[str, Any]] = []
     for name in names:
         base = {"case": case.name, "op": case.op, "family": case.family, "size": case.size,
-                "backend": name}
+                "backend": name, "threads": torch.get_num_threads()}
         try:
             peer = make_peer(case, name, device)
         except PeerUnavailable as exc:

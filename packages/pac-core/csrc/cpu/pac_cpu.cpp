@@ -18,22 +18,35 @@
 
 #include <algorithm>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
+#include "cpu/direct_conv.h"
+#include "cpu/isa.h"
+#include "cpu/vec_math.h"
 #include "kernels/geometry.h"
 #include "kernels/im2col.h"
 #include "kernels/kernel_fn.h"
 #include "pac_args.h"
 #include "subpixel.h"
 
+#ifndef PAC_CPU_ISA
+#define PAC_CPU_ISA baseline
+#endif
+
 namespace pac {
+namespace cpu {
+// This file is compiled once per instruction set, into its own namespace (see cpu/isa.h).
+namespace PAC_CPU_ISA {
 namespace {
 
 using namespace pac::kernels;
+using pac::cpu::exp_scaled_array;
 
 constexpr c10::DeviceType kCPU = c10::DeviceType::CPU;
-// Target working-set of a tile's column buffer (bytes) and pixel bounds of a tile.
-constexpr int64_t kTileBytes = 4 << 20;
+// Target working-set of a tile's column / kernel buffers (bytes; about L2-sized, so that they
+// are reused from cache) and pixel bounds of a tile.
+constexpr int64_t kTileBytes = 512 << 10;
 constexpr int64_t kMinTilePixels = 256;
 constexpr int64_t kMaxTilePixels = 4096;
 
@@ -151,8 +164,49 @@ inline int64_t param_index(const at::Tensor& t, int64_t ck) {
   return t.defined() && t.numel() > 1 ? ck : 0;
 }
 
+// Adds the squared guidance differences of one channel along one output row to Dr:
+// Dr[x] += Δ(F̄(tap of x), φ[x])², F̄ read from row Fr (nullptr: the tap row is outside, F̄ = 0)
+// at column x*gs + base inside [lo, hi) and 0 outside.
+template <typename T, bool ASYM>
+inline void add_sq_delta_row(T* Dr, const T* phir, const T* Fr, int64_t Wo, int64_t lo,
+                             int64_t hi, int64_t base, int64_t gs) {
+  auto sq = [](T f, T ph) {
+    const T d = guidance_delta(f, ph, ASYM);
+    return d * d;
+  };
+  if (Fr == nullptr) {
+    for (int64_t x = 0; x < Wo; ++x) Dr[x] += sq(T(0), phir[x]);
+    return;
+  }
+  for (int64_t x = 0; x < lo; ++x) Dr[x] += sq(T(0), phir[x]);
+  if (gs == 1) {
+    const T* Fs = Fr + base;
+    for (int64_t x = lo; x < hi; ++x) Dr[x] += sq(Fs[x], phir[x]);
+  } else {
+    for (int64_t x = lo; x < hi; ++x) Dr[x] += sq(Fr[x * gs + base], phir[x]);
+  }
+  for (int64_t x = hi; x < Wo; ++x) Dr[x] += sq(T(0), phir[x]);
+}
+
+// K = kernel(D) over n values of kernel channel ck.
+template <typename T>
+inline void kernel_values(const Problem& p, const Ptrs<T>& P, int64_t ck, const T* D, T* K,
+                          int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (p.kernel_type == kGaussian) {  // K = exp(-D/2), vectorised (cpu/vec_math.h)
+      exp_scaled_array(D, -0.5f, K, n);
+      return;
+    }
+  }
+  const T al = P.alpha ? P.alpha[param_index(p.alpha, ck)] : T(0);
+  const T la = P.lambda ? P.lambda[param_index(p.lambda, ck)] : T(0);
+  for (int64_t j = 0; j < n; ++j) K[j] = kernel_value(p.kernel_type, D[j], al, la);
+}
+
 // Computes the kernel values (and the distances D) of a tile from the guidance:
-// K[ck][t][j], D[ck][t][j] with ld_t = n, ld_c = kk*n.
+// K[ck][t][j], D[ck][t][j] with ld_t = n, ld_c = kk*n. One pass, row by row: each (tap, output
+// row) sums the squared differences of all guidance channels into its D row while it is in L1,
+// then turns it into K.
 template <typename T>
 void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
                         const Tile& tile, T* K, T* D) {
@@ -160,58 +214,32 @@ void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
   const int64_t kk = g.kh * g.kw, n = tile.n, Wo = p.Wo;
   const int64_t plane_g = p.Hg * p.Wg, plane_o = p.Ho * p.Wo;
   const int64_t CK = p.CK;
-  std::fill(D, D + CK * kk * n, T(0));
-  for (int64_t c = 0; c < p.Cf; ++c) {
-    const int64_t ck = p.channel_wise ? c : 0;
-    const T* Fc = P.g + (tile.b * p.Cf + c) * plane_g;
-    const T* phic = P.phi + (tile.b * p.Cf + c) * plane_o + tile.y0 * Wo;
-    for (int64_t t = 0; t < kk; ++t) {
-      const int64_t a = t / g.kw, e = t % g.kw;
-      const int64_t* gcol = st.g_col.data() + e * Wo;
-      T* Dt = D + (ck * kk + t) * n;
-      for (int64_t y = tile.y0; y < tile.y1; ++y) {
-        const int64_t r = st.g_row[a * p.Ho + y];
-        const T* phir = phic + (y - tile.y0) * Wo;
-        T* Dr = Dt + (y - tile.y0) * Wo;
-        if (r >= 0) {
-          const T* Fr = Fc + r * p.Wg;
-          const int64_t lo = st.g_lo[e], hi = st.g_hi[e], base = st.g_base[e], gs = g.gsw;
-          (void)gcol;
-          for (int64_t x = 0; x < lo; ++x) {
-            const T dl = guidance_delta(T(0), phir[x], p.asym);
-            Dr[x] += dl * dl;
-          }
-          if (gs == 1) {
-            const T* Fs = Fr + base;
-            for (int64_t x = lo; x < hi; ++x) {
-              const T dl = guidance_delta(Fs[x], phir[x], p.asym);
-              Dr[x] += dl * dl;
-            }
-          } else {
-            for (int64_t x = lo; x < hi; ++x) {
-              const T dl = guidance_delta(Fr[x * gs + base], phir[x], p.asym);
-              Dr[x] += dl * dl;
-            }
-          }
-          for (int64_t x = hi; x < Wo; ++x) {
-            const T dl = guidance_delta(T(0), phir[x], p.asym);
-            Dr[x] += dl * dl;
-          }
+  for (int64_t t = 0; t < kk; ++t) {
+    const int64_t a = t / g.kw, e = t % g.kw;
+    const int64_t lo = st.g_lo[e], hi = st.g_hi[e], base = st.g_base[e];
+    for (int64_t y = tile.y0; y < tile.y1; ++y) {
+      const int64_t r = st.g_row[a * p.Ho + y];
+      const int64_t off = (y - tile.y0) * Wo;
+      for (int64_t ck = 0; ck < CK; ++ck) {
+        T* Dr = D + (ck * kk + t) * n + off;
+        std::fill(Dr, Dr + Wo, T(0));
+      }
+      for (int64_t c = 0; c < p.Cf; ++c) {
+        const int64_t ck = p.channel_wise ? c : 0;
+        const T* Fr = r >= 0 ? P.g + (tile.b * p.Cf + c) * plane_g + r * p.Wg : nullptr;
+        const T* phir = P.phi + (tile.b * p.Cf + c) * plane_o + y * Wo;
+        T* Dr = D + (ck * kk + t) * n + off;
+        if (p.asym) {
+          add_sq_delta_row<T, true>(Dr, phir, Fr, Wo, lo, hi, base, g.gsw);
         } else {
-          for (int64_t x = 0; x < Wo; ++x) {
-            const T dl = guidance_delta(T(0), phir[x], p.asym);
-            Dr[x] += dl * dl;
-          }
+          add_sq_delta_row<T, false>(Dr, phir, Fr, Wo, lo, hi, base, g.gsw);
         }
       }
+      for (int64_t ck = 0; ck < CK; ++ck) {
+        const int64_t o = (ck * kk + t) * n + off;
+        kernel_values<T>(p, P, ck, D + o, K + o, Wo);
+      }
     }
-  }
-  for (int64_t ck = 0; ck < CK; ++ck) {
-    const T al = P.alpha ? P.alpha[param_index(p.alpha, ck)] : T(0);
-    const T la = P.lambda ? P.lambda[param_index(p.lambda, ck)] : T(0);
-    const T* Dc = D + ck * kk * n;
-    T* Kc = K + ck * kk * n;
-    for (int64_t j = 0; j < kk * n; ++j) Kc[j] = kernel_value(p.kernel_type, Dc[j], al, la);
   }
 }
 
@@ -329,31 +357,174 @@ std::vector<Tile> make_tiles(const Problem& p, int64_t rows, int parity) {
 // -------------------------------------------------------------------------------------------
 // Forward
 // -------------------------------------------------------------------------------------------
+// Whether the direct convolution (cpu/direct_conv.h) computes the forward pass: input columns
+// read with stride 1 and affine (ordinary stride-1 convolutions and every sub-pixel class of a
+// transposed one), and each tap's valid columns exactly those inside the input, so that a
+// zero-padded copy of the input rows stands for the validity tests. Sets the padding
+// `lpad` and the padded row width `wp`.
+bool direct_applies(const Problem& p, const SourceTables& st, int64_t& lpad, int64_t& wp) {
+  const Geometry& g = p.geo;
+  if (p.pool || !st.in_affine || g.sw != 1 || p.CK != 1) return false;
+  int64_t min_base = 0, max_base = 0;
+  for (int64_t e = 0; e < g.kw; ++e) {
+    const int64_t b = st.in_base[e];
+    const int64_t lo = std::min(std::max<int64_t>(-b, 0), p.Wo);
+    const int64_t hi = std::max(std::min(p.W - b, p.Wo), lo);
+    if (st.in_lo[e] != lo || st.in_hi[e] != hi) return false;
+    min_base = std::min(min_base, b);
+    max_base = std::max(max_base, b);
+  }
+  lpad = -min_base;
+  wp = std::max(p.W, p.Wo + max_base) + lpad;
+  return true;
+}
+
+// Input rows [r0, r1) that tile reads (r0 = r1 when none).
+void tile_input_rows(const Problem& p, const SourceTables& st, const Tile& tile, int64_t& r0,
+                     int64_t& r1) {
+  r0 = p.H;
+  r1 = 0;
+  for (int64_t a = 0; a < p.geo.kh; ++a)
+    for (int64_t y = tile.y0; y < tile.y1; ++y) {
+      const int64_t r = st.in_row[a * p.Ho + y];
+      if (r < 0) continue;
+      r0 = std::min(r0, r);
+      r1 = std::max(r1, r + 1);
+    }
+  if (r1 <= r0) r0 = r1 = 0;
+}
+
+// Direct convolution of one tile: copies the tile's input rows, zero-padded to width wp, into
+// xpad (C channels × (r1 - r0) rows), then runs direct_row for every output row and group.
+// wt: weights as [groups][C/groups][k*k][O/groups].
+template <typename T>
+void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
+                      const Tile& tile, const KView<T>& K, const T* wt, int64_t lpad, int64_t wp,
+                      T* xpad, T* outp) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo, plane_i = p.H * p.W;
+  const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
+  int64_t r0, r1;
+  tile_input_rows(p, st, tile, r0, r1);
+  const int64_t nr = r1 - r0, ldXc = nr * wp;
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t r = r0; r < r1; ++r) {
+      T* dst = xpad + c * ldXc + (r - r0) * wp;
+      const T* src = P.x + (tile.b * p.C + c) * plane_i + r * p.W;
+      std::fill(dst, dst + lpad, T(0));
+      std::copy(src, src + p.W, dst + lpad);
+      std::fill(dst + lpad + p.W, dst + wp, T(0));
+    }
+  std::vector<int64_t> xrow(g.kh), xcol(g.kw);
+  for (int64_t e = 0; e < g.kw; ++e) xcol[e] = st.in_base[e] + lpad;
+  const T* bias = p.bias.defined() ? p.bias.data_ptr<T>() : nullptr;
+  for (int64_t y = tile.y0; y < tile.y1; ++y) {
+    for (int64_t a = 0; a < g.kh; ++a) {
+      const int64_t r = st.in_row[a * p.Ho + y];
+      xrow[a] = r < 0 ? -1 : r - r0;
+    }
+    const int64_t off = (y - tile.y0) * Wo;
+    for (int64_t gi = 0; gi < p.groups; ++gi) {
+      cpu::DirectRow<T> R{K.base + off, K.ld_t,
+                          xpad + gi * Cg * ldXc, ldXc, wp,
+                          xrow.data(), xcol.data(), g.kh, g.kw, Cg,
+                          wt + gi * Cg * kk * Og, Og,
+                          bias ? bias + gi * Og : nullptr,
+                          outp + (tile.b * p.O + gi * Og) * plane_o + y * Wo, plane_o};
+      cpu::direct_row<T>(R, Wo);
+    }
+  }
+}
+
 template <typename T>
 void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
   const Geometry& g = p.geo;
   const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo;
   const Ptrs<T> P(p);
-  const int64_t col_rows = p.pool ? p.CK * kk : p.C * kk;
+  int64_t lpad = 0, wp = 0;
+  const bool direct = direct_applies(p, st, lpad, wp);
+  // Per-tile buffers: kernel values and distances (guided), columns (conv without direct).
+  const int64_t col_rows = p.pool ? p.CK * kk : (direct ? 2 * kk : p.C * kk);
   const int64_t rows = rows_per_tile(p, col_rows, sizeof(T), false);
   const std::vector<Tile> tiles = make_tiles(p, rows, -1);
   const int64_t nmax = rows * Wo;
   const auto opts = p.input.options();
   T* outp = out.data_ptr<T>();
   const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
+  at::Tensor wdirect;  // direct: weights as [groups][Cg][k*k][Og]
+  int64_t xpad_rows = 0;
+  if (direct) {
+    wdirect = p.weight.view({p.groups, Og, Cg * kk}).permute({0, 2, 1}).contiguous();
+    for (const Tile& tile : tiles) {
+      int64_t r0, r1;
+      tile_input_rows(p, st, tile, r0, r1);
+      xpad_rows = std::max(xpad_rows, r1 - r0);
+    }
+  }
+
+  // Pool: depthwise weighted window sum, row by row: the output rows of all channels stay in L1
+  // while every tap's kernel row is applied to every channel.
+  auto pool_tile = [&](const Tile& tile, const KView<T>& K) {
+    const int64_t n = tile.n;
+    for (int64_t c = 0; c < p.O; ++c) {
+      T* Yc = outp + (tile.b * p.O + c) * plane_o + tile.y0 * Wo;
+      std::fill(Yc, Yc + n, T(0));
+    }
+    for (int64_t y = tile.y0; y < tile.y1; ++y) {
+      const int64_t off = (y - tile.y0) * Wo;
+      for (int64_t t = 0; t < kk; ++t) {
+        const int64_t a = t / g.kw, e = t % g.kw;
+        const int64_t r = st.in_row[a * p.Ho + y];
+        if (r < 0) continue;
+        const T wt = P.w ? P.w[t] : T(1);
+        const int64_t* icol = st.in_col.data() + e * Wo;
+        for (int64_t c = 0; c < p.O; ++c) {
+          const int64_t ck = p.CK == 1 ? 0 : c, cx = p.C == 1 ? 0 : c;
+          const T* Xr = P.x + (tile.b * p.C + cx) * p.H * p.W + r * p.W;
+          T* Yr = outp + (tile.b * p.O + c) * plane_o + y * Wo;
+          const T* Kr = K.at(ck, t) + off;
+          if (st.in_affine && g.sw == 1) {
+            const int64_t lo = st.in_lo[e], hi = st.in_hi[e];
+            const T* Xs = Xr + st.in_base[e];
+            for (int64_t x = lo; x < hi; ++x) Yr[x] += wt * (Kr[x] * Xs[x]);
+          } else if (st.in_affine) {
+            const int64_t lo = st.in_lo[e], hi = st.in_hi[e], base = st.in_base[e];
+            const int64_t sw = g.sw;
+            for (int64_t x = lo; x < hi; ++x) Yr[x] += wt * (Kr[x] * Xr[x * sw + base]);
+          } else {
+            for (int64_t x = 0; x < Wo; ++x)
+              Yr[x] += wt * scaled_im2col(Kr[x], Xr, 0, 0, icol[x]);
+          }
+        }
+      }
+    }
+  };
 
   at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
     // Plain tensor math on buffers: no autograd (also on the worker threads).
     at::AutoDispatchBelowADInplaceOrView no_autograd;
-    at::Tensor Kbuf, Dbuf, colbuf;
+    at::Tensor Kbuf, Dbuf, colbuf, xpad;
     if (p.guided) {
       Kbuf = at::empty({p.CK * kk * nmax}, opts);
       Dbuf = at::empty({p.CK * kk * nmax}, opts);
     }
-    if (!p.pool) colbuf = at::empty({p.C * kk * nmax}, opts);
+    if (direct) {
+      xpad = at::empty({std::max<int64_t>(1, p.C * xpad_rows * wp)}, opts);
+    } else if (!p.pool) {
+      colbuf = at::empty({p.C * kk * nmax}, opts);
+    }
     for (int64_t ti = begin; ti < end; ++ti) {
       const Tile& tile = tiles[ti];
       const int64_t n = tile.n;
+      if (p.pool && p.guided) {
+        // Kernel values one output row at a time (L1-sized), each row pooled right away.
+        for (int64_t y = tile.y0; y < tile.y1; ++y) {
+          const Tile row{tile.b, y, y + 1, Wo};
+          guided_kernel_tile<T>(p, P, st, row, Kbuf.data_ptr<T>(), Dbuf.data_ptr<T>());
+          pool_tile(row, KView<T>{Kbuf.data_ptr<T>(), Wo, kk * Wo});
+        }
+        continue;
+      }
       KView<T> K;
       if (p.guided) {
         guided_kernel_tile<T>(p, P, st, tile, Kbuf.data_ptr<T>(), Dbuf.data_ptr<T>());
@@ -363,35 +534,12 @@ void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
              kk * plane_o};
       }
       if (p.pool) {
-        // Depthwise weighted window sum.
-        for (int64_t c = 0; c < p.O; ++c) {
-          const int64_t ck = p.CK == 1 ? 0 : c, cx = p.C == 1 ? 0 : c;
-          const T* Xc = P.x + (tile.b * p.C + cx) * p.H * p.W;
-          T* Yc = outp + (tile.b * p.O + c) * plane_o + tile.y0 * Wo;
-          std::fill(Yc, Yc + n, T(0));
-          for (int64_t t = 0; t < kk; ++t) {
-            const int64_t a = t / g.kw, e = t % g.kw;
-            const T wt = P.w ? P.w[t] : T(1);
-            const int64_t* icol = st.in_col.data() + e * Wo;
-            const T* Kt = K.at(ck, t);
-            for (int64_t y = tile.y0; y < tile.y1; ++y) {
-              const int64_t r = st.in_row[a * p.Ho + y];
-              if (r < 0) continue;
-              const int64_t off = (y - tile.y0) * Wo;
-              const T* Xr = Xc + r * p.W;
-              if (st.in_affine) {
-                const int64_t lo = st.in_lo[e], hi = st.in_hi[e], base = st.in_base[e];
-                const int64_t sw = g.sw;
-                T* Yr = Yc + off;
-                const T* Kr = Kt + off;
-                for (int64_t x = lo; x < hi; ++x) Yr[x] += wt * (Kr[x] * Xr[x * sw + base]);
-              } else {
-                for (int64_t x = 0; x < Wo; ++x)
-                  Yc[off + x] += wt * scaled_im2col(Kt[off + x], Xr, 0, 0, icol[x]);
-              }
-            }
-          }
-        }
+        pool_tile(tile, K);
+        continue;
+      }
+      if (direct) {
+        direct_conv_tile<T>(p, P, st, tile, K, wdirect.data_ptr<T>(), lpad, wp, xpad.data_ptr<T>(),
+                            outp);
         continue;
       }
       // Conv: scaled columns, then one GEMM per group straight into the output.
@@ -592,6 +740,14 @@ void backward_impl(const Problem& p, const SourceTables& st, const at::Tensor& g
   T* dgp = need_dg ? gr.dg.data_ptr<T>() : nullptr;
   T* dphip = need_dphi ? gr.dphi.data_ptr<T>() : nullptr;
   T* dkp = need_dk ? gr.dkernel.data_ptr<T>() : nullptr;
+  // Per-chunk partial sums of the parameter gradients, added up in chunk order at the end
+  // (not in the order the threads finish), so that the result is deterministic.
+  struct Partial {
+    int phase;
+    int64_t begin;
+    at::Tensor dw, dalpha, dlambda;
+  };
+  std::vector<Partial> partials;
   std::mutex reduce_mutex;
 
   for (int phase = phased ? 0 : -1; phase < (phased ? 2 : 0); ++phase) {
@@ -731,11 +887,17 @@ void backward_impl(const Problem& p, const SourceTables& st, const at::Tensor& g
 
       if (need_dw || need_da || need_dl) {
         std::lock_guard<std::mutex> lock(reduce_mutex);
-        if (need_dw) gr.dw.add_(s.dw);
-        if (need_da) gr.dalpha.view({-1}).add_(s.dalpha);
-        if (need_dl) gr.dlambda.view({-1}).add_(s.dlambda);
+        partials.push_back({phase, begin, s.dw, s.dalpha, s.dlambda});
       }
     });
+  }
+  std::sort(partials.begin(), partials.end(), [](const Partial& a, const Partial& b) {
+    return a.phase != b.phase ? a.phase < b.phase : a.begin < b.begin;
+  });
+  for (const Partial& part : partials) {
+    if (need_dw) gr.dw.add_(part.dw);
+    if (need_da) gr.dalpha.view({-1}).add_(part.dalpha);
+    if (need_dl) gr.dlambda.view({-1}).add_(part.dlambda);
   }
 }
 
@@ -927,17 +1089,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pool2d_kernel_backward_cpu(
   return {gr.dx, gr.dkernel, gr.dw};
 }
 
+void exp_float(const float* x, float* y, int64_t n) { pac::cpu::exp_array(x, y, n); }
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pac, CPU, m) {
-  m.impl("conv2d_guided", &conv2d_guided_cpu);
-  m.impl("conv2d_guided_backward", &conv2d_guided_backward_cpu);
-  m.impl("pool2d_guided", &pool2d_guided_cpu);
-  m.impl("pool2d_guided_backward", &pool2d_guided_backward_cpu);
-  m.impl("conv2d_kernel", &conv2d_kernel_cpu);
-  m.impl("conv2d_kernel_backward", &conv2d_kernel_backward_cpu);
-  m.impl("pool2d_kernel", &pool2d_kernel_cpu);
-  m.impl("pool2d_kernel_backward", &pool2d_kernel_backward_cpu);
+// The operator table of this instruction set.
+const CpuOps& ops() {
+#define PAC_STR2(x) #x
+#define PAC_STR(x) PAC_STR2(x)
+  static const CpuOps table = {
+      PAC_STR(PAC_CPU_ISA),
+      &conv2d_guided_cpu,
+      &conv2d_guided_backward_cpu,
+      &pool2d_guided_cpu,
+      &pool2d_guided_backward_cpu,
+      &conv2d_kernel_cpu,
+      &conv2d_kernel_backward_cpu,
+      &pool2d_kernel_cpu,
+      &pool2d_kernel_backward_cpu,
+      &exp_float,
+  };
+#undef PAC_STR
+#undef PAC_STR2
+  return table;
 }
 
+}  // namespace PAC_CPU_ISA
+}  // namespace cpu
 }  // namespace pac

@@ -111,6 +111,13 @@ def error() -> str | None:
 
 
 def build_info() -> dict[str, Any] | None:
-    """The extension's build information (version, torch, devices), or None without it."""
+    """The extension's build information, or None without it.
+
+    Keys: ``version``, ``torch_version``, ``devices``, ``compiler``, and the CPU kernels'
+    instruction sets: ``cpu_isa`` (the one they run with: ``'baseline'``, ``'avx2'`` or
+    ``'avx512'``; the widest supported unless ``PAC_CPU_ISA`` names another),
+    ``cpu_isas_compiled`` and ``cpu_isas_supported`` (those of the compiled ones this processor
+    runs).
+    """
     mod = load()
     return None if mod is None else dict(mod.build_info())

@@ -14,7 +14,8 @@ How the spec's formulas (spec §2–§3) map onto the ops:
 * A mask ``M`` multiplies the input (``X·M``): with zero padding the product vanishes on padding
   taps, so the validity pattern only matters in the normaliser.
 * ``normalize_kernel``: ``Y = β + (Σ W·K·M·X) / (N + [N=0])`` with ``N = Σ_taps K·V·M``, computed by
-  the guided pool op applied to ``M`` (or to ones).
+  the guided pool op applied to ``M`` (or to ones); for a pool with one kernel channel and no
+  weight, in the same op call as the output (``M`` or ones as one more input channel).
 * mask without normalisation: ``ρ = Σ M_col / Σ V`` depends on the mask only (plain torch).
 * transposed: the zero-inserted grid is never built; the op reads the low-resolution input with
   ``upsample = stride``, ``stride = 1``, ``padding = (k−1)d − p`` and the weight in conv layout.
@@ -490,7 +491,16 @@ class NativeBackend(Backend):
         x = input if m is None else input * m
         divide = normalize_kernel or m is not None
         geo = (s, p, list(d), u, list(g_stride), list(g_pad))
-        if pool:
+        norm: Optional[Tensor] = None
+        if pool and normalize_kernel and weight is None and not channel_wise:
+            # One pass: the normaliser is one more channel of the same pool (its source, the mask
+            # or ones, appended to the input), so the kernel is computed once for both.
+            src = m if m is not None else input.new_ones((input.shape[0], 1, *input.shape[2:]))
+            both = torch.ops.pac.pool2d_guided(torch.cat([x, src], 1), guidance, phi, None, alpha,
+                                               lam, list(k), *geo, kind, asym, channel_wise)
+            out, norm = both[:, : x.shape[1]], both[:, x.shape[1]:]
+            add_bias = bias
+        elif pool:
             out = torch.ops.pac.pool2d_guided(x, guidance, phi, weight, alpha, lam, list(k), *geo,
                                               kind, asym, channel_wise)
             add_bias = bias
@@ -502,9 +512,10 @@ class NativeBackend(Backend):
 
         out_mask: Optional[Tensor] = None
         if normalize_kernel:
-            src = m if m is not None else input.new_ones((input.shape[0], 1, *input.shape[2:]))
-            norm = torch.ops.pac.pool2d_guided(src, guidance, phi, None, alpha, lam, list(k), *geo,
-                                               kind, asym, channel_wise)
+            if norm is None:
+                src = m if m is not None else input.new_ones((input.shape[0], 1, *input.shape[2:]))
+                norm = torch.ops.pac.pool2d_guided(src, guidance, phi, None, alpha, lam, list(k),
+                                                   *geo, kind, asym, channel_wise)
             out = out / _nonzero(norm)
             if m is not None:
                 out_mask = (norm != 0)[:, :, None, None]
