@@ -132,7 +132,7 @@ Grad6 conv2d_guided_backward(const Tensor& grad, const Tensor& input, const Tens
                              const OptTensor& lambda, IntArr stride, IntArr padding,
                              IntArr dilation, IntArr upsample, IntArr gstride, IntArr gpadding,
                              int64_t groups, int64_t kernel_type, bool asym,
-                             std::array<bool, 6> output_mask) {
+                             const c10::List<bool>& output_mask) {
   return active_ops().conv2d_guided_backward(grad, input, guidance, phi, weight, alpha, lambda,
                                              stride, padding, dilation, upsample, gstride,
                                              gpadding, groups, kernel_type, asym, output_mask);
@@ -153,7 +153,7 @@ Grad6 pool2d_guided_backward(const Tensor& grad, const Tensor& input, const Tens
                              const OptTensor& lambda, IntArr kernel_size, IntArr stride,
                              IntArr padding, IntArr dilation, IntArr upsample, IntArr gstride,
                              IntArr gpadding, int64_t kernel_type, bool asym, bool channel_wise,
-                             std::array<bool, 6> output_mask) {
+                             const c10::List<bool>& output_mask) {
   return active_ops().pool2d_guided_backward(grad, input, guidance, phi, weight, alpha, lambda,
                                              kernel_size, stride, padding, dilation, upsample,
                                              gstride, gpadding, kernel_type, asym, channel_wise,
@@ -169,7 +169,7 @@ Tensor conv2d_kernel(const Tensor& input, const Tensor& kernel, const Tensor& we
 
 Grad3 conv2d_kernel_backward(const Tensor& grad, const Tensor& input, const Tensor& kernel,
                              const Tensor& weight, IntArr stride, IntArr padding, IntArr dilation,
-                             IntArr upsample, int64_t groups, std::array<bool, 3> output_mask) {
+                             IntArr upsample, int64_t groups, const c10::List<bool>& output_mask) {
   return active_ops().conv2d_kernel_backward(grad, input, kernel, weight, stride, padding,
                                              dilation, upsample, groups, output_mask);
 }
@@ -181,7 +181,7 @@ Tensor pool2d_kernel(const Tensor& input, const Tensor& kernel, const OptTensor&
 
 Grad3 pool2d_kernel_backward(const Tensor& grad, const Tensor& input, const Tensor& kernel,
                              const OptTensor& weight, IntArr stride, IntArr padding,
-                             IntArr dilation, IntArr upsample, std::array<bool, 3> output_mask) {
+                             IntArr dilation, IntArr upsample, const c10::List<bool>& output_mask) {
   return active_ops().pool2d_kernel_backward(grad, input, kernel, weight, stride, padding,
                                              dilation, upsample, output_mask);
 }

@@ -34,22 +34,22 @@ struct CpuOps {
   Grad6 (*conv2d_guided_backward)(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                   const Tensor&, const OptTensor&, const OptTensor&, IntArr,
                                   IntArr, IntArr, IntArr, IntArr, IntArr, int64_t, int64_t, bool,
-                                  std::array<bool, 6>);
+                                  const c10::List<bool>&);
   Tensor (*pool2d_guided)(const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
                           const OptTensor&, const OptTensor&, IntArr, IntArr, IntArr, IntArr,
                           IntArr, IntArr, IntArr, int64_t, bool, bool);
   Grad6 (*pool2d_guided_backward)(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                   const OptTensor&, const OptTensor&, const OptTensor&, IntArr,
                                   IntArr, IntArr, IntArr, IntArr, IntArr, IntArr, int64_t, bool,
-                                  bool, std::array<bool, 6>);
+                                  bool, const c10::List<bool>&);
   Tensor (*conv2d_kernel)(const Tensor&, const Tensor&, const Tensor&, const OptTensor&, IntArr,
                           IntArr, IntArr, IntArr, int64_t);
   Grad3 (*conv2d_kernel_backward)(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                  IntArr, IntArr, IntArr, IntArr, int64_t, std::array<bool, 3>);
+                                  IntArr, IntArr, IntArr, IntArr, int64_t, const c10::List<bool>&);
   Tensor (*pool2d_kernel)(const Tensor&, const Tensor&, const OptTensor&, IntArr, IntArr, IntArr,
                           IntArr);
   Grad3 (*pool2d_kernel_backward)(const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
-                                  IntArr, IntArr, IntArr, IntArr, std::array<bool, 3>);
+                                  IntArr, IntArr, IntArr, IntArr, const c10::List<bool>&);
   // Vectorised exp(x) of n floats (the one the gaussian kernel uses), for tests.
   void (*exp_float)(const float* x, float* y, int64_t n);
 };
