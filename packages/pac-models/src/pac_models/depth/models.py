@@ -32,6 +32,7 @@ __all__ = [
     "PacJointUpsample",
     "PacJointUpsampleLite",
     "PacRefine",
+    "fill_missing",
     "fold",
     "repeat_for_fold",
     "unfold",
@@ -469,6 +470,38 @@ FEATURE_INIT_STD = 1e-3
 """Std of the initial weights of the last layer of :class:`PacJBURefine`'s learned features."""
 
 
+HOLE_WEIGHT = 0.01
+"""Weight of a filled-in missing sample in :class:`PacJBURefine`'s first stage (a valid one
+weighs 1): a window with any valid sample is decided by the valid ones."""
+
+
+def fill_missing(x: Tensor, valid: Tensor) -> Tensor:
+    """Fill the invalid entries of ``x [N, 1, h, w]`` from their valid neighbours.
+
+    Repeated normalised 3×3 averaging: each round, every invalid entry next to a filled or valid
+    one takes the mean of those; rounds repeat until nothing is missing. Each image needs at
+    least one valid entry (the values of an image without any are set to 0).
+
+    Args:
+        x: Values (anything at invalid entries, NaN included).
+        valid: Boolean mask of the same shape.
+
+    Returns:
+        ``x`` with every invalid entry replaced.
+    """
+    known = valid.to(x.dtype)
+    out = torch.where(valid, x, torch.zeros_like(x))
+    for _ in range(max(x.shape[-2:])):
+        if bool(known.all()):
+            break
+        num = F.avg_pool2d(out * known, 3, stride=1, padding=1)
+        den = F.avg_pool2d(known, 3, stride=1, padding=1)
+        new = (known == 0) & (den > 0)
+        out = torch.where(new, num / den.clamp_min(1e-12), out)
+        known = torch.where(new, torch.ones_like(known), known)
+    return out
+
+
 class PacJBURefine(nn.Module):
     """Learned multi-scale joint bilateral upsampling with a residual refinement (this project's).
 
@@ -492,7 +525,11 @@ class PacJBURefine(nn.Module):
        the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian weights all
        underflow falls back to a plain average instead of 0/0. The stages run on the guidance
        shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution sample
-       sits where the ``'center'`` protocol (spec A.5) took it.
+       sits where the ``'center'`` protocol (spec A.5) took it. Missing samples (NaN entries of
+       the input) are first filled from their neighbours (:func:`fill_missing`), then weigh
+       :data:`HOLE_WEIGHT` instead of 1 in the first stage's normalised sums, so the first
+       stage is a masked (normalised) PAC: a hole is filled from the valid samples whose
+       guidance features match, and only a window without any falls back to the filled values.
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
@@ -530,6 +567,9 @@ class PacJBURefine(nn.Module):
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, non-positive widths or reach.
     """
+
+    accepts_missing = True
+    """NaN entries of the input mark missing samples (see the first stage above)."""
 
     def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3,
                  feat_channels: int = 4, width: int = 16, stage: int = 2,
@@ -650,14 +690,21 @@ class PacJBURefine(nn.Module):
         shifted = F.pad(guide[..., off:, off:], (0, off, 0, off), mode="replicate") if off \
             else guide
         x = fold(target_low)
+        valid = ~torch.isnan(x)
+        weight = torch.ones_like(x)
+        if not bool(valid.all()):
+            x = fill_missing(x, valid)
+            weight = torch.where(valid, weight, torch.full_like(weight, HOLE_WEIGHT))
         for i, up in enumerate(self.up_convts):
             n = x.shape[0]
             feats = repeat_for_fold(self.guidance_features(shifted, i), c)
-            # numerator and normaliser in one call: the samples and ones, stacked on the batch;
-            # plus NORM_EPS times the same sums with a flat kernel, so windows whose Gaussian
-            # weights all underflow fall back to a plain weighted average (no 0/0, no huge
-            # gradients)
-            stacked = torch.cat([x, torch.ones_like(x)])
+            # numerator and normaliser in one call: the (weighted) samples and their weights,
+            # stacked on the batch; plus NORM_EPS times the same sums with a flat kernel, so
+            # windows whose Gaussian weights all underflow fall back to a plain weighted average
+            # (no 0/0, no huge gradients). The weights are 1 except at missing samples (first
+            # stage only).
+            w = weight if i == 0 else torch.ones_like(x)
+            stacked = torch.cat([x * w, w])
             both = up(stacked, torch.cat([feats, feats])) + NORM_EPS * F.conv_transpose2d(
                 stacked, up.weight, stride=up.stride, padding=up.padding,
                 output_padding=up.output_padding)
