@@ -102,6 +102,12 @@ def test_fill_missing_fills_everything_from_valid_values():
     valid[..., 4, 5] = True
     out = fill_missing(torch.where(valid, x, torch.nan), valid)
     assert torch.isfinite(out).all()
+    # guided: a hole takes the value of the neighbour of its colour
+    g = torch.zeros(1, 3, 5, 6, dtype=torch.float64)
+    g[..., :, 3:] = 1.0
+    guided = fill_missing(torch.where(valid, x, torch.nan), valid, g)
+    assert float(guided[0, 0, 0, 2]) == pytest.approx(0.0, abs=1e-6)
+    assert float(guided[0, 0, 4, 3]) == pytest.approx(29.0, abs=1e-6)
     assert float(out.min()) >= -1e-9 and float(out.max()) <= 29.0 + 1e-9
     assert float(out[0, 0, 0, 0]) == 0.0 and float(out[0, 0, 4, 5]) == 29.0
 
@@ -124,6 +130,15 @@ def test_pac_jbu_refine_takes_missing_samples():
     # a missing sample no longer pulls its pixel towards its value
     changed = (out - full).abs()[0, 0, 8:12, 12:16]
     assert float(changed.max()) > 0
+    # the shipped weights (learned kernel taps, some negative) stay bounded with many holes
+    shipped = create_model("pac_jbu_refine", factor=8, pretrained=True).eval()
+    g = torch.rand(1, 3, 64, 64)
+    lo8 = torch.rand(1, 1, 8, 8)
+    lo8[0, 0, 2:6, 1:5] = float("nan")
+    lo8[0, 0, torch.rand(8, 8) < 0.2] = float("nan")
+    with torch.no_grad():
+        o8 = shipped(lo8, g)
+    assert torch.isfinite(o8).all() and float(o8.abs().max()) < 1.5
     # gradients stay finite with holes
     low_g = holed.clone()
     net.train()

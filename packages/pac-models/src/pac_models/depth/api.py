@@ -6,6 +6,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -123,10 +124,11 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
             (``"none"`` takes 2 passes, ``"h"`` 4).
         valid: Optional boolean ``[h, w]`` mask of the usable samples of ``depth_lr`` (False:
             missing, e.g. no return from the sensor); NaN entries of ``depth_lr`` are missing
-            too. Missing samples are filled inside the model (a masked, normalised first stage
-            for models that take them, :class:`~pac_models.depth.PacJBURefine`; otherwise a
-            normalised-averaging fill before the model). The output is clipped to the range of
-            the valid samples.
+            too. Missing samples are filled by a colour-guided normalised averaging of their
+            valid neighbours at the low resolution (:func:`~pac_models.depth.models.fill_missing`;
+            inside the model for models that take missing samples,
+            :class:`~pac_models.depth.PacJBURefine`, else before it). The output is clipped to
+            the range of the valid samples.
 
     Returns:
         ``float32 [H, W]`` tensor on the CPU, in the unit of ``depth_lr``.
@@ -209,7 +211,8 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         device, dtype = torch.device("cpu"), torch.float32
     low, rng = normalize_lowres(d[None, None])
     if missing and not getattr(net, "accepts_missing", False):
-        low = fill_missing(low, mask[None, None])
+        rgb_low = F.avg_pool2d(img.permute(2, 0, 1)[None].to(torch.float64) / 255.0, factor)
+        low = fill_missing(low, mask[None, None], rgb_low)
     guide = img.permute(2, 0, 1)[None].to(torch.float32).div(255.0)
     if ensemble is None:
         ensemble = DEFAULT_ENSEMBLE if model is None else "none"

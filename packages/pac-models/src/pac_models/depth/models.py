@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -470,34 +470,49 @@ FEATURE_INIT_STD = 1e-3
 """Std of the initial weights of the last layer of :class:`PacJBURefine`'s learned features."""
 
 
-HOLE_WEIGHT = 0.01
-"""Weight of a filled-in missing sample in :class:`PacJBURefine`'s first stage (a valid one
-weighs 1): a window with any valid sample is decided by the valid ones."""
+FILL_SIGMA = 0.1
+"""Colour σ (RGB in [0, 1]) of :func:`fill_missing`'s guided averaging."""
 
 
-def fill_missing(x: Tensor, valid: Tensor) -> Tensor:
+def fill_missing(x: Tensor, valid: Tensor, guide: Optional[Tensor] = None,
+                 sigma: float = FILL_SIGMA) -> Tensor:
     """Fill the invalid entries of ``x [N, 1, h, w]`` from their valid neighbours.
 
-    Repeated normalised 3×3 averaging: each round, every invalid entry next to a filled or valid
-    one takes the mean of those; rounds repeat until nothing is missing. Each image needs at
-    least one valid entry (the values of an image without any are set to 0).
+    Repeated normalised 3×3 averaging: each round, every invalid entry next to a valid or
+    already filled one takes the weighted mean of those, the weights
+    ``exp(−|g_p − g_q|² / 2σ²)`` of the colour difference to each neighbour when ``guide``
+    (``[N, C, h, w]``, e.g. the RGB averaged over each low-resolution block) is given, else
+    equal; rounds repeat until nothing is missing. Every fill is a convex combination, so the
+    result stays within the range of the valid values. An image without any valid entry is set
+    to 0.
 
     Args:
         x: Values (anything at invalid entries, NaN included).
         valid: Boolean mask of the same shape.
+        guide: Optional guidance at the same resolution.
+        sigma: Colour σ of the guidance weights.
 
     Returns:
         ``x`` with every invalid entry replaced.
     """
+    n, _, h, w = x.shape
     known = valid.to(x.dtype)
     out = torch.where(valid, x, torch.zeros_like(x))
-    for _ in range(max(x.shape[-2:])):
+    sim = None
+    if guide is not None:
+        g = F.unfold(guide.to(x.dtype), 3, padding=1).view(n, guide.shape[1], 9, h * w)
+        centre = guide.to(x.dtype).reshape(n, guide.shape[1], 1, h * w)
+        sim = torch.exp(-((g - centre) ** 2).sum(1, keepdim=True) / (2 * sigma**2))
+    for _ in range(h + w):
         if bool(known.all()):
             break
-        num = F.avg_pool2d(out * known, 3, stride=1, padding=1)
-        den = F.avg_pool2d(known, 3, stride=1, padding=1)
+        kn = F.unfold(known, 3, padding=1).view(n, 1, 9, h * w)
+        vals = F.unfold(out * known, 3, padding=1).view(n, 1, 9, h * w)
+        wts = kn if sim is None else kn * (sim + 1e-6)
+        num = (wts * vals).sum(2).view(n, 1, h, w)
+        den = wts.sum(2).view(n, 1, h, w)
         new = (known == 0) & (den > 0)
-        out = torch.where(new, num / den.clamp_min(1e-12), out)
+        out = torch.where(new, num / den.clamp_min(1e-30), out)
         known = torch.where(new, torch.ones_like(known), known)
     return out
 
@@ -526,10 +541,10 @@ class PacJBURefine(nn.Module):
        underflow falls back to a plain average instead of 0/0. The stages run on the guidance
        shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution sample
        sits where the ``'center'`` protocol (spec A.5) took it. Missing samples (NaN entries of
-       the input) are first filled from their neighbours (:func:`fill_missing`), then weigh
-       :data:`HOLE_WEIGHT` instead of 1 in the first stage's normalised sums, so the first
-       stage is a masked (normalised) PAC: a hole is filled from the valid samples whose
-       guidance features match, and only a window without any falls back to the filled values.
+       the input) are first filled by a colour-guided normalised averaging of their valid
+       neighbours at the low resolution (:func:`fill_missing`, guided by the RGB averaged over
+       each block; a convex fill, so the stages, whose learned kernel taps may be negative, see
+       values within the valid range and their usual normaliser).
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
@@ -691,20 +706,16 @@ class PacJBURefine(nn.Module):
             else guide
         x = fold(target_low)
         valid = ~torch.isnan(x)
-        weight = torch.ones_like(x)
         if not bool(valid.all()):
-            x = fill_missing(x, valid)
-            weight = torch.where(valid, weight, torch.full_like(weight, HOLE_WEIGHT))
+            x = fill_missing(x, valid, repeat_for_fold(F.avg_pool2d(guide, self.factor), c))
         for i, up in enumerate(self.up_convts):
             n = x.shape[0]
             feats = repeat_for_fold(self.guidance_features(shifted, i), c)
-            # numerator and normaliser in one call: the (weighted) samples and their weights,
-            # stacked on the batch; plus NORM_EPS times the same sums with a flat kernel, so
-            # windows whose Gaussian weights all underflow fall back to a plain weighted average
-            # (no 0/0, no huge gradients). The weights are 1 except at missing samples (first
-            # stage only).
-            w = weight if i == 0 else torch.ones_like(x)
-            stacked = torch.cat([x * w, w])
+            # numerator and normaliser in one call: the samples and ones, stacked on the batch;
+            # plus NORM_EPS times the same sums with a flat kernel, so windows whose Gaussian
+            # weights all underflow fall back to a plain weighted average (no 0/0, no huge
+            # gradients)
+            stacked = torch.cat([x, torch.ones_like(x)])
             both = up(stacked, torch.cat([feats, feats])) + NORM_EPS * F.conv_transpose2d(
                 stacked, up.weight, stride=up.stride, padding=up.padding,
                 output_padding=up.output_padding)
