@@ -224,6 +224,16 @@ def test_cli_upsample_sampling_and_valid(tmp_path):
     ref = upsample(d.astype(np.float64), iio.imread(tmp_path / "rgb.png"), 8, sampling="area",
                    valid=mask != 0, ensemble="none")
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-6, atol=1e-6)
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(SystemExit, match="--valid"):
+        main(["upsample", "--depth", str(tmp_path / "d.npy"), "--rgb", str(tmp_path / "rgb.png"),
+              "--factor", "8", "--out", str(tmp_path / "o2.npy"), "--valid",
+              str(tmp_path / "bad.npy")])
+    np.save(tmp_path / "m4.npy", mask[:3])
+    with pytest.raises(SystemExit, match="valid must be a bool mask"):
+        main(["upsample", "--depth", str(tmp_path / "d.npy"), "--rgb", str(tmp_path / "rgb.png"),
+              "--factor", "8", "--out", str(tmp_path / "o3.npy"), "--valid",
+              str(tmp_path / "m4.npy")])
 
 
 def test_cli_train_sensor_options(tmp_path):

@@ -411,7 +411,12 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
                          "value(s); mark missing samples NaN or give --valid")
     valid = None
     if args.valid:
-        valid = _read_depth(_readable_file(args.valid, "--valid"))
+        vpath = _readable_file(args.valid, "--valid")
+        try:
+            valid = np.load(vpath, allow_pickle=False) if vpath.suffix == ".npy" \
+                else _read_image(vpath, "--valid")
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"--valid {vpath}: not a readable mask ({exc})") from None
         valid = (valid[..., 0] if valid.ndim == 3 else valid) != 0
     model, desc = _model(args)
     default = not args.model and not args.weights
