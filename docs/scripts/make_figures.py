@@ -350,6 +350,43 @@ def fig_crf(kernel, img, out):
     plt.close(fig)
 
 
+# -- low-resolution sampling of depth.upsample -------------------------------------------------
+def fig_sampling(out):
+    """Where a low-resolution sample sits on the RGB grid for ``sampling='center'`` and
+    ``'area'`` (factor 4, two blocks by two)."""
+    f, n = 4, 2
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.9))
+    titles = ("sampling='center': pixel ⌊(f−1)/2⌋ of each block\n(decimated / strided maps)",
+              "sampling='area': mean of each block, centred at (f−1)/2\n(ToF / structured-light "
+              "sensors, F.interpolate(mode='area'))")
+    for ax, title, mode in zip(axes, titles, ("center", "area")):
+        for i in range(n * f + 1):
+            lw = 1.6 if i % f == 0 else 0.4
+            ax.plot([0, n * f], [i, i], color="0.3", lw=lw)
+            ax.plot([i, i], [0, n * f], color="0.3", lw=lw)
+        for by in range(n):
+            for bx in range(n):
+                if mode == "center":
+                    c = (f - 1) // 2
+                    ax.add_patch(Rectangle((bx * f + c, by * f + c), 1, 1, color="tab:orange",
+                                           alpha=0.7))
+                    cy = cx = c + 0.5
+                else:
+                    ax.add_patch(Rectangle((bx * f, by * f), f, f, color="tab:blue", alpha=0.25))
+                    cy = cx = f / 2
+                ax.plot(bx * f + cx, by * f + cy, "o", color="k", ms=6)
+        ax.set_xlim(-0.2, n * f + 0.2)
+        ax.set_ylim(n * f + 0.2, -0.2)
+        ax.set_aspect("equal")
+        ax.set_xticks(np.arange(n * f) + 0.5, [str(i) for i in range(n * f)], fontsize=7)
+        ax.set_yticks(np.arange(n * f) + 0.5, [str(i) for i in range(n * f)], fontsize=7)
+        ax.set_title(title, fontsize=8.5)
+    fig.suptitle("Low-resolution sample (black dot) on the RGB pixel grid, factor 4", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "sampling.png", dpi=DPI)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -366,6 +403,7 @@ def main(argv=None) -> int:
     fig_masked_fill(kernel, img, disp, args.out)
     rmse = fig_upsampling(kernel, img, disp, args.out)
     fig_crf(kernel, img, args.out)
+    fig_sampling(args.out)
     (args.out / "SOURCE.txt").write_text(f"{source}\nupsampling RMSE linear/PAC: {rmse}\n")
     print(f"make_figures: wrote {len(list(args.out.glob('*.png')))} figures to {args.out} "
           f"with {source} in {time.perf_counter() - start:.1f}s")

@@ -56,7 +56,8 @@ def test_upsample_with_named_model_and_module(pair):
 
 class _SamplePlacer(torch.nn.Module):
     """Writes each low-resolution sample at its pixel (row/col ``⌊(f−1)/2⌋ + f·i``) on top of the
-    guidance's red channel: its output shows where a view put the samples and the image."""
+    guidance's red channel (both halved, so that the output stays in the input's range, to which
+    upsample clips): its output shows where a view put the samples and the image."""
 
     def __init__(self, factor: int) -> None:
         super().__init__()
@@ -64,8 +65,8 @@ class _SamplePlacer(torch.nn.Module):
 
     def forward(self, low, guide):
         f, off = self.factor, (self.factor - 1) // 2
-        out = guide[:, :1].clone()
-        out[..., off::f, off::f] += low
+        out = guide[:, :1] * 0.5
+        out[..., off::f, off::f] += 0.5 * low
         return out
 
 
@@ -83,7 +84,8 @@ def test_ensemble_keeps_the_alignment(factor, ensemble):
     one = upsample(depth, rgb, factor, model=_SamplePlacer(factor))
     off = (factor - 1) // 2
     red = rgb[off::factor, off::factor, 0] / 255.0   # in units of the depth range
-    expected = depth + red * (depth.max() - depth.min())
+    lo, span = depth.min(), depth.max() - depth.min()
+    expected = lo + (0.5 * red + 0.5 * (depth - lo) / span) * span
     torch.testing.assert_close(one[off::factor, off::factor], torch.from_numpy(expected).float())
     many = upsample(depth, rgb, factor, model=_SamplePlacer(factor), ensemble=ensemble)
     torch.testing.assert_close(many[:-1, :-1], one[:-1, :-1])
@@ -124,10 +126,10 @@ def test_upsample_shape_errors(depth_shape, rgb_shape, factor, match):
 
 def test_upsample_value_errors(pair):
     depth, rgb = pair
-    for bad in (np.nan, np.inf, -np.inf):
+    for bad in (np.inf, -np.inf):  # NaN marks a missing sample (test_sensors.py)
         d = depth.copy()
         d[2, 3] = bad
-        with pytest.raises(ValueError, match="non-finite"):
+        with pytest.raises(ValueError, match="infinite"):
             upsample(d, rgb, 4)
     with pytest.raises(ValueError, match="uint8"):
         upsample(depth, rgb.astype(np.float32) / 255, 4)

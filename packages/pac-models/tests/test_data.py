@@ -30,12 +30,12 @@ def test_center_lowres_offsets(f, off):
 
 def test_lowres_resize_modes_and_odd_sizes():
     x = np.random.default_rng(0).random((2, 30, 41)).astype(np.float32)
-    for mode in ("bilinear", "bicubic", "nearest", "center"):
+    for mode in ("bilinear", "bicubic", "nearest", "center", "area"):
         assert make_lowres(x, 8, mode).shape == (2, 4, 6)
     const = np.full((16, 16), 3.0, np.float32)
     np.testing.assert_allclose(make_lowres(const, 4, "bilinear"), 3.0, rtol=1e-6)
     with pytest.raises(ValueError):
-        make_lowres(x, 4, "area")
+        make_lowres(x, 4, "box")
 
 
 def test_assemble_crop_flip_normalise():

@@ -44,6 +44,15 @@ def test_demo_on_crop(tmp_path):
     for r in res.results:   # the last column: ours / bilinear, to three decimals
         assert r.ratio == pytest.approx(r.rmse["ours"] / r.rmse["bilinear"])
         assert f"| {r.ratio:.3f} |" in res.table()
+    # the sensor cases: both samplings at the own and a shifted crop, and 5 % missing samples
+    cases = {(r.factor, r.sampling, r.shift, r.missing) for r in res.sensors}
+    assert cases == {(f, s, sh, 0.0) for f in (4, 8) for s in ("center", "area")
+                     for sh in ((0, 0), (5, 3))} | {(f, s, (0, 0), 0.05) for f in (4, 8)
+                                                   for s in ("center", "area")}
+    own = next(r for r in res.sensors if (r.factor, r.sampling, r.shift, r.missing)
+               == (4, "center", (0, 0), 0.0))
+    assert own.rmse == pytest.approx(res.results[0].rmse["ours"], rel=1e-5)
+    assert "| ×8 | area | (5, 3) | 0% |" in res.sensor_table()
 
 
 def test_demo_low_resolution_is_the_block_centre():

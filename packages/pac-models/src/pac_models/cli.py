@@ -251,7 +251,13 @@ def _dataset(args: argparse.Namespace, split: str, train: bool) -> Any:
                           transform=tf, seed=args.seed)
     if args.dataset == "synthetic":
         size = args.scene_size
-        tf = AssembleJointUpsamplingInputs(f, crop=crop, flip=train, lowres_mode="center", d4=d4)
+        sensor = None
+        if train:
+            from .data import SensorConfig
+
+            sensor = SensorConfig(args.sampling, args.holes, args.hole_blobs, args.depth_noise)
+        tf = AssembleJointUpsamplingInputs(f, crop=crop, flip=train, lowres_mode="center", d4=d4,
+                                           sensor=sensor)
         seed = args.seed if train else args.seed + 10_000  # disjoint scenes for evaluation
         cache = train and getattr(args, "cache_scenes", False)
         cfg = scene_config(getattr(args, "scene_arg", None))
@@ -396,15 +402,24 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
             f"--rgb is {rgb.shape[0]}×{rgb.shape[1]} but --depth is {depth.shape[0]}×"
             f"{depth.shape[1]}: with --factor {f} the image must be "
             f"{depth.shape[0] * f}×{depth.shape[1] * f}")
-    if not np.isfinite(depth).all():
-        raise UsageError(f"--depth {args.depth}: {int((~np.isfinite(depth)).sum())} non-finite "
-                         "value(s) (NaN/inf); fill or inpaint missing depth first")
+    if np.isinf(depth).any():
+        raise UsageError(f"--depth {args.depth}: {int(np.isinf(depth).sum())} infinite "
+                         "value(s); mark missing samples NaN or give --valid")
+    valid = None
+    if args.valid:
+        vpath = _readable_file(args.valid, "--valid")
+        try:
+            valid = np.load(vpath, allow_pickle=False) if vpath.suffix == ".npy" \
+                else _read_image(vpath, "--valid")
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"--valid {vpath}: not a readable mask ({exc})") from None
+        valid = (valid[..., 0] if valid.ndim == 3 else valid) != 0
     model, desc = _model(args)
     default = not args.model and not args.weights
     try:
         ensemble = args.ensemble or (DEFAULT_ENSEMBLE if default else "none")
         out = upsample(depth.astype(np.float64), rgb, f, model=model, ensemble=ensemble,
-                       progress=not args.quiet).numpy()
+                       progress=not args.quiet, sampling=args.sampling, valid=valid).numpy()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -589,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="test-time self-ensemble: average over mirror images (h: 2 passes, hv: "
                          "4, d4: 8 with the transposes); default: the shipped weights' "
                          "(depth.DEFAULT_ENSEMBLE), none with --model or --weights")
+    up.add_argument("--sampling", choices=("center", "area"), default="center",
+                    help="how --depth samples the image: 'center' (one pixel per block, a "
+                         "decimated map) or 'area' (block means: a depth sensor)")
+    up.add_argument("--valid", default=None,
+                    help="mask of the usable depth samples (.npy or .png, nonzero = valid); "
+                         "NaN depth values are missing too")
     up.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tr = sub.add_parser("train", help="train a joint-upsampling or segmentation model "
@@ -615,6 +636,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="synthetic depth: random horizontal flips (flip) or all 8 symmetries of "
                          "the square (d4: also vertical flips and transposes; the scenes must "
                          "have their depth at the pixel centres, --scene-arg supersample=3)")
+    tr.add_argument("--sampling", choices=("center", "area", "mixed"), default="center",
+                    help="synthetic depth: low-resolution sampling (data.SensorConfig)")
+    tr.add_argument("--holes", type=float, default=0.0,
+                    help="synthetic depth: largest fraction of missing low-resolution samples")
+    tr.add_argument("--hole-blobs", type=float, default=0.0,
+                    help="synthetic depth: probability of elliptic holes")
+    tr.add_argument("--depth-noise", type=float, default=0.0,
+                    help="synthetic depth: largest relative noise of the low-resolution depth")
     tr.add_argument("--train-split", default="train_aug", help="voc: training split")
     tr.add_argument("--split", default=None, help="voc: evaluation split (default val)")
     tr.add_argument("--loss", default="ce", help="voc: 'ce' or 'fce_<t>'")

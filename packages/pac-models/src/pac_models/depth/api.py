@@ -6,15 +6,23 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import weights
 from ..registry import create_model
+from .models import fill_missing
 from .protocol import denormalize, normalize_lowres
 
-__all__ = ["DEFAULT_ENSEMBLE", "DEFAULT_FALLBACK", "DEFAULT_MODEL", "ENSEMBLES",
+__all__ = ["DEFAULT_ENSEMBLE", "DEFAULT_FALLBACK", "DEFAULT_MODEL", "ENSEMBLES", "SAMPLINGS",
            "SUPPORTED_FACTORS", "select_model", "upsample"]
+
+SAMPLINGS = ("center", "area")
+"""How the low-resolution grid of :func:`upsample` sits on the RGB grid: ``'center'``
+(``depth_lr[i, j]`` is the depth at pixel ``(f·i + ⌊(f−1)/2⌋, f·j + ⌊(f−1)/2⌋)``, a decimated
+map) or ``'area'`` (the mean over the block ``f·i … f·i + f − 1``, centred at ``f·i + (f−1)/2``:
+a depth sensor's pixel, or ``F.interpolate(mode='area')``)."""
 
 SUPPORTED_FACTORS = (4, 8, 16)
 """Factors :func:`upsample` accepts (those of the paper's models)."""
@@ -70,7 +78,9 @@ def _as_tensor(x: Any, what: str) -> Tensor:
 
 def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray], factor: int,
              model: Optional[Union[nn.Module, str]] = None, *,
-             ensemble: Optional[str] = None, progress: bool = False) -> Tensor:
+             ensemble: Optional[str] = None, progress: bool = False,
+             sampling: str = "center", valid: Optional[Union[Tensor, np.ndarray]] = None
+             ) -> Tensor:
     """Upsample a low-resolution depth map to the resolution of its RGB image.
 
     The depth is normalised inside (its min/max mapped to [0, 1] in float64, as in training),
@@ -87,8 +97,8 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     install) it falls back to the non-learned :class:`~pac_models.depth.PacRefine`.
 
     Args:
-        depth_lr: ``[h, w]`` tensor or array, any unit, all values finite and within float32's
-            range (``|x| ≤ 3.4e38``).
+        depth_lr: ``[h, w]`` tensor or array, any unit, the valid values finite and within
+            float32's range (``|x| ≤ 3.4e38``); NaN marks a missing sample (see ``valid``).
         rgb: ``[H, W, 3]`` uint8 image (tensor or array) with ``H = h·factor``, ``W = w·factor``.
         factor: 4, 8 or 16.
         model: None (default, see above), a registered model name (built for ``factor`` without
@@ -104,14 +114,30 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
             ``⌊(f−1)/2⌋ + f·j``): for even factors a mirrored image is shifted by one pixel so
             that the samples sit where the model expects them.
         progress: Show a tqdm bar over the ensemble's passes.
+        sampling: How ``depth_lr`` was sampled, one of :data:`SAMPLINGS`: ``'center'`` (the
+            default: one depth per block at the pixel above, a decimated or strided map) or
+            ``'area'`` (the block mean: a ToF or structured-light sensor, or a map reduced with
+            ``F.interpolate(mode='area')`` / ``cv2.INTER_AREA``). For ``'area'`` and an even
+            factor the block centre lies half a pixel from the ``'center'`` position the
+            model's samples sit at; the ensemble then also runs each view mirrored in both
+            axes without the one-pixel correction, so the two half-pixel phases are averaged
+            (``"none"`` takes 2 passes, ``"h"`` 4).
+        valid: Optional boolean ``[h, w]`` mask of the usable samples of ``depth_lr`` (False:
+            missing, e.g. no return from the sensor); NaN entries of ``depth_lr`` are missing
+            too. Missing samples are filled by a colour-guided normalised averaging of their
+            valid neighbours at the low resolution (:func:`~pac_models.depth.models.fill_missing`;
+            inside the model for models that take missing samples,
+            :class:`~pac_models.depth.PacJBURefine`, else before it). The output is clipped to
+            the range of the valid samples.
 
     Returns:
         ``float32 [H, W]`` tensor on the CPU, in the unit of ``depth_lr``.
 
     Raises:
         ValueError: unsupported factor, wrong shapes or dtype, sizes that do not match the
-            factor, non-finite depth values or values beyond float32's range, or an unknown
-            ensemble.
+            factor, infinite depth values or valid values beyond float32's range, no valid
+            sample, a ``valid`` mask of another shape or dtype, or an unknown ensemble or
+            sampling.
     """
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or (
         int(factor) not in SUPPORTED_FACTORS
@@ -128,13 +154,26 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     if not (d.dtype.is_floating_point or d.dtype in (torch.int16, torch.int32, torch.int64,
                                                       torch.uint8)):
         raise ValueError(f"depth_lr must hold real numbers, got dtype {d.dtype}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     d = d.to(torch.float64)
-    if not torch.isfinite(d).all():
-        n = int((~torch.isfinite(d)).sum())
+    mask = ~torch.isnan(d)
+    if valid is not None:
+        v = _as_tensor(valid, "valid")
+        if v.dtype != torch.bool or tuple(v.shape) != tuple(d.shape):
+            raise ValueError(f"valid must be a bool mask of depth_lr's shape {tuple(d.shape)}, "
+                             f"got dtype {v.dtype}, shape {tuple(v.shape)}")
+        mask &= v.to(mask.device)
+    if not bool(mask.any()):
+        raise ValueError("depth_lr has no valid sample (all NaN or masked out by valid)")
+    if not torch.isfinite(d[mask]).all():
+        n = int((~torch.isfinite(d[mask])).sum())
         raise ValueError(
-            f"depth_lr has {n} non-finite value(s) (NaN/inf); fill or inpaint missing depth first"
+            f"depth_lr has {n} infinite value(s); mark them missing (NaN or valid=False)"
         )
-    big = float(d.abs().max())
+    missing = not bool(mask.all())
+    d = torch.where(mask, d, torch.full_like(d, float("nan")))
+    big = float(d[mask].abs().max())
     if big > _FLOAT32_MAX:
         raise ValueError(
             f"depth_lr holds values up to {big:.3g} in magnitude, beyond what the float32 result "
@@ -162,7 +201,7 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     else:
         raise ValueError(f"model must be None, a model name or an nn.Module, got {model!r}")
 
-    lo, hi = float(d.min()), float(d.max())
+    lo, hi = float(d[mask].min()), float(d[mask].max())
     if lo == hi:  # a constant map (all zero included) comes back exactly constant
         return torch.full((H, W), lo, dtype=torch.float32)
     try:
@@ -171,6 +210,9 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     low, rng = normalize_lowres(d[None, None])
+    if missing and not getattr(net, "accepts_missing", False):
+        rgb_low = F.avg_pool2d(img.permute(2, 0, 1)[None].to(torch.float64) / 255.0, factor)
+        low = fill_missing(low, mask[None, None], rgb_low)
     guide = img.permute(2, 0, 1)[None].to(torch.float32).div(255.0)
     if ensemble is None:
         ensemble = DEFAULT_ENSEMBLE if model is None else "none"
@@ -179,13 +221,28 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     net.eval()
     try:
         with torch.no_grad():
-            views = ENSEMBLES[ensemble]
+            views = _views(ensemble, sampling, factor)
+            shift = sampling == "center"
             bar = tqdm(views, desc="upsample", unit="pass", disable=not progress)
-            out = sum(_run_view(net, low, guide, factor, *v) for v in bar) / len(views)
+            out = sum(_run_view(net, low, guide, factor, *v, shift=shift) for v in bar)
+            out = out / len(views)
     finally:
         net.train(was_training)
     out = denormalize(out.to("cpu", torch.float64), rng)[0, 0]
-    return out.clamp(-_FLOAT32_MAX, _FLOAT32_MAX).to(torch.float32)
+    return out.clamp(lo, hi).clamp(-_FLOAT32_MAX, _FLOAT32_MAX).to(torch.float32)
+
+
+def _views(ensemble: str, sampling: str, factor: int) -> tuple[tuple[bool, bool, bool], ...]:
+    """The ensemble's views; for ``'area'`` at an even factor each view also with both axes
+    mirrored (so every axis is run in both half-pixel phases equally often)."""
+    views = ENSEMBLES[ensemble]
+    if sampling != "area" or factor % 2:
+        return views
+    out = list(views)
+    for tr, fy, fx in views:
+        if (tr, not fy, not fx) not in out:
+            out.append((tr, not fy, not fx))
+    return tuple(out)
 
 
 def _shift(x: Tensor, k: int, dim: int) -> Tensor:
@@ -197,14 +254,15 @@ def _shift(x: Tensor, k: int, dim: int) -> Tensor:
 
 
 def _run_view(net: nn.Module, low: Tensor, guide: Tensor, factor: int, transpose: bool,
-              flip_rows: bool, flip_cols: bool) -> Tensor:
+              flip_rows: bool, flip_cols: bool, shift: bool = True) -> Tensor:
     """The model's output for one symmetry of the input, mapped back to the original frame.
 
     Mirroring moves a block's centre sample from offset ``⌊(f−1)/2⌋`` to ``f − 1 − ⌊(f−1)/2⌋``,
     one pixel past the convention for even ``f``; the mirrored guidance is shifted one pixel
     back (and the output forth) so that the model sees its usual alignment. Transposing keeps it.
+    Without ``shift`` (block-mean samples, centred between the two) nothing is shifted.
     """
-    k = 1 if factor % 2 == 0 else 0
+    k = 1 if factor % 2 == 0 and shift else 0
     lo, g = low, guide
     if transpose:
         lo, g = lo.transpose(-1, -2), g.transpose(-1, -2)

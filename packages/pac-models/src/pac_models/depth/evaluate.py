@@ -5,18 +5,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data.joint import JointSample
-from .middlebury import center_lowres, fill_invalid, interpolate, masked_rmse, working_data
+from ..data.joint import AssembleJointUpsamplingInputs, JointSample, SensorConfig
+from .middlebury import fill_invalid, interpolate, lowres, masked_rmse, working_data
 from .protocol import apply_model, denormalize, epe, normalize_lowres, rmse
 
-__all__ = ["EvalResult", "collate", "evaluate", "evaluate_middlebury", "predict", "to_device"]
+__all__ = ["HELDOUT_SCENES", "SENSOR_PROTOCOLS", "EvalResult", "collate", "evaluate",
+           "evaluate_middlebury", "evaluate_sensor", "heldout_scenes", "predict", "to_device"]
+
+HELDOUT_SCENES = {
+    "plain": {},
+    "fractal": {"fractal_prob": 0.7},
+    "hard": {"fractal_prob": 0.7, "camouflage_prob": 0.3, "thin_prob": 0.15},
+    "photo": {"fractal_prob": 0.5, "photo_prob": 0.5, "camouflage_prob": 0.2, "thin_prob": 0.1},
+}
+"""The four held-out synthetic scene sets the depth weights are chosen on (with
+``supersample=3``; seed 2, 50 scenes of 256², see :func:`heldout_scenes`)."""
+
+SENSOR_PROTOCOLS = {
+    "center": SensorConfig(),
+    "area": SensorConfig("area"),
+    "sensor": SensorConfig("mixed", holes=0.1, blob_prob=0.5, noise=0.01),
+}
+"""Low-resolution protocols of :func:`evaluate_sensor`: point samples, block means, and a
+sensor-like mix (either sampling, up to 10 % of the samples missing, elliptic holes in half of
+the scenes, up to 1 % relative noise)."""
 
 
 @dataclass
@@ -124,8 +143,44 @@ def evaluate(model: nn.Module, dataset: torch.utils.data.Dataset, factor: int,
     return EvalResult(metric, float(np.mean(values)) if values else float("nan"), n, values)
 
 
+def heldout_scenes(name: str, factor: int, length: int = 50, size: int = 256,
+                   seed: int = 2) -> Any:
+    """A :class:`~pac_models.data.SyntheticScenes` set of :data:`HELDOUT_SCENES` (cached).
+
+    Raises:
+        KeyError: unknown set name.
+    """
+    from ..data.synthetic import SceneConfig, SyntheticScenes
+
+    cfg = SceneConfig(supersample=3, **HELDOUT_SCENES[name])
+    return SyntheticScenes(length, (size, size), factor=factor, seed=seed, config=cfg,
+                           cache=True)
+
+
+def evaluate_sensor(model: nn.Module, factor: int, scenes: Any,
+                    protocols: Optional[dict[str, SensorConfig]] = None) -> dict[str, EvalResult]:
+    """RMSE of ``model`` on ``scenes`` (a :class:`~pac_models.data.SyntheticScenes`) under each
+    low-resolution protocol (default :data:`SENSOR_PROTOCOLS`; no flips, one pass).
+
+    The scenes' transform is replaced for each protocol and restored afterwards; the sensor
+    draws are seeded per scene, so every model sees the same inputs.
+    """
+    protocols = SENSOR_PROTOCOLS if protocols is None else protocols
+    saved = scenes.transform
+    out = {}
+    try:
+        for name, cfg in protocols.items():
+            scenes.transform = AssembleJointUpsamplingInputs(factor, crop=None, flip=False,
+                                                             sensor=cfg)
+            out[name] = evaluate(model, scenes, factor)
+    finally:
+        scenes.transform = saved
+    return out
+
+
 def evaluate_middlebury(model: nn.Module, factor: int,
-                        crop: Optional[tuple[int, int, int, int]] = None) -> tuple[float, float]:
+                        crop: Optional[tuple[int, int, int, int]] = None,
+                        sampling: str = "center") -> tuple[float, float]:
     """RMSE of ``model`` and of bilinear upsampling on the bundled Middlebury disparity.
 
     The protocol of :mod:`pac_models.depth.middlebury` (the demo's): the full-resolution
@@ -138,13 +193,16 @@ def evaluate_middlebury(model: nn.Module, factor: int,
             input, like in training).
         factor: Upsampling factor.
         crop: Optional ``(top, left, height, width)`` window, for quick runs.
+        sampling: ``'center'`` (above) or ``'area'`` (the mean of each block as the input;
+            one pass, no half-pixel phase averaging: see
+            :func:`~pac_models.depth.middlebury.sensor_report` for the full protocol).
 
     Returns:
         ``(rmse_model, rmse_bilinear)``.
     """
     rgb, truth, valid = working_data(crop)
     h, w = truth.shape
-    low = center_lowres(fill_invalid(truth, valid), factor)
+    low = lowres(fill_invalid(truth, valid), factor, sampling)
     dev = _model_device(model)
     low_t, rng = normalize_lowres(torch.from_numpy(low)[None, None])
     guide = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ __all__ = [
     "PacJointUpsample",
     "PacJointUpsampleLite",
     "PacRefine",
+    "fill_missing",
     "fold",
     "repeat_for_fold",
     "unfold",
@@ -471,6 +472,53 @@ FEATURE_INIT_STD = 1e-3
 """Std of the initial weights of the last layer of :class:`PacJBURefine`'s learned features."""
 
 
+FILL_SIGMA = 0.1
+"""Colour σ (RGB in [0, 1]) of :func:`fill_missing`'s guided averaging."""
+
+
+def fill_missing(x: Tensor, valid: Tensor, guide: Optional[Tensor] = None,
+                 sigma: float = FILL_SIGMA) -> Tensor:
+    """Fill the invalid entries of ``x [N, 1, h, w]`` from their valid neighbours.
+
+    Repeated normalised 3×3 averaging: each round, every invalid entry next to a valid or
+    already filled one takes the weighted mean of those, the weights
+    ``exp(−|g_p − g_q|² / 2σ²)`` of the colour difference to each neighbour when ``guide``
+    (``[N, C, h, w]``, e.g. the RGB averaged over each low-resolution block) is given, else
+    equal; rounds repeat until nothing is missing. Every fill is a convex combination, so the
+    result stays within the range of the valid values. An image without any valid entry is set
+    to 0.
+
+    Args:
+        x: Values (anything at invalid entries, NaN included).
+        valid: Boolean mask of the same shape.
+        guide: Optional guidance at the same resolution.
+        sigma: Colour σ of the guidance weights.
+
+    Returns:
+        ``x`` with every invalid entry replaced.
+    """
+    n, _, h, w = x.shape
+    known = valid.to(x.dtype)
+    out = torch.where(valid, x, torch.zeros_like(x))
+    sim = None
+    if guide is not None:
+        g = F.unfold(guide.to(x.dtype), 3, padding=1).view(n, guide.shape[1], 9, h * w)
+        centre = guide.to(x.dtype).reshape(n, guide.shape[1], 1, h * w)
+        sim = torch.exp(-((g - centre) ** 2).sum(1, keepdim=True) / (2 * sigma**2))
+    for _ in range(h + w):
+        if bool(known.all()):
+            break
+        kn = F.unfold(known, 3, padding=1).view(n, 1, 9, h * w)
+        vals = F.unfold(out * known, 3, padding=1).view(n, 1, 9, h * w)
+        wts = kn if sim is None else kn * (sim + 1e-6)
+        num = (wts * vals).sum(2).view(n, 1, h, w)
+        den = wts.sum(2).view(n, 1, h, w)
+        new = (known == 0) & (den > 0)
+        out = torch.where(new, num / den.clamp_min(1e-30), out)
+        known = torch.where(new, torch.ones_like(known), known)
+    return out
+
+
 class PacJBURefine(nn.Module):
     """Learned multi-scale joint bilateral upsampling with a residual refinement (this project's).
 
@@ -494,7 +542,11 @@ class PacJBURefine(nn.Module):
        the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian weights all
        underflow falls back to a plain average instead of 0/0. The stages run on the guidance
        shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution sample
-       sits where the ``'center'`` protocol (docs/semantics.md §A.5) took it.
+       sits where the ``'center'`` protocol (docs/semantics.md §A.5) took it. Missing samples (NaN entries of
+       the input) are first filled by a colour-guided normalised averaging of their valid
+       neighbours at the low resolution (:func:`fill_missing`, guided by the RGB averaged over
+       each block; a convex fill, so the stages, whose learned kernel taps may be negative, see
+       values within the valid range and their usual normaliser).
     2. A residual correction ``r = ψ(x, RGB)`` by three 3×3 conv layers at full resolution (the
        last starts at zero): the output is ``x + r``.
 
@@ -531,6 +583,9 @@ class PacJBURefine(nn.Module):
     Raises:
         ValueError: a factor that is not a power of two ≥ 2, non-positive widths or reach.
     """
+
+    accepts_missing = True
+    """NaN entries of the input mark missing samples (see the first stage above)."""
 
     def __init__(self, factor: int, channels: int = 1, guide_channels: int = 3,
                  feat_channels: int = 4, width: int = 16, stage: int = 2,
@@ -651,6 +706,9 @@ class PacJBURefine(nn.Module):
         shifted = F.pad(guide[..., off:, off:], (0, off, 0, off), mode="replicate") if off \
             else guide
         x = fold(target_low)
+        valid = ~torch.isnan(x)
+        if not bool(valid.all()):
+            x = fill_missing(x, valid, repeat_for_fold(F.avg_pool2d(guide, self.factor), c))
         for i, up in enumerate(self.up_convts):
             n = x.shape[0]
             feats = repeat_for_fold(self.guidance_features(shifted, i), c)
