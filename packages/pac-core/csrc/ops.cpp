@@ -11,13 +11,13 @@
 // * Output size: from `phi` (guided ops) or the last two dims of `kernel` (precomputed-kernel ops).
 // * Input sampling, per axis: pos = y*stride - padding + a*dilation; a tap reads sample
 //   pos/upsample when pos >= 0, pos % upsample == 0 and pos/upsample < H, else zero.
-//   Ordinary PAC: upsample = 1. Transposed PAC of stride s, padding p (spec §1.1): stride = 1,
+//   Ordinary PAC: upsample = 1. Transposed PAC of stride s, padding p (docs/semantics.md §1.1): stride = 1,
 //   padding = (k-1)d - p (negative allowed), upsample = s; the weight in conv layout
 //   [C_out, C_in/groups, k, k] without a flip.
 // * Guidance sampling (guided ops): r = y*guidance_stride - guidance_padding + a*dilation, zero
 //   outside. Ordinary: guidance_stride = stride, guidance_padding = padding. Transposed (the
 //   guidance at the output resolution): guidance_stride = 1, guidance_padding = (k-1)d/2.
-// * `phi` [B, C_f, H', W'] is the centre feature φ of spec §2.2 (the centre-tap guidance value,
+// * `phi` [B, C_f, H', W'] is the centre feature φ of docs/semantics.md §2.2 (the centre-tap guidance value,
 //   or its smoothed version), computed by the caller; its gradient is returned separately.
 // * kernel_type: 0 = gaussian exp(-D/2), 1 = inv alpha + (D + 1e-4)^(lambda/2); `asym` applies
 //   max(Δ, 0). inv_alpha / inv_lambda (inv only, else None): 0-dim or 1-D with 1 or C_K elements.
@@ -34,7 +34,7 @@
 //   pool2d_guided:  out[b,c,y,x] = Σ_t w[t] K[b,κ(c),t,y,x] X̄[b,χ(c),tap t], w = weight or 1,
 //                   κ(c) = c if C_K > 1 else 0, χ(c) = c if C_in > 1 else 0,
 //                   out channels max(C_in, C_K) (C_in and C_K are 1 or equal). With an input of
-//                   ones (or the mask) this is the normaliser N = Σ_t K·V·M of spec §2.4.
+//                   ones (or the mask) this is the normaliser N = Σ_t K·V·M of docs/semantics.md §2.4.
 //   conv2d_kernel / pool2d_kernel: the same with a precomputed kernel [B, C_K, kh, kw, H', W'].
 #include <torch/library.h>
 

@@ -1,7 +1,7 @@
-"""Test helpers: a direct, loop-based implementation of the spec formulas (spec §1–§3).
+"""Test helpers: a direct, loop-based implementation of the formulas of docs/semantics.md §1–§3.
 
 Written independently of the library (plain Python floats, one output element at a time, index
-arithmetic exactly as printed in the spec) so that it can serve as an oracle for every backend.
+arithmetic exactly as written in docs/semantics.md) so that it can serve as an oracle for every backend.
 Use it on tiny inputs only.
 """
 
@@ -47,7 +47,7 @@ def loop_packernel2d(
     normalize_kernel: bool = False,
     transposed: bool = False,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """Spec §2 with loops. ``smooth_kernel`` None means ``smooth_kernel_type='none'``."""
+    """docs/semantics.md §2 with loops. ``smooth_kernel`` None means ``smooth_kernel_type='none'``."""
     (kh, kw), (sh, sw), (ph, pw) = _pair(kernel_size), _pair(stride), _pair(padding)
     (qh, qw), (dh, dw) = _pair(output_padding), _pair(dilation)
     F = guidance.detach().double().tolist()
@@ -163,7 +163,7 @@ def loop_packernel2d(
 
 def loop_pacconv2d(X, K, W, bias=None, stride=1, padding=0, dilation=1, shared_filters=False,
                    groups=1) -> Tensor:
-    """Spec §3.1 with loops (weight ``[C_out, C_in/groups, kh, kw]``)."""
+    """docs/semantics.md §3.1 with loops (weight ``[C_out, C_in/groups, kh, kw]``)."""
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     B, C, H, Wd = X.shape
     kh, kw = W.shape[-2:]
@@ -194,7 +194,7 @@ def loop_pacconv2d(X, K, W, bias=None, stride=1, padding=0, dilation=1, shared_f
 
 def loop_pacconv_transpose2d(X, K, W, bias=None, stride=1, padding=0, output_padding=0,
                              dilation=1, shared_filters=False, groups=1) -> Tensor:
-    """Spec §3.2 with loops (weight ``[C_in, C_out/groups, kh, kw]``, no flip)."""
+    """docs/semantics.md §3.2 with loops (weight ``[C_in, C_out/groups, kh, kw]``, no flip)."""
     (sh, sw), (ph, pw), (qh, qw), (dh, dw) = (_pair(stride), _pair(padding),
                                               _pair(output_padding), _pair(dilation))
     B, C, H, Wd = X.shape
@@ -231,7 +231,7 @@ def loop_pacconv_transpose2d(X, K, W, bias=None, stride=1, padding=0, output_pad
 
 
 def loop_pacpool2d(X, K, kernel_size, stride=1, padding=0, dilation=1) -> Tensor:
-    """Spec §3.3 with loops."""
+    """docs/semantics.md §3.3 with loops."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (_pair(kernel_size), _pair(stride), _pair(padding),
                                               _pair(dilation))
     B, C, H, Wd = X.shape
@@ -262,7 +262,7 @@ def randn(*shape, dtype=torch.float64, requires_grad=False, seed=None) -> Tensor
 
 
 def smooth_filter(kind: str, m: int = 3, dtype=torch.float64) -> Optional[Tensor]:
-    """The module smoothing filters of spec §4.2 (``None`` for ``'none'``)."""
+    """The module smoothing filters of docs/semantics.md §4.2 (``None`` for ``'none'``)."""
     if kind == "none":
         return None
     if kind == "gaussian":

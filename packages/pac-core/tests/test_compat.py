@@ -1,5 +1,5 @@
 """pac_core.compat.pac / pac_core.compat.paccrf: pacnet's public names, and checkpoints laid out like
-pacnet's (built by hand from spec §4.2 / §6.1) loading with ``strict=True``."""
+pacnet's (built by hand from docs/semantics.md §4.2 / §6.1) loading with ``strict=True``."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_paccrf_checkpoint():
     crf = crf.double()
     u, f = _rand(2, L, 9, 11, seed=3).double(), _rand(2, 3, 9, 11, seed=4).double()
     # one mean-field step from the checkpoint tensors with the functional ops; the loaded
-    # pairwise_weights are dead for these kernel types (spec §6.1): the constants 0.7 / 0.6 apply
+    # pairwise_weights are dead for these kernel types (docs/semantics.md §6.1): the constants 0.7 / 0.6 apply
     s = {k: v.double() for k, v in sd.items()}
     q = F.softmax(u, 1)
     k0, _ = pac.packernel2d(f, kernel_size=5, padding=4, dilation=2)

@@ -1,4 +1,4 @@
-"""PacCRF / PacCRFLoose (spec §6, §5.4, fixes L11/L12)."""
+"""PacCRF / PacCRFLoose (docs/semantics.md §6, §5.4, fixes L11/L12)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""create_position_feats / create_YXRGB (spec §5.2, §5.3, §9)."""
+"""create_position_feats / create_YXRGB (docs/semantics.md §5.2, §5.3, §9)."""
 
 from __future__ import annotations
 

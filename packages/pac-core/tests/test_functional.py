@@ -1,4 +1,4 @@
-"""Functional ops against the loop oracle of ``_utils.py`` (spec §1–§3), plus dtypes/layouts."""
+"""Functional ops against the loop oracle of ``_utils.py`` (docs/semantics.md §1–§3), plus dtypes/layouts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PacConv2d / PacConvTranspose2d / PacPool2d: construction (spec §4.1), state_dict (§4.2),
+"""PacConv2d / PacConvTranspose2d / PacPool2d: construction (docs/semantics.md §4.1), state_dict (§4.2),
 fillers (§4.3), forward (§4.4), extra_repr, and the extras (groups, padding_mode, dtypes,
 channels_last)."""
 
@@ -96,7 +96,7 @@ def test_invalid_filler():
 
 
 def test_check_order():
-    """Errors follow spec §4.1: kernel size, smoothing size, shared, filler, kernel type,
+    """Errors follow docs/semantics.md §4.1: kernel size, smoothing size, shared, filler, kernel type,
     smoothing type, then the filler requirements."""
     with pytest.raises(ValueError, match="kernel_size"):
         PacConv2d(3, 4, 4, shared_filters=True, smooth_kernel_type="average_4")

@@ -1,4 +1,4 @@
-"""Spec §8: reference values computed with the original (pacnet, float64), every row of both tables.
+"""docs/semantics.md §8: reference values computed with the original (pacnet, float64), every row of both tables.
 
 Inputs are closed-form; modules are built in float32 (the default dtype), converted with ``.double()``
 and their weight/bias are then written in float64 from the formulas. ``L = ½ Σ Y²`` is

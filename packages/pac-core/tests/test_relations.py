@@ -1,4 +1,4 @@
-"""The true relations between the PAC ops and torch's own ops (spec §3, §7 L16)."""
+"""The true relations between the PAC ops and torch's own ops (docs/semantics.md §3, §7 L16)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every registered model at every factor: forward shapes, state_dict keys/shapes against the spec."""
+"""Every registered model at every factor: forward shapes, state_dict keys/shapes against docs/semantics.md."""
 
 import numpy as np
 import pytest

@@ -118,21 +118,21 @@ def test_arguments_that_contradict_the_weights_are_an_error():
         create_model("pac_jbu_refine", factor=8, stage=2, pretrained=True)
     with pytest.raises(ValueError, match="need factor=16, got factor=8"):
         create_model("pac_jbu_refine.x16_synthetic_v11", factor=8, pretrained=True)
-    with pytest.raises(ValueError, match=r"unknown weights.*pac_jbu_refine\.x8_synthetic_v6"):
+    with pytest.raises(ValueError, match=r"unknown weights.*pac_jbu_refine\.x8_synthetic_v7"):
         create_model("pac_jbu_refine.nope", pretrained=True)
     with pytest.raises(ValueError, match="names weights already"):
-        create_model("pac_jbu_refine.x8_synthetic_v6", pretrained="other.pth")
+        create_model("pac_jbu_refine.x8_synthetic_v7", pretrained="other.pth")
     with pytest.raises(FileNotFoundError, match="neither a weights name"):
         create_model("pac_jbu_refine", pretrained="x8_synthetic_v5")
 
 
 def test_list_pretrained_and_list_models_filter():
     names = list_pretrained()
-    assert "pac_jbu_refine.x8_synthetic_v6" in names and "paccrf_refiner.synthetic_v5" in names
+    assert "pac_jbu_refine.x8_synthetic_v7" in names and "paccrf_refiner.synthetic_v5" in names
     assert names == sorted(names) and all("." in n for n in names)
     assert list_pretrained("pac_jbu_refine*") == [
         "pac_jbu_refine.x16_synthetic_v11", "pac_jbu_refine.x4_synthetic_v6",
-        "pac_jbu_refine.x8_synthetic_v6"]
+        "pac_jbu_refine.x8_synthetic_v7"]
     assert "pac_jbu_refine.x16_synthetic_v11" in list_pretrained("*x16*")
     assert list_models(pretrained=True) == names
     bare = list_models(pretrained=True, include_tags=False)

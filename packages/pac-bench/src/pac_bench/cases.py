@@ -258,7 +258,7 @@ CASES: dict[str, Case] = {
         *(Case(f"conv_b1_c16_{n}_k5", 1, 16, 16, 8, n, 5) for n in (32, 64, 128, 256, 512)),
         *(Case(f"jbf_b1_c3_{n}_k5", 1, 3, 3, 3, n, 5, op="bilateral")
           for n in (64, 128, 256, 512)),
-        # the CPU goal cases (thread count fixed; the peers that the goals compare with)
+        # the CPU target cases (thread count fixed; the peers that the targets compare with)
         Case("conv_b2_c32g16_128_k5_t2", 2, 32, 32, 16, 128, 5, threads=2, peers=_GOAL_CONV),
         *(Case(f"conv_b1_c16g16_{n}_k5_t1", 1, 16, 16, 16, n, 5, threads=1, peers=_GOAL_CONV)
           for n in (32, 128)),
@@ -279,7 +279,7 @@ QUICK_CASES: tuple[str, ...] = (
     "convt_b1_c16g16_64to128_k5_s2_t1",
     "jbf_b1_c3_64_k5_t1", "jbf_b1_c3_128_k5_t1", "jbf_b1_c3_256_k5_t1",
 )
-"""What ``pac-bench run`` (``nox -s bench``) times by default: the CPU goal cases, each with its
+"""What ``pac-bench run`` (``nox -s bench``) times by default: the CPU target cases, each with its
 thread count — ``PacConv2d`` / ``PacConvTranspose2d`` (guidance 16 channels, k = 5) against
 ``nn.Conv2d`` / ``nn.ConvTranspose2d``, and the joint bilateral filter (1 thread) against the
 Gaussian blur floor, ``torch.compile`` of the reference backend and kornia."""

@@ -187,7 +187,7 @@ PAC_DEVICE T param_of(const T* p, int64_t n, int64_t k) {
   return p ? p[n > 1 ? k : 0] : T(0);
 }
 
-// D of kernel channel k at tap t of output pixel (y, x) of image b (spec §2.3).
+// D of kernel channel k at tap t of output pixel (y, x) of image b (docs/semantics.md §2.3).
 template <typename T>
 PAC_DEVICE T tap_distance(const Dev& d, const T* F, const T* phi, int64_t b, int64_t k,
                           int64_t t, int64_t y, int64_t x) {

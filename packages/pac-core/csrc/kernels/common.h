@@ -20,7 +20,7 @@
 namespace pac {
 namespace kernels {
 
-// Kernel functions of spec §2.3, as passed in the `kernel_type` int of the ops.
+// Kernel functions of docs/semantics.md §2.3, as passed in the `kernel_type` int of the ops.
 enum KernelType : int64_t {
   kGaussian = 0,  // K = exp(-D/2)
   kInv = 1,       // K = alpha + (D + eps)^(lambda/2)

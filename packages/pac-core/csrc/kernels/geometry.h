@@ -1,19 +1,19 @@
 // Sampling geometry: where tap (a, e) of output pixel (y, x) reads its input / guidance value.
 //
-// One convention serves ordinary and transposed PAC (spec §1, §1.1, §2.1). Per axis:
+// One convention serves ordinary and transposed PAC (docs/semantics.md §1, §1.1, §2.1). Per axis:
 //
 //   pos = y * stride - padding + a * dilation                    (position on the sampled grid)
 //   the tap reads a real sample iff pos >= 0, pos % upsample == 0 and pos / upsample < extent,
 //   namely sample pos / upsample; otherwise it reads zero (zero padding / zero insertion).
 //
 // * ordinary conv / pool: stride s, padding p, dilation d, upsample 1 (extent = H of the input).
-// * transposed conv (spec §1.1): the zero-inserted, asymmetrically padded grid Ẑ is read with
+// * transposed conv (docs/semantics.md §1.1): the zero-inserted, asymmetrically padded grid Ẑ is read with
 //   stride 1 and padding P = (k-1)d - p (may be negative: a crop) and upsample = s, extent = H of
 //   the low-resolution input; the bottom/right padding P + q only matters for the output size,
 //   which the ops take from their `phi`/`kernel` argument.
-// * guidance (kernel sampling, spec §2.1): stride/padding of the guidance geometry, upsample 1.
+// * guidance (kernel sampling, docs/semantics.md §2.1): stride/padding of the guidance geometry, upsample 1.
 //
-// The validity pattern V of spec §2.4 is exactly "tap_source(...) >= 0" of the input geometry.
+// The validity pattern V of docs/semantics.md §2.4 is exactly "tap_source(...) >= 0" of the input geometry.
 #pragma once
 
 #include "kernels/common.h"

@@ -1,4 +1,4 @@
-// Scaled im2col / col2im elements (spec §3): the column entry of tap t, channel c, pixel j is
+// Scaled im2col / col2im elements (docs/semantics.md §3): the column entry of tap t, channel c, pixel j is
 // col[c, t, j] = K[t, j] · X̄[c, tap_source(...)], and its adjoint scatters K[t, j] · dcol[c, t, j]
 // back into the input gradient.
 #pragma once

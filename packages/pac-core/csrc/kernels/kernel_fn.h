@@ -1,4 +1,4 @@
-// The adapting kernel of one tap (spec §2.3) and its derivatives.
+// The adapting kernel of one tap (docs/semantics.md §2.3) and its derivatives.
 //
 //   Δ_c = F̄(tap)_c − φ_c,  Δ_c ← max(Δ_c, 0) when asym,  D = Σ_c Δ_c²  (per channel if channel-wise)
 //   gaussian: K = exp(−D/2)                  dK/dD = −K/2
@@ -12,7 +12,7 @@
 namespace pac {
 namespace kernels {
 
-// ε of the inv kernel, exactly 1e-4 in the compute dtype (spec §2.3).
+// ε of the inv kernel, exactly 1e-4 in the compute dtype (docs/semantics.md §2.3).
 template <typename T>
 PAC_INLINE T inv_eps() {
   return T(1e-4);

@@ -87,7 +87,8 @@ def pair(
 
 
 def kernel_size_pair(value: Any, name: str = "kernel_size", *, fn: str = "pac") -> Pair:
-    """Normalise a kernel size to a pair of positive odd ints (even sizes are rejected, spec §9).
+    """Normalise a kernel size to a pair of positive odd ints (even sizes are rejected,
+    docs/semantics.md §9).
 
     Args:
         value: The argument as given.
@@ -109,7 +110,8 @@ def kernel_size_pair(value: Any, name: str = "kernel_size", *, fn: str = "pac") 
 
 # -- kernel / smoothing types ---------------------------------------------------------------------
 def kernel_function(kernel_type: Any, *, fn: str = "pac") -> tuple[str, bool]:
-    """The kernel function of ``kernel_type`` as used by the functional ops (spec §2.3, §9).
+    """The kernel function of ``kernel_type`` as used by the functional ops (docs/semantics.md
+    §2.3, §9).
 
     ``'gaussian'`` (exact match) or any string starting with ``'inv_'``; ``'_asym'`` anywhere in
     an ``inv_`` type selects the one-sided (ReLU) difference. The ``α``/``λ`` fields of an ``inv_``
@@ -142,7 +144,7 @@ def kernel_function(kernel_type: Any, *, fn: str = "pac") -> tuple[str, bool]:
 def parse_kernel_type(
     kernel_type: Any, *, fn: str = "pac"
 ) -> tuple[str, Optional[float], Optional[float], bool, bool]:
-    """Parse a module kernel type string (spec §4.1 step 6, §9).
+    """Parse a module kernel type string (docs/semantics.md §4.1 step 6, §9).
 
     Args:
         kernel_type: ``'gaussian'`` or ``'inv_<α>_<λ>[_asym][_fixed]'`` (e.g. ``'inv_1_-1_fixed'``).
@@ -171,7 +173,7 @@ def parse_kernel_type(
 
 
 def parse_smooth_kernel_type(smooth_kernel_type: Any, *, fn: str = "pac") -> tuple[str, int]:
-    """Parse a smoothing type string (spec §4.1 steps 2 and 7).
+    """Parse a smoothing type string (docs/semantics.md §4.1 steps 2 and 7).
 
     Args:
         smooth_kernel_type: ``'none'``, ``'gaussian'`` (3×3 binomial), ``'average_<m>'`` or

@@ -1,6 +1,7 @@
 """The functional PAC ops: validation, padding modes, then dispatch to the selected backend.
 
-Names, argument names and defaults follow pacnet (spec §2–§3); ``native_impl`` is accepted and
+Names, argument names and defaults follow pacnet (docs/semantics.md §2–§3); ``native_impl`` is
+accepted and
 ignored (every backend gives the same results). Extras beyond pacnet come last, as keywords:
 ``padding_mode`` on the non-transposed ops and ``groups`` on the convolutions.
 
@@ -307,7 +308,7 @@ def packernel2d(
     native_impl: bool = False,
     padding_mode: str = "zeros",
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """Compute the pixel-adaptive kernel from guidance features (spec §2).
+    """Compute the pixel-adaptive kernel from guidance features (docs/semantics.md §2).
 
     Args:
         input: Guidance features ``F`` ``[B, C_f, H_f, W_f]``. For ``transposed=True`` they live
@@ -328,7 +329,7 @@ def packernel2d(
         inv_lambda: ``λ`` of ``inv_`` kernels, same forms as ``inv_alpha``.
         channel_wise: One kernel per guidance channel (``C_K = C_f``) instead of one (``C_K = 1``).
         normalize_kernel: Divide each window by the sum of its (valid, unmasked) taps.
-        transposed: Compute the kernel of a transposed convolution (spec §2.1).
+        transposed: Compute the kernel of a transposed convolution (docs/semantics.md §2.1).
         native_impl: Accepted for pacnet compatibility; ignored.
         padding_mode: ``'zeros'`` (default), ``'reflect'``, ``'replicate'`` or ``'circular'``
             (non-transposed only; padded taps then count as valid).
@@ -368,7 +369,7 @@ def pacconv2d(
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """Pixel-adaptive convolution with a precomputed kernel (spec §3.1).
+    """Pixel-adaptive convolution with a precomputed kernel (docs/semantics.md §3.1).
 
     ``Y[b,o,y,x] = β[o] + Σ_{c,a,e} W[o,c,a,e] · K[b,0,a,e,y,x] · X̄[b,c,y·s−p+a·d,x·s−p+e·d]``;
     with ``K ≡ 1`` this is ``F.conv2d``.
@@ -432,10 +433,11 @@ def pacconv_transpose2d(
     native_impl: bool = False,
     groups: int = 1,
 ) -> Tensor:
-    """Pixel-adaptive transposed convolution with a precomputed kernel (spec §3.2).
+    """Pixel-adaptive transposed convolution with a precomputed kernel (docs/semantics.md §3.2).
 
     ``Y[b,o,y,x] = β[o] + Σ_{c,a,e} W[c,o,a,e] · K[b,0,a,e,y,x] · Ẑ[b,c,y+a·d,x+e·d]`` where
-    ``Ẑ`` is the zero-inserted, padded input (spec §1.1). The weight is **not** flipped: with
+    ``Ẑ`` is the zero-inserted, padded input (docs/semantics.md §1.1). The weight is **not**
+    flipped: with
     ``K ≡ 1`` this equals ``F.conv_transpose2d`` with ``weight.flip(-1, -2)``. Padding is zero
     padding only.
 
@@ -492,7 +494,7 @@ def pacpool2d(
     native_impl: bool = False,
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """Pixel-adaptive pooling: the kernel-weighted window *sum* (spec §3.3).
+    """Pixel-adaptive pooling: the kernel-weighted window *sum* (docs/semantics.md §3.3).
 
     ``Y[b,c,y,x] = Σ_{a,e} K[b,κ(c),a,e,y,x] · X̄[b,c,y·s−p+a·d,x·s−p+e·d]`` with ``κ(c) = 0`` for a
     one-channel kernel and ``c`` for a ``C``-channel one. No normalisation and no bias: with

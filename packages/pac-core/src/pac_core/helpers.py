@@ -1,8 +1,9 @@
 """Helpers: im2col (:func:`nd2col`), the Gaussian window (:func:`np_gaussian_2d`) and geometry.
 
-``nd2col`` and ``np_gaussian_2d`` are public pacnet names (spec §1.2, §5.1). The size formulas
+``nd2col`` and ``np_gaussian_2d`` are public pacnet names (docs/semantics.md §1.2, §5.1). The size
+formulas
 (:func:`conv_output_size`, :func:`conv_transpose_output_size`, :func:`transposed_input_size`)
-are the spec §1 table, shared by the functional layer, the backends and the modules.
+are the docs/semantics.md §1 table, shared by the functional layer, the backends and the modules.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def transposed_input_size(
         dilation: ``d``.
 
     Returns:
-        ``⌊(H_o − q − 1 − d(k−1) + 2p)/s⌋ + 1`` (spec §1).
+        ``⌊(H_o − q − 1 − d(k−1) + 2p)/s⌋ + 1`` (docs/semantics.md §1).
     """
     return (size - output_padding - 1 - dilation * (kernel_size - 1) + 2 * padding) // stride + 1
 
@@ -86,7 +87,8 @@ def _as_pair(value: IntOrPair) -> tuple[int, int]:
 
 
 def _zero_insert(x: Tensor, stride: tuple[int, int]) -> Tensor:
-    """Spec §1.1 step 1: put ``s − 1`` zeros between neighbouring samples (any layout, autograd)."""
+    """docs/semantics.md §1.1 step 1: put ``s − 1`` zeros between neighbouring samples (any layout,
+    autograd)."""
     sh, sw = stride
     if sh == 1 and sw == 1:
         return x
@@ -105,7 +107,8 @@ def transposed_grid(
     output_padding: tuple[int, int],
     dilation: tuple[int, int],
 ) -> Tensor:
-    """The zero-inserted, asymmetrically padded grid ``Ẑ`` of spec §1.1 (negative pads crop).
+    """The zero-inserted, asymmetrically padded grid ``Ẑ`` of docs/semantics.md §1.1 (negative pads
+    crop).
 
     Args:
         x: ``[N, C, H, W]``.
@@ -163,7 +166,8 @@ def nd2col(
     transposed: bool = False,
     use_pyinn_if_possible: bool = False,
 ) -> Tensor:
-    """Extract sliding windows (im2col), keeping the tap and spatial axes separate (spec §1.2).
+    """Extract sliding windows (im2col), keeping the tap and spatial axes separate
+    (docs/semantics.md §1.2).
 
     Only 2-D inputs (``[N, C, H, W]``) are supported. Padding is zero padding.
 
@@ -175,7 +179,8 @@ def nd2col(
         output_padding: Extra zeros after the bottom/right edge (transposed mode only).
         dilation: Dilation ``d``.
         transposed: Read the windows of the zero-inserted, padded grid of a transposed convolution
-            (spec §1.1) instead; the output then has the transposed-convolution output size.
+            (docs/semantics.md §1.1) instead; the output then has the transposed-convolution output
+            size.
         use_pyinn_if_possible: Accepted for pacnet compatibility; ignored.
 
     Returns:
@@ -214,7 +219,7 @@ def nd2col(
 
 
 def np_gaussian_2d(width: int, sigma: float = -1) -> np.ndarray:
-    """A normalised 2-D Gaussian window (spec §5.1).
+    """A normalised 2-D Gaussian window (docs/semantics.md §5.1).
 
     Args:
         width: Odd window size.

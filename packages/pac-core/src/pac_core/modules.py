@@ -301,7 +301,8 @@ class _PacConvNd(nn.Module):
                     f"{fn}: filler={filler!r} needs a square kernel and in_channels == out_channels"
                 )
             # G = np_gaussian_2d(k)·k², multiplied by k twice in float32: this rounding (not one
-            # multiplication by k²) reproduces spec §4.3's values and the §8 CRF reference values.
+            # multiplication by k²) reproduces docs/semantics.md §4.3's values and the §8 CRF
+            # reference values.
             k32 = np.float32(kh)
             g = torch.from_numpy((np_gaussian_2d(kh).astype(np.float32) * k32) * k32).clone()
             g[kh // 2, kw // 2] = 0.0

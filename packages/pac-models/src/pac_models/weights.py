@@ -1,7 +1,7 @@
 """Weights records, the download cache, safe checkpoint loading and legacy key mapping.
 
 Every checkpoint pac-models knows about is a :class:`Weights` record, named ``MODEL.TAG``
-(``"pac_jbu_refine.x8_synthetic_v6"``). The records are data: ``pac_models/weights/manifest.json``
+(``"pac_jbu_refine.x8_synthetic_v7"``). The records are data: ``pac_models/weights/manifest.json``
 holds them, beside the weight files that ship with the package. A record gives the file (shipped)
 or a URL (fetched with :func:`torch.hub.download_url_to_file` into
 ``<torch.hub.get_dir()>/checkpoints/pac_models``), its sha256 (checked **before** the file is
@@ -95,7 +95,7 @@ class Weights:
 
     Attributes:
         model: Registered model name it belongs to.
-        tag: Identifier among that model's weights (``"x8_synthetic_v6"``); :attr:`name` is
+        tag: Identifier among that model's weights (``"x8_synthetic_v7"``); :attr:`name` is
             ``"<model>.<tag>"``.
         model_kwargs: Builder arguments the weights need (``{"factor": 8, "stage": 4}``).
         file: File name inside the weights folder (:func:`shipped_dir`) when shipped.

@@ -66,7 +66,7 @@ class Backend:
         shared_filters: bool,
         groups: int,
     ) -> Tensor:
-        """Pixel-adaptive convolution with a precomputed kernel (spec §3.1)."""
+        """Pixel-adaptive convolution with a precomputed kernel (docs/semantics.md §3.1)."""
         raise NotImplementedError
 
     def pacconv_transpose2d(
@@ -83,7 +83,8 @@ class Backend:
         shared_filters: bool,
         groups: int,
     ) -> Tensor:
-        """Pixel-adaptive transposed convolution with a precomputed kernel (spec §3.2)."""
+        """Pixel-adaptive transposed convolution with a precomputed kernel (docs/semantics.md
+        §3.2)."""
         raise NotImplementedError
 
     def pacpool2d(
@@ -96,7 +97,8 @@ class Backend:
         padding: Pair,
         dilation: Pair,
     ) -> Tensor:
-        """Pixel-adaptive pooling (weighted window sum) with a precomputed kernel (spec §3.3)."""
+        """Pixel-adaptive pooling (weighted window sum) with a precomputed kernel
+        (docs/semantics.md §3.3)."""
         raise NotImplementedError
 
     # -- guided (raw guidance) entry points used by the modules ---------------------------------

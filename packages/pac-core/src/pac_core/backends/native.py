@@ -6,9 +6,10 @@ per-pixel kernel on the fly, tile by tile, and never materialise the column tens
 has a fake (meta) implementation and an autograd formula registered here, so the backend works
 under ``torch.compile(fullgraph=True)`` and passes ``torch.library.opcheck``.
 
-How the spec's formulas (spec §2–§3) map onto the ops:
+How the formulas of docs/semantics.md §2–§3 map onto the ops:
 
-* ``φ`` (the centre feature, spec §2.2) is computed here with torch ops (a view of the guidance,
+* ``φ`` (the centre feature, docs/semantics.md §2.2) is computed here with torch ops (a view of the
+guidance,
   a strided slice of the zero-padded guidance, or a depthwise convolution with the smoothing
   kernel) and passed to the op; autograd carries its gradient back to the guidance.
 * A mask ``M`` multiplies the input (``X·M``): with zero padding the product vanishes on padding
@@ -297,7 +298,8 @@ def _centre_feature(
     dilation: Pair,
     smooth_kernel: Optional[Tensor],
 ) -> Tensor:
-    """``φ`` of spec §2.2 on the kernel windows ``(kernel_size, stride, padding, dilation)``."""
+    """``φ`` of docs/semantics.md §2.2 on the kernel windows ``(kernel_size, stride, padding,
+    dilation)``."""
     hg, wg = guidance.shape[-2:]
     k, s, p, d = kernel_size, stride, padding, dilation
     out = tuple(((hg, wg)[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
@@ -334,7 +336,8 @@ def _rho(
     dilation: Pair,
     transposed: bool,
 ) -> Tensor:
-    """``ρ = Σ_taps M_col / Σ_taps V`` (spec §2.4, mask, no normalisation): ``[B, C_M, H', W']``."""
+    """``ρ = Σ_taps M_col / Σ_taps V`` (docs/semantics.md §2.4, mask, no normalisation): ``[B, C_M,
+    H', W']``."""
     c_m = mask.shape[1]
     ones_k = mask.new_ones((c_m, 1, *kernel_size))
     ones_in = mask.new_ones((1, 1, *mask.shape[-2:]))
@@ -358,7 +361,8 @@ def _transposed_weight(weight: Tensor, groups: int) -> Tensor:
 
 
 def _transposed_geometry(kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair):
-    """Op geometry ``(stride, padding, upsample)`` reading the zero-inserted grid of spec §1.1."""
+    """Op geometry ``(stride, padding, upsample)`` reading the zero-inserted grid of
+    docs/semantics.md §1.1."""
     pad = tuple((kernel_size[i] - 1) * dilation[i] - padding[i] for i in range(2))
     return [1, 1], list(pad), list(stride)
 
@@ -414,7 +418,8 @@ class NativeBackend(Backend):
     @_in_float32
     def pacconv2d(self, input, kernel, weight, bias, *, stride, padding, dilation,
                   shared_filters, groups):
-        """Spec §3.1 on ``pac::conv2d_kernel`` (``pac::pool2d_kernel`` for shared filters)."""
+        """docs/semantics.md §3.1 on ``pac::conv2d_kernel`` (``pac::pool2d_kernel`` for shared
+        filters)."""
         if kernel.shape[1] != 1:  # optional C_in-channel kernels: reference semantics
             return self._reference.pacconv2d(input, kernel, weight, bias, stride=stride,
                                              padding=padding, dilation=dilation,
@@ -428,7 +433,8 @@ class NativeBackend(Backend):
     @_in_float32
     def pacconv_transpose2d(self, input, kernel, weight, bias, *, stride, padding, output_padding,
                             dilation, shared_filters, groups):
-        """Spec §3.2: the op reads the zero-inserted grid through ``upsample = stride``."""
+        """docs/semantics.md §3.2: the op reads the zero-inserted grid through ``upsample =
+        stride``."""
         if kernel.shape[1] != 1:
             return self._reference.pacconv_transpose2d(
                 input, kernel, weight, bias, stride=stride, padding=padding,
@@ -445,7 +451,7 @@ class NativeBackend(Backend):
 
     @_in_float32
     def pacpool2d(self, input, kernel, *, kernel_size, stride, padding, dilation):
-        """Spec §3.3 on ``pac::pool2d_kernel``."""
+        """docs/semantics.md §3.3 on ``pac::pool2d_kernel``."""
         return torch.ops.pac.pool2d_kernel(input, kernel, None, list(stride), list(padding),
                                            list(dilation), [1, 1])
 

@@ -1,4 +1,5 @@
-"""The ``reference`` backend: the PAC ops written directly from the spec formulas in plain torch.
+"""The ``reference`` backend: the PAC ops written directly from the formulas of docs/semantics.md
+in plain torch.
 
 It runs on every device and floating dtype and is the ground truth of the parity tests. It
 materialises the column tensor ``[B, C, k_h, k_w, H', W']`` and the per-pixel kernel, so it is
@@ -32,7 +33,7 @@ from .base import Backend, Pair
 
 __all__ = ["ReferenceBackend"]
 
-#: ε of the ``inv_`` kernel ``α + (D + ε)^(λ/2)`` (spec §2.3).
+#: ε of the ``inv_`` kernel ``α + (D + ε)^(λ/2)`` (docs/semantics.md §2.3).
 INV_EPS = 1e-4
 
 
@@ -83,7 +84,8 @@ def _strided_windows(
 def _transposed_pattern(
     x: Tensor, size_out: Pair, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair
 ) -> Tensor:
-    """Windows of the zero-inserted grid ``Ẑ`` of ``x`` (spec §1.1) over an output of ``size_out``.
+    """Windows of the zero-inserted grid ``Ẑ`` of ``x`` (docs/semantics.md §1.1) over an output of
+    ``size_out``.
 
     ``size_out`` need not be reachable exactly with the given geometry: the output padding is
     chosen so that ``size_out`` windows are read (only the bottom/right edge moves).
@@ -127,7 +129,8 @@ class ReferenceBackend(Backend):
         normalize_kernel: bool,
         transposed: bool,
     ) -> tuple[Tensor, Optional[Tensor]]:
-        """The per-pixel kernel (spec §2): ``[B, C_K, k_h, k_w, H', W']`` and the bool out-mask."""
+        """The per-pixel kernel (docs/semantics.md §2): ``[B, C_K, k_h, k_w, H', W']`` and the bool
+        out-mask."""
         out_dtype = guidance.dtype
         cdtype = _compute_dtype(out_dtype)
         f = guidance.to(cdtype)
@@ -219,7 +222,8 @@ class ReferenceBackend(Backend):
         shared_filters: bool,
         groups: int,
     ) -> Tensor:
-        """Spec §3.1: ``Y = β + Σ_{c,a,e} W[o,c,a,e] · K[b,0,a,e] · X̄[b,c,π(y,a),π(x,e)]``."""
+        """docs/semantics.md §3.1: ``Y = β + Σ_{c,a,e} W[o,c,a,e] · K[b,0,a,e] ·
+        X̄[b,c,π(y,a),π(x,e)]``."""
         out_dtype = input.dtype
         cdtype = _compute_dtype(out_dtype)
         k = (weight.shape[-2], weight.shape[-1])
@@ -245,7 +249,8 @@ class ReferenceBackend(Backend):
         shared_filters: bool,
         groups: int,
     ) -> Tensor:
-        """Spec §3.2: the windows of ``Ẑ`` (§1.1), weighted by ``K`` and ``W`` (no weight flip)."""
+        """docs/semantics.md §3.2: the windows of ``Ẑ`` (§1.1), weighted by ``K`` and ``W`` (no
+        weight flip)."""
         out_dtype = input.dtype
         cdtype = _compute_dtype(out_dtype)
         k = (weight.shape[-2], weight.shape[-1])
@@ -270,7 +275,8 @@ class ReferenceBackend(Backend):
         padding: Pair,
         dilation: Pair,
     ) -> Tensor:
-        """Spec §3.3: ``Y[b,c] = Σ_{a,e} K[b,κ(c),a,e] · X̄[b,c,π(y,a),π(x,e)]`` (no normaliser)."""
+        """docs/semantics.md §3.3: ``Y[b,c] = Σ_{a,e} K[b,κ(c),a,e] · X̄[b,c,π(y,a),π(x,e)]`` (no
+        normaliser)."""
         out_dtype = input.dtype
         cdtype = _compute_dtype(out_dtype)
         x = input.to(cdtype)

@@ -542,7 +542,8 @@ class PacJBURefine(nn.Module):
        the kernel values get :data:`NORM_EPS` added, so a window whose Gaussian weights all
        underflow falls back to a plain average instead of 0/0. The stages run on the guidance
        shifted by ``⌊(f−1)/2⌋`` pixels and their result is shifted back, so a low-resolution sample
-       sits where the ``'center'`` protocol (docs/semantics.md §A.5) took it. Missing samples (NaN entries of
+       sits where the ``'center'`` protocol (docs/semantics.md §A.5) took it. Missing samples (NaN
+       entries of
        the input) are first filled by a colour-guided normalised averaging of their valid
        neighbours at the low resolution (:func:`fill_missing`, guided by the RGB averaged over
        each block; a convex fill, so the stages, whose learned kernel taps may be negative, see

@@ -1,4 +1,5 @@
-"""Training loop for joint-upsampling models (spec A.7), with progress bars, snapshots and resume.
+"""Training loop for joint-upsampling models (docs/semantics.md §A.7), with progress bars,
+snapshots and resume.
 
 Per epoch: one shuffled pass over the training set (order from ``torch.Generator`` seeded with
 ``(seed, epoch)``), Adam on the ``'l2'`` loss in the normalised domain, the learning rate of

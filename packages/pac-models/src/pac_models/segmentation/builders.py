@@ -46,7 +46,8 @@ def build_model(name: str, num_classes: int = 21, *, crf: Union[str, CrfSpec, No
                 backbone_sha256: Optional[str] = None, width: int = 64,
                 fc_channels: int = 4096, init: str = "pacnet", progress: bool = True
                 ) -> nn.Module:
-    """Build a segmentation model from a B.3 name (or a backbone name plus ``crf``).
+    """Build a segmentation model from a CRF model name (docs/semantics.md §B.3) (or a backbone
+    name plus ``crf``).
 
     Args:
         name: ``'fcn8s'``, ``'fcn8spac_crfi5p4d5641p4d5161'``, … (see
@@ -107,7 +108,7 @@ def _backbone_builder(backbone: str) -> Any:
 
     cls = _BACKBONE_CLASSES[backbone]
     builder.__doc__ = (f":class:`{cls.__name__}` segmentation backbone; with ``crf='crf…'`` a "
-                       "PAC-CRF head (any B.3 name resolves here).")
+                       "PAC-CRF head (any CRF model name resolves here).")
     builder.__name__ = backbone
     return builder
 
@@ -134,7 +135,8 @@ for _name in README_MODELS:
 
 @register_name_resolver
 def _resolve_segmentation(name: str) -> Optional[tuple[str, dict[str, Any]]]:
-    """Any B.3 name → its backbone's entry with ``crf``/``frozen``; malformed → ValueError."""
+    """Any CRF model name (docs/semantics.md §B.3) → its backbone's entry with ``crf``/``frozen``;
+    malformed → ValueError."""
     if not is_segmentation_name(name):
         return None
     parsed = parse_name(name)  # raises ValueError naming the wrong field

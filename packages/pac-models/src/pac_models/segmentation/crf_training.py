@@ -12,7 +12,8 @@ per-kernel colour scales (85 numbers with three kernels, 113 with four, plus one
 12 = 852 for v5, the dead weights included). Loss: NLL of the
 refined log-probabilities against the labels. Optimiser: Adam (the colour scales get a larger
 learning rate, as they live on a scale of tens; both rates drop ×10 after two thirds of the steps);
-the scales are kept ≥ 1. The spatial filters start at a tenth of the spec's Gaussian filler (which,
+the scales are kept ≥ 1. The spatial filters start at a tenth of the Gaussian filler of
+docs/semantics.md §6.1 (which,
 summed over its taps, outweighs the unaries about 20 to 1 and over-smooths).
 
 Run (the recipes of the shipped weights, see ``pac_models/weights/README.md``)::
@@ -86,7 +87,8 @@ class TrainConfig:
         crf: The CRF (model-name grammar).
         scene: Scene parameters of the training and held-out scenes (None: the default
             :class:`~pac_models.data.SceneConfig`).
-        init_filter_scale: The messengers' initial spatial filters (the spec's Gaussian
+        init_filter_scale: The messengers' initial spatial filters (docs/semantics.md §6.1's
+            Gaussian
             ``'crf'`` filler, whose taps sum to about 25 per kernel and outweigh the unaries)
             are multiplied by this before training.
     """

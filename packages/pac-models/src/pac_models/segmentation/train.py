@@ -1,4 +1,5 @@
-"""Evaluation (spec B.6) and training (spec B.7) of segmentation models, with progress bars,
+"""Evaluation (docs/semantics.md §B.6) and training (docs/semantics.md §B.7) of segmentation
+models, with progress bars,
 snapshots and resume.
 
 Training writes, every ``snapshot_every`` epochs and at the end, ``out/weights_epoch_<N>.pth``
