@@ -1,0 +1,225 @@
+"""The ``triton`` backend against the reference backend.
+
+Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors, through a backend
+instance that also claims the CPU; ``TRITON_INTERPRET=1`` must then be in the environment when the
+process starts (Triton reads it before this module could set it), as ``nox -s triton`` does.
+Skipped when Triton is not importable (CPU builds of torch do not bring it) or, without a GPU,
+when the variable is unset. Shapes stay tiny: the interpreter is slow.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("no GPU: run with TRITON_INTERPRET=1 in the environment to test the Triton "
+                "kernels in the interpreter", allow_module_level=True)
+
+from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d, backends  # noqa: E402
+from pac_core.backends.reference import ReferenceBackend  # noqa: E402
+from pac_core.compat import torch_version as tv  # noqa: E402
+
+if not tv.HAS_CUSTOM_OP:
+    pytest.skip("the triton backend needs torch >= 2.4", allow_module_level=True)
+
+from pac_core.backends.triton_backend import TritonBackend, fused_supports  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+NAME = "triton-test"
+REF = ReferenceBackend()
+BF16_TOL = {"atol": 3e-2, "rtol": 3e-2}
+F32_TOL = {"atol": 2e-4, "rtol": 2e-4}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _backend():
+    """A triton backend that also runs CPU tensors (in the interpreter), as ``triton-test``."""
+    inst = TritonBackend(devices=("cpu", "cuda"))
+    backends.register(NAME, lambda: inst, replace=True)
+    torch.backends.cudnn.allow_tf32 = False  # compare IEEE float32 on a GPU too
+    yield inst
+
+
+def _rand(*shape, dtype=torch.float32, grad=False):
+    t = torch.randn(*shape, dtype=dtype, device=DEVICE)
+    return t.requires_grad_(grad)
+
+
+def _kernel_args(kernel_type="gaussian", smooth=False, dtype=torch.float32):
+    inv = kernel_type.startswith("inv_")
+    return dict(
+        kernel_type=kernel_type,
+        smooth_kernel_type="gaussian" if smooth else "none",
+        smooth_kernel=(torch.tensor([[0.05, 0.1, 0.05], [0.1, 0.4, 0.1], [0.05, 0.1, 0.05]],
+                                    dtype=dtype, device=DEVICE).reshape(1, 1, 3, 3)
+                       if smooth else None),
+        inv_alpha=torch.tensor(0.2, device=DEVICE, requires_grad=True) if inv else None,
+        inv_lambda=torch.tensor(-1.0, device=DEVICE, requires_grad=True) if inv else None,
+    )
+
+
+def _both(method, tensors, kwargs):
+    """Run ``method`` on the triton backend and the reference; return both outputs."""
+    tri = getattr(backends.get(NAME), method)(*tensors, **kwargs)[0]
+    ref = getattr(REF, method)(*tensors, **kwargs)[0]
+    return tri, ref
+
+
+def _grads(out, inputs, seed):
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out)
+    ins = [t for t in inputs if t is not None and t.requires_grad]
+    return torch.autograd.grad(out, ins, g)
+
+
+# -- forward and backward parity --------------------------------------------------------------------
+CONV_CASES = [
+    # k, stride, padding, dilation, normalize, kernel type, smoothing, shared filters
+    (3, 1, 1, 1, False, "gaussian", False, False),
+    (5, 2, 2, 2, True, "gaussian", False, False),
+    (3, 1, 0, 1, False, "inv_asym", True, False),
+    (3, 2, 1, 1, True, "inv_", False, True),
+]
+
+
+@pytest.mark.parametrize("k,s,p,d,normalize,ktype,smooth,shared", CONV_CASES)
+def test_conv2d_matches_reference(k, s, p, d, normalize, ktype, smooth, shared):
+    x, g = _rand(2, 5, 9, 8, grad=True), _rand(2, 3, 9, 8, grad=True)
+    w = _rand(*((1, 1) if shared else (6, 5)), k, k, grad=True)
+    b = _rand(5 if shared else 6, grad=True)
+    kw = dict(stride=(s, s), padding=(p, p), dilation=(d, d), shared_filters=shared, groups=1,
+              normalize_kernel=normalize, **_kernel_args(ktype, smooth))
+    tri, ref = _both("pacconv2d_guided", (x, g, None, w, b), kw)
+    torch.testing.assert_close(tri, ref, **F32_TOL)
+    inputs = [x, g, w, b, kw["inv_alpha"], kw["inv_lambda"]]
+    for gt, gr in zip(_grads(tri, inputs, 1), _grads(ref, inputs, 1)):
+        torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
+
+
+TRANSPOSED_CASES = [
+    # k, stride, padding, output padding, dilation, normalize
+    (5, 2, 2, 1, 1, False),
+    (3, 2, 1, 1, 1, True),
+    (3, 3, 1, 2, 2, False),
+    (3, 1, 1, 0, 1, True),
+]
+
+
+@pytest.mark.parametrize("k,s,p,q,d,normalize", TRANSPOSED_CASES)
+def test_conv_transpose2d_matches_reference(k, s, p, q, d, normalize):
+    h, w_ = 4, 5
+    ho = (h - 1) * s - 2 * p + d * (k - 1) + q + 1
+    wo = (w_ - 1) * s - 2 * p + d * (k - 1) + q + 1
+    x, g = _rand(2, 4, h, w_, grad=True), _rand(2, 3, ho, wo, grad=True)
+    w, b = _rand(4, 6, k, k, grad=True), _rand(6, grad=True)
+    kw = dict(stride=(s, s), padding=(p, p), output_padding=(q, q), dilation=(d, d),
+              shared_filters=False, groups=1, normalize_kernel=normalize, **_kernel_args())
+    tri, ref = _both("pacconv_transpose2d_guided", (x, g, None, w, b), kw)
+    torch.testing.assert_close(tri, ref, **F32_TOL)
+    for gt, gr in zip(_grads(tri, [x, g, w, b], 2), _grads(ref, [x, g, w, b], 2)):
+        torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("k,s,p,d,normalize", [(5, 1, 2, 1, True), (3, 2, 2, 2, False)])
+def test_pool2d_matches_reference(k, s, p, d, normalize):
+    x, g = _rand(2, 4, 9, 7, grad=True), _rand(2, 2, 9, 7, grad=True)
+    kw = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p), dilation=(d, d),
+              channel_wise=False, normalize_kernel=normalize, **_kernel_args())
+    tri, ref = _both("pacpool2d_guided", (x, g, None), kw)
+    torch.testing.assert_close(tri, ref, **F32_TOL)
+    for gt, gr in zip(_grads(tri, [x, g], 3), _grads(ref, [x, g], 3)):
+        torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
+
+
+def test_bfloat16_forward_and_backward():
+    x, g = _rand(1, 16, 8, 8), _rand(1, 4, 8, 8)
+    w, b = _rand(16, 16, 3, 3), _rand(16)
+    lp = [t.bfloat16().requires_grad_() for t in (x, g, w, b)]
+    kw = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), shared_filters=False, groups=1,
+              normalize_kernel=True, **_kernel_args(dtype=torch.bfloat16))
+    tri, ref = _both("pacconv2d_guided", (*lp[:2], None, *lp[2:]), kw)
+    assert tri.dtype == torch.bfloat16
+    torch.testing.assert_close(tri.float(), ref.float(), **BF16_TOL)
+    for gt, gr in zip(_grads(tri, lp, 4), _grads(ref, lp, 4)):
+        assert gt.dtype == torch.bfloat16
+        torch.testing.assert_close(gt.float(), gr.float(), atol=5e-2, rtol=5e-2)
+
+
+# -- selection and fallback -------------------------------------------------------------------------
+def test_modules_run_on_the_backend_and_match_reference():
+    x, g, x_low = _rand(1, 4, 8, 8), _rand(1, 3, 8, 8), _rand(1, 4, 4, 4)
+    layers = [(PacConv2d(4, 5, 3, padding=1), (x, g)),
+              (PacConvTranspose2d(4, 5, 3, stride=2, padding=1, output_padding=1), (x_low, g)),
+              (PacPool2d(3, padding=1, normalize_kernel=True), (x, g))]
+    for layer, args in layers:
+        layer = layer.to(DEVICE)
+        with backends.use(NAME):
+            tri = layer(*args)
+        with backends.use("reference"):
+            ref = layer(*args)
+        torch.testing.assert_close(tri, ref, **F32_TOL)
+
+
+def test_uncovered_configurations_fall_back():
+    x, g, w = _rand(1, 4, 6, 6), _rand(1, 3, 6, 6), _rand(4, 2, 3, 3)
+    mask = (torch.rand(1, 1, 6, 6, device=DEVICE) > 0.3).float()
+    base = dict(kernel_type="gaussian", inv_alpha=None, inv_lambda=None)
+    assert fused_supports(x, g, None, _rand(4, 4, 3, 3), **base)
+    assert not fused_supports(x, g, mask, w, **base)
+    assert not fused_supports(x, g, None, w, groups=2, **base)
+    assert not fused_supports(x, g, None, None, channel_wise=True, **base)
+    assert not fused_supports(x.double(), g.double(), None, w.double(), **base)
+    assert not fused_supports(x, _rand(1, 65, 6, 6), None, w, **base)
+    kw = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), shared_filters=False, groups=2,
+              normalize_kernel=False, **_kernel_args())
+    tri = backends.get(NAME).pacconv2d_guided(x, g, mask, w, None, **kw)
+    ref = REF.pacconv2d_guided(x, g, mask, w, None, **kw)
+    torch.testing.assert_close(tri[0], ref[0], **F32_TOL)
+    torch.testing.assert_close(tri[1], ref[1])
+
+
+def test_supports_claims_its_devices_and_dtypes():
+    inst = backends.get(NAME)
+    assert inst.supports(torch.device(DEVICE), torch.bfloat16)
+    assert not inst.supports(torch.device(DEVICE), torch.float64)
+    assert not TritonBackend().supports(torch.device("cpu"), torch.float32)
+
+
+# -- the operator ---------------------------------------------------------------------------------
+def _op_args(normalize=True):
+    from pac_core.backends.triton_ops import guided  # noqa: F401  (registers the op)
+
+    x, g = _rand(1, 4, 5, 6, grad=True), _rand(1, 2, 5, 6, grad=True)
+    w, b = _rand(3, 4, 3, 3, grad=True), _rand(3, grad=True)
+    geometry = [3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    return (x, g, g.detach().clone().requires_grad_(), w, b, None, None, geometry, 0, False,
+            False, normalize, False)
+
+
+@pytest.mark.skipif(not tv.HAS_OPCHECK, reason="torch.library.opcheck needs torch >= 2.4")
+def test_opcheck():
+    torch.library.opcheck(torch.ops.pac_triton.guided.default, _op_args(),
+                          test_utils=("test_schema", "test_faketensor",
+                                      "test_autograd_registration"))
+
+
+@pytest.mark.compile
+@pytest.mark.skipif(not tv.HAS_TRITON_OP, reason="triton_op needs torch >= 2.6")
+def test_compile_fullgraph_forward_and_backward(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    layer = PacConv2d(4, 5, 3, padding=1).to(DEVICE)
+    x, g = _rand(1, 4, 6, 6, grad=True), _rand(1, 3, 6, 6, grad=True)
+    with backends.use(NAME):
+        eager = layer(x, g)
+        # aot_eager: Dynamo and AOTAutograd trace the op (no graph break), then run it eagerly,
+        # which keeps the interpreter usable on CPU tensors.
+        compiled = torch.compile(layer, fullgraph=True,
+                                 backend="inductor" if DEVICE == "cuda" else "aot_eager")
+        out = compiled(x, g)
+    torch.testing.assert_close(out, eager, **F32_TOL)
+    (gx,) = torch.autograd.grad(out.sum(), [x])
+    (gx_eager,) = torch.autograd.grad(eager.sum(), [x])
+    torch.testing.assert_close(gx, gx_eager, **F32_TOL)
