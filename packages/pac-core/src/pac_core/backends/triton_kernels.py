@@ -76,10 +76,14 @@ def pac_conv_fwd_kernel(
     B, C_IN, H, W, C_OUT, HO, WO, C_F, HG, WG, KH, KW,
     GS_H, GS_W, GP_H, GP_W, XS_H, XS_W, XP_H, XP_W, U_H, U_W, D_H, D_W,
     KIND: tl.constexpr, ASYM: tl.constexpr, HAS_BIAS: tl.constexpr, NORMALIZE: tl.constexpr,
-    PRECISION: tl.constexpr,
+    PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_CF: tl.constexpr,
 ):
-    """Guided PAC convolution; ``w_ptr`` holds the weight as ``[KH·KW, C_IN, C_OUT]``."""
+    """Guided PAC convolution; ``w_ptr`` holds the weight as ``[KH·KW, C_IN, C_OUT]``.
+
+    ``DOT_F32`` (interpreter only) widens the operands to float32 before the product, after the
+    rounding of the scaled tile to the input dtype, so the numerics stay those of the GPU path.
+    """
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -120,6 +124,9 @@ def pac_conv_fwd_kernel(
                 at = (xt.to(tl.float32) * kval[:, None]).to(x_ptr.dtype.element_ty)
                 wt = tl.load(w_ptr + (t * C_IN + ck[:, None]) * C_OUT + offs_n[None, :],
                              mask=ck_mask[:, None] & n_mask[None, :], other=0.0)
+                if DOT_F32:  # the interpreter's dot mishandles bfloat16/float16 operands
+                    at = at.to(tl.float32)
+                    wt = wt.to(tl.float32)
                 acc = tl.dot(at, wt, acc, input_precision=PRECISION)
 
     out = acc

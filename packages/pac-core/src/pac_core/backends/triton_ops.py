@@ -82,8 +82,8 @@ def _guided_impl(
         x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm,
         b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
         KIND=kind, ASYM=asym, HAS_BIAS=bias is not None, NORMALIZE=normalize,
-        PRECISION=precision, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        BLOCK_CF=block_cf,
+        PRECISION=precision, DOT_F32=x.device.type == "cpu", BLOCK_M=block_m, BLOCK_N=block_n,
+        BLOCK_K=block_k, BLOCK_CF=block_cf,
     )
     return out, norm
 
