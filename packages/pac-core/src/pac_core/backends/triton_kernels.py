@@ -28,8 +28,9 @@ import triton.language as tl
 
 __all__ = ["pac_conv_fwd_kernel", "pac_pool_fwd_kernel"]
 
-#: ε of the inverse kernel (docs/semantics.md §2.3).
+#: ε of the inverse kernel (docs/semantics.md §2.3); kernels read globals only as constexpr.
 INV_EPS = 1e-4
+_INV_EPS = tl.constexpr(INV_EPS)
 
 
 @triton.jit
@@ -52,7 +53,7 @@ def _tap_kernel(
     if KIND == 0:
         kval = tl.exp(-0.5 * dist)
     else:
-        kval = alpha + tl.exp2(0.5 * lam * tl.log2(dist + INV_EPS))
+        kval = alpha + tl.exp2(0.5 * lam * tl.log2(dist + _INV_EPS))
 
     uy = oy * XS_H - XP_H + a * D_H
     ux = ox * XS_W - XP_W + e * D_W

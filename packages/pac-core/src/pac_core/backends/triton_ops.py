@@ -49,8 +49,8 @@ def _guided_impl(
     m = b * ho * wo
     norm = (x.new_empty((b, 1, ho, wo), dtype=torch.float32) if normalize
             else x.new_empty((0,), dtype=torch.float32))
-    # Unused pointer arguments get a valid (never read) tensor.
-    dummy = norm if normalize else x
+    # Unused pointer arguments get a valid, non-empty tensor that is never read or written.
+    dummy = x
     alpha_t = alpha.contiguous() if alpha is not None else dummy
     lam_t = lam.contiguous() if lam is not None else dummy
     bias_t = bias.contiguous() if bias is not None else dummy
@@ -60,10 +60,11 @@ def _guided_impl(
     if pool:
         block_c = min(64, max(2, _next_pow2(c_in)))
         out = x.new_empty((b, c_in, ho, wo))
+        norm_arg = norm if normalize else out  # written only with NORMALIZE
         w_t = weight.contiguous() if weight is not None else dummy
         grid = (triton_cdiv(m, block_m), triton_cdiv(c_in, block_c))
         tv.wrap_triton(pac_pool_fwd_kernel)[grid](
-            x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm,
+            x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
             b, c_in, h, w, ho, wo, c_f, hg, wg, kh, kw, *geo,
             KIND=kind, ASYM=asym, HAS_W=weight is not None, HAS_BIAS=bias is not None,
             NORMALIZE=normalize, BLOCK_M=block_m, BLOCK_C=block_c, BLOCK_CF=block_cf,
@@ -74,12 +75,13 @@ def _guided_impl(
     # [C_out, C_in, kh, kw] -> [kh·kw, C_in, C_out]: the B operand of every tap's GEMM.
     w_t = weight.permute(2, 3, 1, 0).reshape(kh * kw, c_in, c_out).contiguous()
     out = x.new_empty((b, c_out, ho, wo))
+    norm_arg = norm if normalize else out  # written only with NORMALIZE
     block_n = min(128, max(16, _next_pow2(c_out)))
     block_k = 32 if c_in >= 32 else 16
     grid = (triton_cdiv(m, block_m), triton_cdiv(c_out, block_n))
     precision = "tf32" if (tf32 and x.dtype == torch.float32) else "ieee"
     tv.wrap_triton(pac_conv_fwd_kernel)[grid](
-        x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm,
+        x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
         b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
         KIND=kind, ASYM=asym, HAS_BIAS=bias is not None, NORMALIZE=normalize,
         PRECISION=precision, DOT_F32=x.device.type == "cpu", BLOCK_M=block_m, BLOCK_N=block_n,
