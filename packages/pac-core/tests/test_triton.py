@@ -35,6 +35,11 @@ BF16_TOL = {"atol": 3e-2, "rtol": 3e-2}
 F32_TOL = {"atol": 2e-4, "rtol": 2e-4}
 
 
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _backend():
     """A triton backend that also runs CPU tensors (in the interpreter), as ``triton-test``."""
@@ -42,6 +47,20 @@ def _backend():
     backends.register(NAME, lambda: inst, replace=True)
     torch.backends.cudnn.allow_tf32 = False  # compare IEEE float32 on a GPU too
     yield inst
+
+
+_HAS_NATIVE = "native" in backends.available()
+
+
+@pytest.fixture(params=["torch", "native"])
+def backward(request, monkeypatch):
+    """Each backward implementation in turn: plain-torch recomputation, native fused operators."""
+    from pac_core.backends import triton_ops
+
+    if request.param == "native" and not _HAS_NATIVE:
+        pytest.skip("the native extension is not built")
+    monkeypatch.setattr(triton_ops, "NATIVE_BACKWARD", request.param == "native")
+    return request.param
 
 
 def _rand(*shape, dtype=torch.float32, grad=False):
@@ -86,7 +105,7 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("k,s,p,d,normalize,ktype,smooth,shared", CONV_CASES)
-def test_conv2d_matches_reference(k, s, p, d, normalize, ktype, smooth, shared):
+def test_conv2d_matches_reference(k, s, p, d, normalize, ktype, smooth, shared, backward):
     x, g = _rand(2, 5, 9, 8, grad=True), _rand(2, 3, 9, 8, grad=True)
     w = _rand(*((1, 1) if shared else (6, 5)), k, k, grad=True)
     b = _rand(5 if shared else 6, grad=True)
@@ -109,7 +128,7 @@ TRANSPOSED_CASES = [
 
 
 @pytest.mark.parametrize("k,s,p,q,d,normalize", TRANSPOSED_CASES)
-def test_conv_transpose2d_matches_reference(k, s, p, q, d, normalize):
+def test_conv_transpose2d_matches_reference(k, s, p, q, d, normalize, backward):
     h, w_ = 4, 5
     ho = (h - 1) * s - 2 * p + d * (k - 1) + q + 1
     wo = (w_ - 1) * s - 2 * p + d * (k - 1) + q + 1
@@ -124,7 +143,7 @@ def test_conv_transpose2d_matches_reference(k, s, p, q, d, normalize):
 
 
 @pytest.mark.parametrize("k,s,p,d,normalize", [(5, 1, 2, 1, True), (3, 2, 2, 2, False)])
-def test_pool2d_matches_reference(k, s, p, d, normalize):
+def test_pool2d_matches_reference(k, s, p, d, normalize, backward):
     x, g = _rand(2, 4, 9, 7, grad=True), _rand(2, 2, 9, 7, grad=True)
     kw = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p), dilation=(d, d),
               channel_wise=False, normalize_kernel=normalize, **_kernel_args())
@@ -134,7 +153,7 @@ def test_pool2d_matches_reference(k, s, p, d, normalize):
         torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
 
 
-def test_bfloat16_forward_and_backward():
+def test_bfloat16_forward_and_backward(backward):
     x, g = _rand(1, 16, 8, 8), _rand(1, 4, 8, 8)
     w, b = _rand(16, 16, 3, 3), _rand(16)
     lp = [t.bfloat16().requires_grad_() for t in (x, g, w, b)]
@@ -145,7 +164,9 @@ def test_bfloat16_forward_and_backward():
     torch.testing.assert_close(tri.float(), ref.float(), **BF16_TOL)
     for gt, gr in zip(_grads(tri, lp, 4), _grads(ref, lp, 4)):
         assert gt.dtype == torch.bfloat16
-        torch.testing.assert_close(gt.float(), gr.float(), atol=5e-2, rtol=5e-2)
+        # bfloat16 rounding of summed gradients: compare against the gradient's own scale.
+        scale = gr.float().abs().max().item()
+        torch.testing.assert_close(gt.float(), gr.float(), atol=2e-2 * scale, rtol=0)
 
 
 # -- selection and fallback -------------------------------------------------------------------------

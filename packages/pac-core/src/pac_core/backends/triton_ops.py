@@ -4,10 +4,16 @@ The forward launches one of the kernels of :mod:`.triton_kernels` through
 ``torch.library.triton_op`` + ``wrap_triton`` (torch >= 2.6), so ``torch.compile`` traces through
 it without a graph break; older releases with ``torch.library.custom_op`` get an opaque op.
 
-The backward is a recomputation in plain torch of the formulas of docs/semantics.md §2.3–§3.3
-(``K`` and the windows are rebuilt with ``unfold``; gradients flow to the input, the guidance,
-``φ``, the weight, the bias and ``inv_alpha``/``inv_lambda``). It is exact but materialises the
-column tensors like the reference backend does, so its memory is not that of a fused backward.
+The backward recomputes ``K``; gradients flow to the input, the guidance, ``φ``, the weight,
+the bias and ``inv_alpha``/``inv_lambda``. Two implementations, chosen per call:
+
+* where the ``native`` backend runs the device, its fused backward operators
+  (``pac::conv2d_guided_backward``, ``pac::pool2d_guided_backward``; the normaliser's share through
+  the pool operator applied to ones), which never materialise the column tensors;
+* otherwise a recomputation in plain torch of the formulas of docs/semantics.md §2.3–§3.3 (``K``
+  and the windows rebuilt with ``unfold``): exact, but as memory-hungry as the reference backend.
+
+:data:`NATIVE_BACKWARD` forces one of them (None: automatic).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from ..compat import torch_version as tv
 from ..helpers import transposed_grid
 from .triton_kernels import INV_EPS, pac_conv_fwd_kernel, pac_pool_fwd_kernel
 
-__all__ = ["GEOMETRY_FIELDS", "guided"]
+__all__ = ["GEOMETRY_FIELDS", "NATIVE_BACKWARD", "guided"]
+
+#: True/False forces the native / the plain-torch backward; None picks native where it runs.
+NATIVE_BACKWARD: Optional[bool] = None
 
 #: The entries of the ``geometry`` list argument, in order (see :mod:`.triton_kernels`).
 GEOMETRY_FIELDS = ("KH", "KW", "GS_H", "GS_W", "GP_H", "GP_W", "XS_H", "XS_W", "XP_H", "XP_W",
@@ -151,7 +160,8 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tens
 def _backward(ctx: Any, dout: Tensor, _dnorm: Optional[Tensor]) -> tuple[Any, ...]:
     x, guidance, phi, weight, bias, alpha, lam, out, norm = ctx.saved_tensors
     geometry, kind, asym, pool, normalize = ctx.params
-    grads = _guided_backward(dout, x, guidance, phi, weight, bias, alpha, lam, out, norm,
+    impl = _native_backward if _use_native(x) else _guided_backward
+    grads = impl(dout, x, guidance, phi, weight, bias, alpha, lam, out, norm,
                              geometry, kind, asym, pool, normalize, ctx.needs_input_grad)
     return (*grads, None, None, None, None, None, None)
 
@@ -251,6 +261,70 @@ def _guided_backward(
 
     return (cast(dx, x), cast(dguidance, guidance), cast(dphi, phi), cast(dweight, weight),
             cast(dbias, bias), cast(dalpha, alpha), cast(dlam, lam))
+
+
+def _use_native(x: Tensor) -> bool:
+    if NATIVE_BACKWARD is not None:
+        return NATIVE_BACKWARD
+    from . import registry
+
+    if "native" not in registry.available():
+        return False
+    return registry.get("native").supports(x.device, torch.float32)
+
+
+def _native_backward(
+    dout: Tensor, x: Tensor, guidance: Tensor, phi: Tensor, weight: Optional[Tensor],
+    bias: Optional[Tensor], alpha: Optional[Tensor], lam: Optional[Tensor], out: Tensor,
+    norm: Tensor, geometry: list[int], kind: int, asym: bool, pool: bool, normalize: bool,
+    needs: tuple[bool, ...],
+) -> tuple[Optional[Tensor], ...]:
+    """The gradients through the native fused backward operators (float32 for low precision)."""
+    ops = torch.ops.pac
+    kh, kw, gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    k = [kh, kw]
+    geo = ([xs_h, xs_w], [xp_h, xp_w], [d_h, d_w], [u_h, u_w], [gs_h, gs_w], [gp_h, gp_w])
+    cdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf, gf, phif = x.to(cdtype), guidance.to(cdtype), phi.to(cdtype)
+    wf = None if weight is None else weight.to(cdtype)
+    af = None if alpha is None else alpha.to(cdtype)
+    lf = None if lam is None else lam.to(cdtype)
+    dy = dout.to(cdtype)
+    n_a, n_l = needs[5] and alpha is not None, needs[6] and lam is not None
+
+    g_raw = dy
+    if normalize:
+        nf = norm.to(cdtype)
+        g_raw = dy / (nf + (nf == 0).to(cdtype))
+        y_norm = out.to(cdtype)
+        if bias is not None:
+            y_norm = y_norm - bias.to(cdtype).reshape(1, -1, 1, 1)
+        dnorm = -(g_raw * y_norm).sum(1, keepdim=True)  # d/dN of Yraw / (N + [N = 0])
+
+    mask = [needs[0], needs[1], needs[2], needs[3] and weight is not None, n_a, n_l]
+    if pool:
+        dx, dg, dphi, dw, da, dl = ops.pool2d_guided_backward(
+            g_raw, xf, gf, phif, wf, af, lf, k, *geo, kind, asym, False, mask)
+    else:
+        dx, dg, dphi, dw, da, dl = ops.conv2d_guided_backward(
+            g_raw, xf, gf, phif, wf, af, lf, *geo, 1, kind, asym, mask)
+    grads = [t if m else None for t, m in zip((dx, dg, dphi, dw, da, dl), mask)]
+    if normalize and any(mask[i] for i in (1, 2, 4, 5)):
+        ones = xf.new_ones((x.shape[0], 1, x.shape[2], x.shape[3]))
+        nmask = [False, mask[1], mask[2], False, n_a, n_l]
+        extra = ops.pool2d_guided_backward(dnorm, ones, gf, phif, None, af, lf, k, *geo, kind,
+                                           asym, False, nmask)
+        for i in (1, 2, 4, 5):
+            if nmask[i]:
+                grads[i] = grads[i] + extra[i]
+    dbias = dy.sum((0, 2, 3)) if bias is not None and needs[4] else None
+
+    def cast(g: Optional[Tensor], ref: Optional[Tensor]) -> Optional[Tensor]:
+        return None if g is None or ref is None else g.to(ref.dtype).reshape(ref.shape)
+
+    dx, dg, dphi, dw, da, dl = grads
+    return (cast(dx, x), cast(dg, guidance), cast(dphi, phi), cast(dw, weight),
+            cast(dbias, bias), cast(da, alpha), cast(dl, lam))
 
 
 # -- registration ---------------------------------------------------------------------------------
