@@ -55,7 +55,9 @@ def _guided_impl(
     b, c_in, h, w = x.shape
     c_f, hg, wg = guidance.shape[1], guidance.shape[2], guidance.shape[3]
     ho, wo = phi.shape[2], phi.shape[3]
-    m = b * ho * wo
+    # Pixels per sub-pixel class (rounded up) x the number of classes (see triton_kernels).
+    m = b * triton_cdiv(ho, u_h) * triton_cdiv(wo, u_w)
+    classes = u_h * u_w
     norm = (x.new_empty((b, 1, ho, wo), dtype=torch.float32) if normalize
             else x.new_empty((0,), dtype=torch.float32))
     # Unused pointer arguments get a valid, non-empty tensor that is never read or written.
@@ -71,7 +73,7 @@ def _guided_impl(
         out = x.new_empty((b, c_in, ho, wo))
         norm_arg = norm if normalize else out  # written only with NORMALIZE
         w_t = weight.contiguous() if weight is not None else dummy
-        grid = (triton_cdiv(m, block_m), triton_cdiv(c_in, block_c))
+        grid = (triton_cdiv(m, block_m), triton_cdiv(c_in, block_c), classes)
         tv.wrap_triton(pac_pool_fwd_kernel)[grid](
             x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
             b, c_in, h, w, ho, wo, c_f, hg, wg, kh, kw, *geo,
@@ -87,7 +89,7 @@ def _guided_impl(
     norm_arg = norm if normalize else out  # written only with NORMALIZE
     block_n = min(128, max(16, _next_pow2(c_out)))
     block_k = 32 if c_in >= 32 else 16
-    grid = (triton_cdiv(m, block_m), triton_cdiv(c_out, block_n))
+    grid = (triton_cdiv(m, block_m), triton_cdiv(c_out, block_n), classes)
     precision = "tf32" if (tf32 and x.dtype == torch.float32) else "ieee"
     tv.wrap_triton(pac_conv_fwd_kernel)[grid](
         x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
