@@ -10,6 +10,7 @@ when the variable is unset. Shapes stay tiny: the interpreter is slow.
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import pytest
 import torch
@@ -45,8 +46,10 @@ def _backend():
     """A triton backend that also runs CPU tensors (in the interpreter), as ``triton-test``."""
     inst = TritonBackend(devices=("cpu", "cuda"))
     backends.register(NAME, lambda: inst, replace=True)
+    tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # compare IEEE float32 on a GPU too
     yield inst
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 _HAS_NATIVE = "native" in backends.available()
@@ -298,3 +301,44 @@ def test_kernels_compile_for_sm90():
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiled 10" in proc.stdout
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("layer_kind", ["conv", "conv_transpose", "pool", "conv_mask_fallback"])
+def test_backend_dispatch_traces_without_graph_break(layer_kind, monkeypatch):
+    """Dynamo traces the backend's Python (coverage check, φ, geometry, fallback choice) with
+    fullgraph=True. The Triton op is swapped for an opaque stand-in op: the interpreter's kernels
+    cannot be traced, and the op itself is checked on a GPU."""
+    import types
+
+    @torch.library.custom_op("pac_triton_test::guided_stub", mutates_args=())
+    def stub(x: torch.Tensor, guidance: torch.Tensor, phi: torch.Tensor,
+             weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+             alpha: Optional[torch.Tensor], lam: Optional[torch.Tensor], geometry: list[int],
+             kind: int, asym: bool, pool: bool, normalize: bool, tf32: bool
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        c = x.shape[1] if pool else weight.shape[0]
+        return x.new_zeros((x.shape[0], c, *phi.shape[2:])), x.new_zeros((0,))
+
+    @stub.register_fake
+    def _(x, guidance, phi, weight, bias, alpha, lam, geometry, kind, asym, pool, normalize,
+          tf32):
+        c = x.shape[1] if pool else weight.shape[0]
+        return x.new_empty((x.shape[0], c, *phi.shape[2:])), x.new_empty((0,))
+
+    inst = backends.get(NAME)
+    monkeypatch.setattr(inst, "_ops", types.SimpleNamespace(guided=stub))
+    x, g, x_low = _rand(1, 4, 8, 8), _rand(1, 3, 8, 8), _rand(1, 4, 4, 4)
+    mask = torch.ones(1, 1, 8, 8, device=DEVICE)
+    layer, args = {
+        "conv": (PacConv2d(4, 5, 3, padding=1, normalize_kernel=True,
+                           smooth_kernel_type="gaussian"), (x, g)),
+        "conv_transpose": (PacConvTranspose2d(4, 5, 3, stride=2, padding=1, output_padding=1),
+                           (x_low, g)),
+        "pool": (PacPool2d(3, padding=1, kernel_type="inv_0.5_-1"), (x, g)),
+        "conv_mask_fallback": (PacConv2d(4, 5, 3, padding=1), (x, g, None, mask)),
+    }[layer_kind]
+    layer = layer.to(DEVICE)
+    with backends.use(NAME):
+        out = torch.compile(layer, fullgraph=True, backend="eager")(*args)
+    assert isinstance(out, (torch.Tensor, tuple))

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ..compat.torch_version import assume_constant_result
 from . import registry
 from .base import Backend, Pair
 from .native import _centre_feature, _transposed_weight
@@ -65,6 +66,14 @@ def fused_supports(
     return True
 
 
+@assume_constant_result
+def _fallback_name(device_type: str, dtype: torch.dtype) -> str:
+    if "native" in registry.available():
+        if registry.get("native").supports(torch.device(device_type), dtype):
+            return "native"
+    return "reference"
+
+
 def _kind(kernel_type: str) -> tuple[int, bool]:
     return (0, False) if kernel_type == "gaussian" else (1, "_asym" in kernel_type)
 
@@ -81,7 +90,10 @@ class TritonBackend(Backend):
     priority = 20
 
     def __init__(self, devices: tuple[str, ...] = ("cuda",)) -> None:
+        from . import triton_ops  # imports Triton and registers the operator
+
         self._devices = frozenset(devices)
+        self._ops = triton_ops
 
     def supports(self, device: torch.device, dtype: torch.dtype) -> bool:
         """CUDA; float32, float16, bfloat16 (float64 goes to ``native``/``reference``)."""
@@ -89,11 +101,8 @@ class TritonBackend(Backend):
 
     def fallback(self, device: torch.device, dtype: torch.dtype) -> Backend:
         """The backend running what the fused kernels do not cover: native, else reference."""
-        if "native" in registry.available():
-            native = registry.get("native")
-            if native.supports(device, dtype):
-                return native
-        return registry.get("reference")
+        # Looked up like registry.resolve does: a trace-time constant under torch.compile.
+        return registry._instances[_fallback_name(torch.device(device).type, dtype)]
 
     def _fb(self, t: Tensor) -> Backend:
         return self.fallback(t.device, t.dtype)
@@ -124,8 +133,6 @@ class TritonBackend(Backend):
         transposed: bool, kernel_type: str, smooth_kernel: Optional[Tensor],
         inv_alpha: Optional[Tensor], inv_lambda: Optional[Tensor], normalize_kernel: bool,
     ) -> Tensor:
-        from .triton_ops import guided
-
         k, s, p, d = kernel_size, stride, padding, dilation
         if transposed:  # docs/semantics.md §1.1, §2.1
             g_stride: Pair = (1, 1)
@@ -145,8 +152,8 @@ class TritonBackend(Backend):
         geometry = [k[0], k[1], g_stride[0], g_stride[1], g_pad[0], g_pad[1], x_stride[0],
                     x_stride[1], x_pad[0], x_pad[1], up[0], up[1], d[0], d[1]]
         tf32 = bool(torch.backends.cudnn.allow_tf32)
-        out, _ = guided(input, guidance, phi, weight, bias, alpha, lam, geometry, kind, asym,
-                        pool, normalize_kernel, tf32)
+        out, _ = self._ops.guided(input, guidance, phi, weight, bias, alpha, lam, geometry, kind,
+                                  asym, pool, normalize_kernel, tf32)
         return out
 
     def pacconv2d_guided(self, input, guidance, mask, weight, bias, *, stride, padding, dilation,
@@ -221,7 +228,6 @@ def make_backend() -> Optional[TritonBackend]:
     if not HAS_CUSTOM_OP or not torch.cuda.is_available():
         return None
     try:
-        from . import triton_ops  # noqa: F401  (imports triton, registers the op)
-    except ImportError:
+        return TritonBackend()
+    except ImportError:  # no Triton
         return None
-    return TritonBackend()
