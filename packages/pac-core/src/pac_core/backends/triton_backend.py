@@ -181,7 +181,7 @@ class TritonBackend(Backend):
                                    output_padding, dilation, shared_filters, groups, kernel_type,
                                    smooth_kernel_type, smooth_kernel, inv_alpha, inv_lambda,
                                    normalize_kernel):
-        """PacConvTranspose2d from raw guidance: fused (gather form) or the fallback."""
+        """PacConvTranspose2d from raw guidance: fused (per sub-pixel class) or the fallback."""
         if not fused_supports(input, guidance, mask, weight, groups=groups,
                               kernel_type=kernel_type, inv_alpha=inv_alpha,
                               inv_lambda=inv_lambda):
