@@ -145,6 +145,19 @@ def test_conv_transpose2d_matches_reference(k, s, p, q, d, normalize, backward):
         torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
 
 
+def test_conv_transpose2d_with_an_empty_sub_pixel_class():
+    # Output 1 x 3 at stride 2: the odd-row class holds no pixel.
+    x, g = _rand(1, 4, 1, 2, grad=True), _rand(1, 3, 1, 3, grad=True)
+    w = _rand(4, 5, 3, 3, grad=True)
+    kw = dict(stride=(2, 2), padding=(1, 1), output_padding=(0, 0), dilation=(1, 1),
+              shared_filters=False, groups=1, normalize_kernel=True, **_kernel_args())
+    tri, ref = _both("pacconv_transpose2d_guided", (x, g, None, w, None), kw)
+    assert tri.shape == (1, 5, 1, 3)
+    torch.testing.assert_close(tri, ref, **F32_TOL)
+    for gt, gr in zip(_grads(tri, [x, g, w], 5), _grads(ref, [x, g, w], 5)):
+        torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
+
+
 @pytest.mark.parametrize("k,s,p,d,normalize", [(5, 1, 2, 1, True), (3, 2, 2, 2, False)])
 def test_pool2d_matches_reference(k, s, p, d, normalize, backward):
     x, g = _rand(2, 4, 9, 7, grad=True), _rand(2, 2, 9, 7, grad=True)
