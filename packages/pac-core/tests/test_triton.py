@@ -50,6 +50,7 @@ def _backend():
     torch.backends.cudnn.allow_tf32 = False  # compare IEEE float32 on a GPU too
     yield inst
     torch.backends.cudnn.allow_tf32 = tf32
+    backends.register(NAME, lambda: None, replace=True)  # unavailable again
 
 
 _HAS_NATIVE = "native" in backends.available()
