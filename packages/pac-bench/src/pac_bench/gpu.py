@@ -262,7 +262,7 @@ def _markdown(meta: dict[str, Any], results: list[Result]) -> str:
         f"- precision: {meta.get('precision', 'default')} (cuDNN TF32 "
         f"{'on' if meta.get('cudnn_allow_tf32') else 'off'}, matmul TF32 "
         f"{'on' if meta.get('matmul_allow_tf32') else 'off'}; the native conv's matrix products "
-        "follow the matmul flag, cuDNN convolutions the cuDNN flag)",
+        "follow the matmul flag, cuDNN convolutions and the triton kernels the cuDNN flag)",
         f"- native tile scratch cap: {meta.get('tile_elems') or 'automatic'}",
         f"- timing: median of {meta['iters']} iterations after {meta['warmup']} warm-up, CUDA "
         "events; peak = max_memory_allocated during one call minus what was allocated before",
