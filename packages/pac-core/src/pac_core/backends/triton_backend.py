@@ -2,9 +2,10 @@
 
 PacConv2d, PacConvTranspose2d and PacPool2d from raw guidance run on the ``pac_triton::guided``
 operator (:mod:`.triton_ops`) when :func:`fused_supports` accepts the configuration; everything
-else (precomputed-kernel ops, ``packernel2d``, masks, ``channel_wise``, ``groups > 1``, float64,
-more than :data:`MAX_GUIDANCE_CHANNELS` guidance channels) is delegated to the fallback: the
-``native`` backend where it runs the device, else ``reference``.
+else (precomputed-kernel ops, ``packernel2d``, masks, ``channel_wise``, ``groups > 1``, more than
+:data:`MAX_GUIDANCE_CHANNELS` guidance channels) is delegated to the fallback: the ``native``
+backend where it runs the device, else ``reference``. float64 is not claimed at all (``'auto'``
+picks ``native`` for it).
 
 float16/bfloat16 run natively (tensor-core MMA on the input dtype, float32 accumulation); float32
 uses TF32 when ``torch.backends.cudnn.allow_tf32`` is set, as ``nn.Conv2d`` does, and IEEE float32
