@@ -160,6 +160,30 @@ def sanitize(session: nox.Session) -> None:
                 *args, env=env)
 
 
+@nox.session
+def triton(session: nox.Session) -> None:
+    """The ``triton`` backend on the CPU: its kernels in Triton's interpreter, no GPU needed.
+
+    Installs the CUDA torch (which brings Triton), builds pac-core without CUDA, runs
+    ``tests/test_triton.py`` with ``TRITON_INTERPRET=1`` against the reference backend, then
+    rehearses the GPU benchmark's code path on a tiny CPU case (``pac_bench.gpu --device cpu
+    --interpret``; its timings mean nothing).
+    """
+    session.install(_torch_spec(session, CUDA_TORCH), "numpy", "pytest", "hypothesis",
+                    "expecttest", *BUILD_REQS)
+    session.install("--no-build-isolation", "--no-deps", str(CORE), env={"PAC_CUDA": "off"})
+    session.install("--no-deps", str(BENCH))
+    env = {"TRITON_INTERPRET": "1", "TORCHINDUCTOR_CACHE_DIR": _abs_tmp(session)}
+    session.run("pytest", str(CORE / "tests" / "test_triton.py"), "-q", "-p", "no:cacheprovider",
+                "-rs", *session.posargs, env=env)
+    out = _abs_tmp(session)
+    for dtype in ("float32", "bfloat16"):
+        session.run("python", "-m", "pac_bench.gpu", "--device", "cpu", "--interpret", "--cases",
+                    "tiny", "--peers", "cudnn", "triton", "reference", "--warmup", "0",
+                    "--iters", "1", "--dtype", dtype, "--tag", f"rehearsal-{dtype}", "--out",
+                    out, env=env)
+
+
 def _abs_tmp(session: nox.Session) -> str:
     """The session's tmp dir as an absolute path (a relative TORCHINDUCTOR_CACHE_DIR makes
     inductor's C++ compile fail under torch 2.4: BackendCompilerFailed)."""

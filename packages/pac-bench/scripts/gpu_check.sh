@@ -5,13 +5,16 @@
 # pytest (pytest-xdist optional) already installed: pip runs without an index, so it also works on
 # a machine without network access. TORCH_CUDA_ARCH_LIST picks the GPU architecture (default 9.0,
 # H100/H200); PYTHON the interpreter (default python3).
-# Steps (each time-boxed; the whole script stays under about 8 minutes):
+# Steps (each time-boxed; the whole script stays within GPU_CHECK_BUDGET, default 560 s):
 #   1. build and install pac-core with PAC_CUDA=on
 #   2. check that every pac op has a CUDA kernel and that a bad argument raises a clear error
-#   3. pytest -m cuda: pac-core, then pac-models (4 xdist workers when available, so that a crash
-#      names its test and the others still run)
-#   4. python3 -m pac_bench.gpu at three TF32 policies (strict, tf32, default)
-#   5. a kernel-time profile of the native forward (1x64x512x512, scripts/gpu_profile.py)
+#   3. the triton backend's tests (test_triton.py) on the GPU when Triton imports
+#   4. python3 -m pac_bench.gpu at three TF32 policies (strict, tf32, default) in float32, and in
+#      bfloat16 (default policy); peers cuDNN, triton, native (+ reference in strict)
+#   5. pytest -m cuda: pac-core (4 xdist workers when available, so that a crash names its test
+#      and the others still run)
+#   6. a kernel-time profile of the native forward (1x64x512x512, scripts/gpu_profile.py)
+#   7. pytest -m cuda of pac-models, time permitting
 # Everything is written under a temporary folder w/, packed into $OUT/gpu-check.tgz after every
 # step (so a killed run still leaves its logs); $OUT/summary.txt is printed last.
 set -u -o pipefail
@@ -27,6 +30,10 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=
 export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)" PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 T0=$SECONDS
 stamp() { echo "[gpu_check +$((SECONDS - T0))s] $*" | tee -a "$W/steps.txt"; }
+# Every step after the build is capped so the whole run ends within GPU_CHECK_BUDGET seconds
+# (default 560, under a 10-minute device call); steps that no longer fit are skipped and say so.
+BUDGET="${GPU_CHECK_BUDGET:-560}"
+cap() { local want=$1 left=$((BUDGET - (SECONDS - T0) - 15)); [ "$left" -lt "$want" ] && want=$left; echo "$want"; }
 pack() { tar -C "$(dirname "$W")" -czf "$OUT/gpu-check.tgz" w 2>/dev/null; }
 
 {
@@ -77,14 +84,43 @@ echo "import check rc=$?" >> "$W/import-check.txt"
 cat "$W/import-check.txt"
 pack
 
-XDIST=""
-"$PY" -c "import xdist" 2>/dev/null && XDIST="-n 4"
-# 3. CUDA tests.
 TESTS_RC=-1
 MODELS_RC=-1
+XDIST=""
+"$PY" -c "import xdist" 2>/dev/null && XDIST="-n 4"
+# 3. The triton backend's tests on the GPU.
+TRITON_RC=-1
+if [ "$(cap 150)" -ge 30 ] && "$PY" -c "import triton" 2>/dev/null; then
+  stamp "pytest test_triton.py (triton backend on the GPU)"
+  (cd "$W" && timeout "$(cap 150)" "$PY" -m pytest "$ROOT/packages/pac-core/tests/test_triton.py" -q \
+      -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-core" \
+      > "$W/triton-tests.log" 2>&1)
+  TRITON_RC=$?
+  tail -n 4 "$W/triton-tests.log"
+  pack
+fi
+
+# 4. Benchmarks.
 if [ "$BUILD_RC" -eq 0 ]; then
+  for run in strict:float32 tf32:float32 default:float32 default:bfloat16; do
+    prec="${run%%:*}" dtype="${run##*:}"
+    tag="$prec"; [ "$dtype" != float32 ] && tag="$prec-$dtype"
+    [ "$(cap 100)" -lt 30 ] && { stamp "benchmark $run skipped: time budget"; continue; }
+    peers="cudnn triton native"
+    [ "$prec" = strict ] && peers="cudnn triton native reference"
+    stamp "benchmark precision=$prec dtype=$dtype ($peers)"
+    (cd "$W" && timeout "$(cap 120)" "$PY" -m pac_bench.gpu --out "$W" --warmup 3 --iters 10 \
+        --precision "$prec" --dtype "$dtype" --tag "$tag" --peers $peers --time-budget 80 \
+        > "$W/bench-$tag.log" 2>&1)
+    echo "bench $tag rc=$?" >> "$W/steps.txt"
+    pack
+  done
+fi
+
+# 5. pac-core CUDA tests.
+if [ "$BUILD_RC" -eq 0 ] && [ "$(cap 170)" -ge 30 ]; then
   stamp "pytest -m cuda (pac-core) $XDIST"
-  (cd "$W" && timeout 170 "$PY" -m pytest "$ROOT/packages/pac-core/tests/test_cuda.py" -m cuda -q \
+  (cd "$W" && timeout "$(cap 170)" "$PY" -m pytest "$ROOT/packages/pac-core/tests/test_cuda.py" -m cuda -q \
       $XDIST -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-core" \
       > "$W/cuda-tests.log" 2>&1)
   TESTS_RC=$?
@@ -92,32 +128,19 @@ if [ "$BUILD_RC" -eq 0 ]; then
   pack
 fi
 
-# 4. Benchmarks.
-if [ "$BUILD_RC" -eq 0 ]; then
-  for prec in strict tf32 default; do
-    peers="cudnn native"
-    [ "$prec" = strict ] && peers="cudnn native reference"
-    stamp "benchmark precision=$prec ($peers)"
-    (cd "$W" && timeout 100 "$PY" -m pac_bench.gpu --out "$W" --warmup 3 --iters 10 \
-        --precision "$prec" --tag "$prec" --peers $peers --time-budget 70 > "$W/bench-$prec.log" 2>&1)
-    echo "bench $prec rc=$?" >> "$W/steps.txt"
-    pack
-  done
-fi
-
-# 5. Profile.
-if [ "$BUILD_RC" -eq 0 ]; then
+# 6. Profile.
+if [ "$BUILD_RC" -eq 0 ] && [ "$(cap 60)" -ge 20 ]; then
   stamp "profile"
-  (cd "$W" && timeout 60 "$PY" "$ROOT/packages/pac-bench/scripts/gpu_profile.py" > "$W/profile.txt" 2>&1)
+  (cd "$W" && timeout "$(cap 60)" "$PY" "$ROOT/packages/pac-bench/scripts/gpu_profile.py" > "$W/profile.txt" 2>&1)
   pack
 fi
 
-# 6. pac-models CUDA tests (time permitting).
-if [ "$BUILD_RC" -eq 0 ]; then
+# 7. pac-models CUDA tests (time permitting).
+if [ "$BUILD_RC" -eq 0 ] && [ "$(cap 140)" -ge 60 ]; then
   stamp "pytest -m cuda (pac-models)"
   timeout 40 "$PY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT/packages/pac-models" \
     > "$W/models-install.log" 2>&1
-  (cd "$W" && timeout 100 "$PY" -m pytest "$ROOT/packages/pac-models/tests/test_cuda.py" -m cuda -q \
+  (cd "$W" && timeout "$(cap 100)" "$PY" -m pytest "$ROOT/packages/pac-models/tests/test_cuda.py" -m cuda -q \
       $XDIST -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-models" \
       > "$W/models-cuda-tests.log" 2>&1)
   MODELS_RC=$?
@@ -132,9 +155,11 @@ fi
   grep -E "ops registered|phi_shape" "$W/import-check.txt"
   echo "pac-core cuda tests: rc=$TESTS_RC: $(tail -n 1 "$W/cuda-tests.log" 2>/dev/null)"
   grep -E "^(FAILED|ERROR)|crashed|worker" "$W/cuda-tests.log" 2>/dev/null | head -n 12
+  echo "pac-core triton tests: rc=$TRITON_RC: $(tail -n 1 "$W/triton-tests.log" 2>/dev/null)"
+  grep -E "^(FAILED|ERROR)" "$W/triton-tests.log" 2>/dev/null | head -n 8
   echo "pac-models cuda tests: rc=$MODELS_RC: $(tail -n 1 "$W/models-cuda-tests.log" 2>/dev/null)"
   grep -E "^(FAILED|ERROR)|crashed" "$W/models-cuda-tests.log" 2>/dev/null | head -n 8
-  for prec in strict tf32 default; do
+  for prec in strict tf32 default default-bfloat16; do
     f="$W/gpu-bench-$prec.md"
     echo "benchmark $prec:"
     if [ -f "$f" ]; then

@@ -2,8 +2,9 @@
 
 For each case (a named shape) and each op it times, on the current CUDA device:
 
-* ``PacConv2d`` / ``PacConvTranspose2d`` / ``PacPool2d`` on the ``native`` backend (the fused
-  ``torch.ops.pac`` kernels) and on the ``reference`` backend (pure torch, materialises columns);
+* ``PacConv2d`` / ``PacConvTranspose2d`` / ``PacPool2d`` on the ``triton`` backend (fused Triton
+  kernels), the ``native`` backend (the fused ``torch.ops.pac`` kernels) and the ``reference``
+  backend (pure torch, materialises columns);
 * the cuDNN op of the same shape: ``F.conv2d`` / ``F.conv_transpose2d`` / ``F.avg_pool2d``.
 
 Forward (under ``torch.no_grad``) and forward+backward (gradients of the input, the guidance and
@@ -11,6 +12,10 @@ the weights) are timed with CUDA events after a warm-up, reporting the median. P
 ``torch.cuda.max_memory_allocated()`` during one call after ``reset_peak_memory_stats()``, minus
 what was allocated before the call (inputs and parameters). A markdown table and a JSON file
 labelled with the device name, torch version and date are written into ``DIR``.
+
+``--dtype bfloat16`` runs inputs, modules and the cuDNN peer in bfloat16. ``--device cpu
+--interpret`` rehearses the code path without a GPU (tiny case, Triton's interpreter, wall-clock
+timing, no peak memory); its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ CASES: tuple[Case, ...] = (
     Case("b1-c64-g16-512", batch=1, channels=64, guide_channels=16, size=512),
     Case("b8-c32-g16-256", batch=8, channels=32, guide_channels=16, size=256),
 )
+#: Selectable by name only (``--cases tiny``): the CPU rehearsal of the code path.
+TINY = Case("tiny", batch=1, channels=4, guide_channels=2, size=8, kernel_size=3)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -84,10 +92,17 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _time_ms(fn: Callable[[], Any], warmup: int, iters: int) -> float:
-    """Median wall time of ``fn`` in milliseconds, measured with CUDA events."""
+def _time_ms(fn: Callable[[], Any], warmup: int, iters: int, cuda: bool = True) -> float:
+    """Median wall time of ``fn`` in milliseconds, measured with CUDA events (else a clock)."""
     for _ in range(warmup):
         fn()
+    if not cuda:
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
     torch.cuda.synchronize()
     times = []
     for _ in range(iters):
@@ -101,8 +116,10 @@ def _time_ms(fn: Callable[[], Any], warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
-def _peak_mib(fn: Callable[[], Any]) -> float:
+def _peak_mib(fn: Callable[[], Any], cuda: bool = True) -> Optional[float]:
     """Peak memory allocated by one call of ``fn`` beyond what was allocated before it, in MiB."""
+    if not cuda:
+        return None
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -117,6 +134,7 @@ def _measure(
     grads: list[torch.Tensor],
     warmup: int,
     iters: int,
+    cuda: bool = True,
 ) -> None:
     """Fill ``result`` with forward and forward+backward timings and peaks of ``forward``."""
 
@@ -131,16 +149,17 @@ def _measure(
             t.grad = None
 
     try:
-        result.fwd_ms = _time_ms(fwd, warmup, iters)
-        result.fwd_peak_mib = _peak_mib(fwd)
-        result.fwdbwd_ms = _time_ms(fwdbwd, warmup, iters)
-        result.fwdbwd_peak_mib = _peak_mib(fwdbwd)
+        result.fwd_ms = _time_ms(fwd, warmup, iters, cuda)
+        result.fwd_peak_mib = _peak_mib(fwd, cuda)
+        result.fwdbwd_ms = _time_ms(fwdbwd, warmup, iters, cuda)
+        result.fwdbwd_peak_mib = _peak_mib(fwdbwd, cuda)
     except Exception as exc:  # OOM, an unsupported configuration, a kernel error
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
     finally:
         for t in grads:
             t.grad = None
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
 
 
 def _backend_ctx(name: Optional[str]):
@@ -152,7 +171,7 @@ def _backend_ctx(name: Optional[str]):
 
 
 def _bench_case(case: Case, peers: list[str], warmup: int, iters: int,
-                device: str = "cuda") -> list[Result]:
+                device: str = "cuda", dtype: torch.dtype = torch.float32) -> list[Result]:
     """All ops and peers of one case."""
     from pac_core import PacConv2d, PacConvTranspose2d, PacPool2d
 
@@ -162,16 +181,16 @@ def _bench_case(case: Case, peers: list[str], warmup: int, iters: int,
     gen = torch.Generator(device="cpu").manual_seed(0)
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=gen).to(dev).requires_grad_()
+        return torch.randn(*shape, generator=gen).to(dev, dtype).requires_grad_()
 
     results: list[Result] = []
     x = rand(b, c, n, n)
     guide = rand(b, g, n, n)
     x_low = rand(b, c, n // 2, n // 2)
 
-    conv = PacConv2d(c, c, k, padding=p).to(dev)
-    convt = PacConvTranspose2d(c, c, k, stride=2, padding=p, output_padding=1).to(dev)
-    pool = PacPool2d(k, padding=p).to(dev)
+    conv = PacConv2d(c, c, k, padding=p).to(dev, dtype)
+    convt = PacConvTranspose2d(c, c, k, stride=2, padding=p, output_padding=1).to(dev, dtype)
+    pool = PacPool2d(k, padding=p).to(dev, dtype)
     weight_t_flipped = convt.weight.detach().flip(-1, -2).requires_grad_()
 
     ops: list[tuple[str, str, dict[str, Callable[[], torch.Tensor]], list[torch.Tensor]]] = [
@@ -205,10 +224,10 @@ def _bench_case(case: Case, peers: list[str], warmup: int, iters: int,
         for peer in peers:
             res = Result(case.name, op, peer, shape)
             if peer == "cudnn":
-                _measure(res, fns["cudnn"], grads, warmup, iters)
+                _measure(res, fns["cudnn"], grads, warmup, iters, dev.type == "cuda")
             else:
                 with _backend_ctx(peer):
-                    _measure(res, fns["pac"], grads, warmup, iters)
+                    _measure(res, fns["pac"], grads, warmup, iters, dev.type == "cuda")
             results.append(res)
             print(_row(res), flush=True)
     return results
@@ -238,11 +257,12 @@ def _markdown(meta: dict[str, Any], results: list[Result]) -> str:
         f"- device: {meta['device']}",
         f"- torch: {meta['torch']} (CUDA {meta['cuda']}, cuDNN {meta['cudnn']})",
         f"- pac-core: {meta['pac_core']}",
+        f"- dtype: {meta.get('dtype', 'float32')}",
         f"- date: {meta['date']}",
         f"- precision: {meta.get('precision', 'default')} (cuDNN TF32 "
         f"{'on' if meta.get('cudnn_allow_tf32') else 'off'}, matmul TF32 "
         f"{'on' if meta.get('matmul_allow_tf32') else 'off'}; the native conv's matrix products "
-        "follow the matmul flag, cuDNN convolutions the cuDNN flag)",
+        "follow the matmul flag, cuDNN convolutions and the triton kernels the cuDNN flag)",
         f"- native tile scratch cap: {meta.get('tile_elems') or 'automatic'}",
         f"- timing: median of {meta['iters']} iterations after {meta['warmup']} warm-up, CUDA "
         "events; peak = max_memory_allocated during one call minus what was allocated before",
@@ -286,11 +306,13 @@ def set_precision(precision: str) -> None:
 
 def run_benchmarks(
     cases: tuple[Case, ...] = CASES,
-    peers: tuple[str, ...] = ("cudnn", "native", "reference"),
+    peers: tuple[str, ...] = ("cudnn", "triton", "native", "reference"),
     warmup: int = 3,
     iters: int = 10,
     time_budget_s: float = float("inf"),
     precision: str = "default",
+    dtype: torch.dtype = torch.float32,
+    device: str = "cuda",
 ) -> tuple[dict[str, Any], list[Result]]:
     """Run every case; return the labels (device, versions, date) and the results.
 
@@ -301,12 +323,15 @@ def run_benchmarks(
         iters: Timed calls (the median is reported).
         time_budget_s: Cases not started within this many seconds are skipped.
         precision: TF32 policy, see :func:`set_precision`.
+        dtype: dtype of the inputs, the modules and the cuDNN peer.
+        device: ``'cuda'``; ``'cpu'`` only rehearses the code path (see the module docstring).
 
     Raises:
-        RuntimeError: CUDA is not available.
+        RuntimeError: ``device`` is ``'cuda'`` and CUDA is not available.
     """
     set_precision(precision)
-    if not torch.cuda.is_available():
+    cuda = torch.device(device).type == "cuda"
+    if cuda and not torch.cuda.is_available():
         raise RuntimeError("pac_bench.gpu needs a CUDA device")
     import os
 
@@ -314,11 +339,12 @@ def run_benchmarks(
     from pac_core import _ext
 
     torch.backends.cudnn.benchmark = True
-    available = pac_core.backends.available()
+    available = [n for n in pac_core.backends.available()
+                 if pac_core.backends.get(n).supports(torch.device(device), dtype)]
     use_peers = [p for p in peers if p == "cudnn" or p in available]
     meta: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(),
-        "capability": ".".join(map(str, torch.cuda.get_device_capability())),
+        "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor()})",
+        "capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
@@ -331,6 +357,7 @@ def run_benchmarks(
         "iters": iters,
         "skipped_peers": [p for p in peers if p not in use_peers],
         "precision": precision,
+        "dtype": str(dtype).replace("torch.", ""),
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "tile_elems": os.environ.get("PAC_CUDA_TILE_ELEMS"),
@@ -341,8 +368,22 @@ def run_benchmarks(
         if time.monotonic() - start > time_budget_s:
             results.append(Result(case.name, "*", "*", "", error="skipped: time budget spent"))
             continue
-        results.extend(_bench_case(case, use_peers, warmup, iters))
+        results.extend(_bench_case(case, use_peers, warmup, iters, device, dtype))
     return meta, results
+
+
+def _register_interpreted_triton() -> None:
+    """Register the ``triton`` backend for CPU tensors, its kernels run by Triton's interpreter."""
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        raise SystemExit("pac_bench.gpu --interpret: start the process with TRITON_INTERPRET=1 "
+                         "in the environment (Triton reads it when it is first imported)")
+    from pac_core import backends
+    from pac_core.backends.triton_backend import TritonBackend
+
+    inst = TritonBackend(devices=("cpu", "cuda"))
+    backends.register("triton", lambda: inst, replace=True)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -354,20 +395,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--cases", nargs="*", default=None,
                         help=f"case names (default all: {[c.name for c in CASES]})")
-    parser.add_argument("--peers", nargs="*", default=["cudnn", "native", "reference"])
+    parser.add_argument("--peers", nargs="*", default=["cudnn", "triton", "native", "reference"])
     parser.add_argument("--time-budget", type=float, default=float("inf"),
                         help="seconds after which remaining cases are skipped")
     parser.add_argument("--precision", choices=PRECISIONS, default="default",
                         help="TF32 policy: torch's defaults, strict float32, or TF32 for both")
     parser.add_argument("--tag", default="",
                         help="suffix of the output files: gpu-bench-TAG.md/.json")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--device", default="cuda",
+                        help="'cuda'; 'cpu' rehearses the code path (use with --cases tiny)")
+    parser.add_argument("--interpret", action="store_true",
+                        help="register the triton backend for CPU tensors (CPU rehearsal; needs "
+                             "TRITON_INTERPRET=1 in the environment)")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("pac_bench.gpu: no CUDA device; nothing to do", file=sys.stderr)
         return 2
-    cases = CASES if not args.cases else tuple(c for c in CASES if c.name in args.cases)
+    if args.interpret:
+        _register_interpreted_triton()
+    cases = CASES if not args.cases else tuple(c for c in (*CASES, TINY) if c.name in args.cases)
     meta, results = run_benchmarks(cases, tuple(args.peers), args.warmup, args.iters,
-                                   args.time_budget, args.precision)
+                                   args.time_budget, args.precision, DTYPES[args.dtype],
+                                   args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     md = _markdown(meta, results)
     stem = f"gpu-bench-{args.tag}" if args.tag else "gpu-bench"

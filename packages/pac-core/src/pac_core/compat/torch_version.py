@@ -185,3 +185,32 @@ def assume_constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
     if marker is None:  # torch < 2.2
         marker = importlib.import_module("torch._dynamo").assume_constant_result
     return marker(fn)
+
+
+#: torch.library.triton_op and wrap_triton (2.6+): Triton kernels that torch.compile traces into.
+HAS_TRITON_OP: bool = hasattr(torch.library, "triton_op") and hasattr(torch.library, "wrap_triton")
+#: torch.library.custom_op (2.4+): the opaque fallback of :func:`triton_op` on 2.4 and 2.5.
+HAS_CUSTOM_OP: bool = hasattr(torch.library, "custom_op")
+
+
+def triton_op(qualname: str, *, mutates_args: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """Decorator defining a custom op whose body launches Triton kernels.
+
+    torch >= 2.6: :func:`torch.library.triton_op` (torch.compile sees the kernels); 2.4 and 2.5:
+    :func:`torch.library.custom_op` (opaque to the compiler; the caller registers a fake).
+
+    Raises:
+        RuntimeError: torch < 2.4 (no Python custom ops).
+    """
+    if HAS_TRITON_OP:
+        return torch.library.triton_op(qualname, mutates_args=mutates_args)
+    if HAS_CUSTOM_OP:
+        return torch.library.custom_op(qualname, mutates_args=mutates_args)
+    raise RuntimeError(f"torch {torch.__version__} cannot define Python custom ops (needs 2.4+)")
+
+
+def wrap_triton(kernel: Any) -> Any:
+    """``torch.library.wrap_triton(kernel)`` where torch has it, else the kernel itself."""
+    if HAS_TRITON_OP:
+        return torch.library.wrap_triton(kernel)
+    return kernel

@@ -1,0 +1,352 @@
+"""The ``pac_triton::guided`` operator: fused guided PAC forward (Triton) and its backward.
+
+The forward launches one of the kernels of :mod:`.triton_kernels` through
+``torch.library.triton_op`` + ``wrap_triton`` (torch >= 2.6), so ``torch.compile`` traces through
+it without a graph break; older releases with ``torch.library.custom_op`` get an opaque op.
+
+The backward recomputes ``K``; gradients flow to the input, the guidance, ``φ``, the weight,
+the bias and ``inv_alpha``/``inv_lambda``. Two implementations, chosen per call:
+
+* where the ``native`` backend runs the device, its fused backward operators
+  (``pac::conv2d_guided_backward``, ``pac::pool2d_guided_backward``; the normaliser's share through
+  the pool operator applied to ones), which never materialise the column tensors;
+* otherwise a recomputation in plain torch of the formulas of docs/semantics.md §2.3–§3.3 (``K``
+  and the windows rebuilt with ``unfold``): exact, but as memory-hungry as the reference backend.
+
+:data:`NATIVE_BACKWARD` forces one of them (None: automatic).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..compat import torch_version as tv
+from ..helpers import transposed_grid
+from .triton_kernels import INV_EPS, pac_conv_fwd_kernel, pac_pool_fwd_kernel
+
+__all__ = ["GEOMETRY_FIELDS", "NATIVE_BACKWARD", "guided"]
+
+#: True/False forces the native / the plain-torch backward; None picks native where it runs.
+NATIVE_BACKWARD: Optional[bool] = None
+
+#: The entries of the ``geometry`` list argument, in order (see :mod:`.triton_kernels`).
+GEOMETRY_FIELDS = ("KH", "KW", "GS_H", "GS_W", "GP_H", "GP_W", "XS_H", "XS_W", "XP_H", "XP_W",
+                   "U_H", "U_W", "D_H", "D_W")
+_GAUSSIAN = 0
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def _guided_impl(
+    x: Tensor, guidance: Tensor, phi: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+    alpha: Optional[Tensor], lam: Optional[Tensor], geometry: list[int], kind: int, asym: bool,
+    pool: bool, normalize: bool, tf32: bool,
+) -> tuple[Tensor, Tensor]:
+    kh, kw, gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    x = x.contiguous()
+    guidance = guidance.contiguous()
+    phi = phi.contiguous()
+    b, c_in, h, w = x.shape
+    c_f, hg, wg = guidance.shape[1], guidance.shape[2], guidance.shape[3]
+    ho, wo = phi.shape[2], phi.shape[3]
+    # Pixels per sub-pixel class (rounded up) x the number of classes (see triton_kernels).
+    m = b * triton_cdiv(ho, u_h) * triton_cdiv(wo, u_w)
+    classes = u_h * u_w
+    norm = (x.new_empty((b, 1, ho, wo), dtype=torch.float32) if normalize
+            else x.new_empty((0,), dtype=torch.float32))
+    # Unused pointer arguments get a valid, non-empty tensor that is never read or written.
+    dummy = x
+    alpha_t = alpha.contiguous() if alpha is not None else dummy
+    lam_t = lam.contiguous() if lam is not None else dummy
+    bias_t = bias.contiguous() if bias is not None else dummy
+    block_cf = max(2, _next_pow2(c_f))
+    geo = (gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w)
+    block_m = 64
+    if pool:
+        block_c = min(64, max(2, _next_pow2(c_in)))
+        out = x.new_empty((b, c_in, ho, wo))
+        norm_arg = norm if normalize else out  # written only with NORMALIZE
+        w_t = weight.contiguous() if weight is not None else dummy
+        grid = (triton_cdiv(m, block_m), triton_cdiv(c_in, block_c), classes)
+        tv.wrap_triton(pac_pool_fwd_kernel)[grid](
+            x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
+            b, c_in, h, w, ho, wo, c_f, hg, wg, kh, kw, *geo,
+            KIND=kind, ASYM=asym, HAS_W=weight is not None, HAS_BIAS=bias is not None,
+            NORMALIZE=normalize, BLOCK_M=block_m, BLOCK_C=block_c, BLOCK_CF=block_cf,
+        )
+        return out, norm
+    assert weight is not None
+    c_out = weight.shape[0]
+    # [C_out, C_in, kh, kw] -> [kh·kw, C_in, C_out]: the B operand of every tap's GEMM.
+    w_t = weight.permute(2, 3, 1, 0).reshape(kh * kw, c_in, c_out).contiguous()
+    out = x.new_empty((b, c_out, ho, wo))
+    norm_arg = norm if normalize else out  # written only with NORMALIZE
+    block_n = min(128, max(16, _next_pow2(c_out)))
+    block_k = 32 if c_in >= 32 else 16
+    grid = (triton_cdiv(m, block_m), triton_cdiv(c_out, block_n), classes)
+    precision = "tf32" if (tf32 and x.dtype == torch.float32) else "ieee"
+    tv.wrap_triton(pac_conv_fwd_kernel)[grid](
+        x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
+        b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
+        KIND=kind, ASYM=asym, HAS_BIAS=bias is not None, NORMALIZE=normalize,
+        PRECISION=precision, DOT_F32=x.device.type == "cpu", BLOCK_M=block_m, BLOCK_N=block_n,
+        BLOCK_K=block_k, BLOCK_CF=block_cf,
+    )
+    return out, norm
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    """``⌈a / b⌉``."""
+    return (a + b - 1) // b
+
+
+# -- backward by recomputation --------------------------------------------------------------------
+def _x_cols(t: Tensor, geometry: list[int], out_hw: tuple[int, int]) -> Tensor:
+    """``[N, C, T, L]`` windows of ``t`` as the kernels read the input (zero outside)."""
+    kh, kw, _, _, _, _, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    n, c = t.shape[:2]
+    if u_h == 1 and u_w == 1:
+        cols = F.unfold(t, (kh, kw), dilation=(d_h, d_w), padding=(xp_h, xp_w),
+                        stride=(xs_h, xs_w))
+    else:
+        grid = _grid(t, geometry, out_hw)
+        cols = F.unfold(grid, (kh, kw), dilation=(d_h, d_w))
+    return cols.reshape(n, c, kh * kw, -1)
+
+
+def _transposed_args(geometry: list[int], in_hw: tuple[int, int], out_hw: tuple[int, int]):
+    kh, kw, _, _, _, _, _, _, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    k, s, d = (kh, kw), (u_h, u_w), (d_h, d_w)
+    p = tuple((k[i] - 1) * d[i] - (xp_h, xp_w)[i] for i in range(2))
+    q = tuple(out_hw[i] - ((in_hw[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + 1)
+              for i in range(2))
+    return k, s, p, q, d
+
+
+def _grid(t: Tensor, geometry: list[int], out_hw: tuple[int, int]) -> Tensor:
+    k, s, p, q, d = _transposed_args(geometry, (t.shape[2], t.shape[3]), out_hw)
+    return transposed_grid(t, k, s, p, q, d)  # type: ignore[arg-type]
+
+
+def _x_cols_adjoint(dcols: Tensor, geometry: list[int], in_hw: tuple[int, int],
+                    out_hw: tuple[int, int]) -> Tensor:
+    """The adjoint of :func:`_x_cols`: ``[N, C, T, L]`` → ``[N, C, H, W]``."""
+    kh, kw, _, _, _, _, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    n, c = dcols.shape[:2]
+    flat = dcols.reshape(n, c * kh * kw, -1)
+    if u_h == 1 and u_w == 1:
+        return F.fold(flat, in_hw, (kh, kw), dilation=(d_h, d_w), padding=(xp_h, xp_w),
+                      stride=(xs_h, xs_w))
+    k, s, p, q, d = _transposed_args(geometry, in_hw, out_hw)
+    grid_hw = (out_hw[0] + d[0] * (k[0] - 1), out_hw[1] + d[1] * (k[1] - 1))
+    dgrid = F.fold(flat, grid_hw, (kh, kw), dilation=(d_h, d_w))
+    ph, pw = (k[0] - 1) * d[0] - p[0], (k[1] - 1) * d[1] - p[1]
+    dz = F.pad(dgrid, (-pw, -(pw + q[1]), -ph, -(ph + q[0])))  # adjoint of the zero padding
+    return dz[:, :, :: s[0], :: s[1]]  # adjoint of the zero insertion
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    x, guidance, phi, weight, bias, alpha, lam, geometry, kind, asym, pool, normalize, _ = inputs
+    out, norm = output
+    ctx.save_for_backward(x, guidance, phi, weight, bias, alpha, lam, out, norm)
+    ctx.params = (list(geometry), kind, asym, pool, normalize)
+    ctx.mark_non_differentiable(norm)
+
+
+def _backward(ctx: Any, dout: Tensor, _dnorm: Optional[Tensor]) -> tuple[Any, ...]:
+    x, guidance, phi, weight, bias, alpha, lam, out, norm = ctx.saved_tensors
+    geometry, kind, asym, pool, normalize = ctx.params
+    impl = _native_backward if _use_native(x) else _guided_backward
+    grads = impl(dout, x, guidance, phi, weight, bias, alpha, lam, out, norm,
+                             geometry, kind, asym, pool, normalize, ctx.needs_input_grad)
+    return (*grads, None, None, None, None, None, None)
+
+
+def _guided_backward(
+    dout: Tensor, x: Tensor, guidance: Tensor, phi: Tensor, weight: Optional[Tensor],
+    bias: Optional[Tensor], alpha: Optional[Tensor], lam: Optional[Tensor], out: Tensor,
+    norm: Tensor, geometry: list[int], kind: int, asym: bool, pool: bool, normalize: bool,
+    needs: tuple[bool, ...],
+) -> tuple[Optional[Tensor], ...]:
+    """Gradients of the guided op w.r.t. (x, guidance, φ, weight, bias, α, λ), in float32+."""
+    cdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    kh, kw, gs_h, gs_w, gp_h, gp_w = geometry[:6]
+    d_h, d_w = geometry[12], geometry[13]
+    b, c_in, h, w = x.shape
+    ho, wo = phi.shape[2], phi.shape[3]
+    c_f = guidance.shape[1]
+    xf, gf, phif = x.to(cdtype), guidance.to(cdtype), phi.to(cdtype)
+    dy = dout.to(cdtype).reshape(b, dout.shape[1], ho * wo)
+
+    # K (docs/semantics.md §2.3), rebuilt on the kernel windows.
+    gcols = F.unfold(gf, (kh, kw), dilation=(d_h, d_w), padding=(gp_h, gp_w),
+                     stride=(gs_h, gs_w)).reshape(b, c_f, kh * kw, ho * wo)
+    delta_raw = gcols - phif.reshape(b, c_f, 1, ho * wo)
+    delta = torch.relu(delta_raw) if asym else delta_raw
+    dist = (delta * delta).sum(1)  # [B, T, L]
+    if kind == _GAUSSIAN:
+        kval = torch.exp(-0.5 * dist)
+    else:
+        assert alpha is not None and lam is not None
+        a_, l_ = alpha.to(cdtype).reshape(()), lam.to(cdtype).reshape(())
+        r = dist + INV_EPS
+        powr = r ** (l_ / 2)
+        kval = a_ + powr
+    xc = _x_cols(xf, geometry, (ho, wo))  # [B, C, T, L]
+
+    g_raw = dy
+    if normalize:
+        nf = norm.to(cdtype).reshape(b, 1, ho * wo)
+        nz = nf + (nf == 0).to(cdtype)
+        g_raw = dy / nz
+        y_norm = out.to(cdtype).reshape(b, -1, ho * wo)
+        if bias is not None:
+            y_norm = y_norm - bias.to(cdtype).reshape(1, -1, 1)
+        dnorm = -(g_raw * y_norm).sum(1)  # [B, L]: d/dN of Yraw / (N + [N = 0])
+
+    dweight = dbias = None
+    if pool:
+        tap_w = (weight.to(cdtype).reshape(1, 1, kh * kw, 1) if weight is not None else None)
+        p_cols = g_raw.reshape(b, c_in, 1, ho * wo)
+        if tap_w is not None:
+            p_cols = p_cols * tap_w
+        if weight is not None and needs[3]:
+            dweight = (g_raw.reshape(b, c_in, 1, -1) * kval[:, None] * xc).sum((0, 1, 3))
+            dweight = dweight.reshape(weight.shape)
+    else:
+        assert weight is not None
+        wf = weight.to(cdtype).reshape(weight.shape[0], c_in, kh * kw)
+        p_cols = torch.einsum("oct,bol->bctl", wf, g_raw)
+        if needs[3]:
+            dweight = torch.einsum("bol,bctl->oct", g_raw, kval[:, None] * xc)
+            dweight = dweight.reshape(weight.shape)
+    if bias is not None and needs[4]:
+        dbias = dy.sum((0, 2))
+
+    dx = None
+    if needs[0]:
+        dx = _x_cols_adjoint(p_cols * kval[:, None], geometry, (h, w), (ho, wo))
+    dk = (p_cols * xc).sum(1)  # [B, T, L]
+    if normalize:
+        ones = xf.new_ones((1, 1, h, w))
+        valid = _x_cols(ones, geometry, (ho, wo))[:, 0]  # [1, T, L]
+        dk = dk + dnorm[:, None] * valid
+
+    dalpha = dlam = None
+    if kind == _GAUSSIAN:
+        ddist = -0.5 * kval * dk
+    else:
+        ddist = dk * (l_ / 2) * powr / r
+        if needs[5]:
+            dalpha = dk.sum().reshape(alpha.shape)
+        if needs[6]:
+            dlam = (dk * powr * 0.5 * torch.log(r)).sum().reshape(lam.shape)
+    ddelta = 2.0 * delta * ddist[:, None]
+    if asym:
+        ddelta = ddelta * (delta_raw > 0).to(cdtype)
+    dguidance = dphi = None
+    if needs[1]:
+        dguidance = F.fold(ddelta.reshape(b, c_f * kh * kw, ho * wo), guidance.shape[-2:],
+                           (kh, kw), dilation=(d_h, d_w), padding=(gp_h, gp_w),
+                           stride=(gs_h, gs_w))
+    if needs[2]:
+        dphi = -ddelta.sum(2).reshape(phi.shape)
+
+    def cast(g: Optional[Tensor], ref: Optional[Tensor]) -> Optional[Tensor]:
+        return None if g is None or ref is None else g.to(ref.dtype)
+
+    return (cast(dx, x), cast(dguidance, guidance), cast(dphi, phi), cast(dweight, weight),
+            cast(dbias, bias), cast(dalpha, alpha), cast(dlam, lam))
+
+
+def _use_native(x: Tensor) -> bool:
+    if NATIVE_BACKWARD is not None:
+        return NATIVE_BACKWARD
+    from . import registry
+
+    if "native" not in registry.available():
+        return False
+    return registry.get("native").supports(x.device, torch.float32)
+
+
+def _native_backward(
+    dout: Tensor, x: Tensor, guidance: Tensor, phi: Tensor, weight: Optional[Tensor],
+    bias: Optional[Tensor], alpha: Optional[Tensor], lam: Optional[Tensor], out: Tensor,
+    norm: Tensor, geometry: list[int], kind: int, asym: bool, pool: bool, normalize: bool,
+    needs: tuple[bool, ...],
+) -> tuple[Optional[Tensor], ...]:
+    """The gradients through the native fused backward operators (float32 for low precision)."""
+    ops = torch.ops.pac
+    kh, kw, gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    k = [kh, kw]
+    geo = ([xs_h, xs_w], [xp_h, xp_w], [d_h, d_w], [u_h, u_w], [gs_h, gs_w], [gp_h, gp_w])
+    cdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf, gf, phif = x.to(cdtype), guidance.to(cdtype), phi.to(cdtype)
+    wf = None if weight is None else weight.to(cdtype)
+    af = None if alpha is None else alpha.to(cdtype)
+    lf = None if lam is None else lam.to(cdtype)
+    dy = dout.to(cdtype)
+    n_a, n_l = needs[5] and alpha is not None, needs[6] and lam is not None
+
+    g_raw = dy
+    if normalize:
+        nf = norm.to(cdtype)
+        g_raw = dy / (nf + (nf == 0).to(cdtype))
+        y_norm = out.to(cdtype)
+        if bias is not None:
+            y_norm = y_norm - bias.to(cdtype).reshape(1, -1, 1, 1)
+        dnorm = -(g_raw * y_norm).sum(1, keepdim=True)  # d/dN of Yraw / (N + [N = 0])
+
+    mask = [needs[0], needs[1], needs[2], needs[3] and weight is not None, n_a, n_l]
+    if pool:
+        dx, dg, dphi, dw, da, dl = ops.pool2d_guided_backward(
+            g_raw, xf, gf, phif, wf, af, lf, k, *geo, kind, asym, False, mask)
+    else:
+        dx, dg, dphi, dw, da, dl = ops.conv2d_guided_backward(
+            g_raw, xf, gf, phif, wf, af, lf, *geo, 1, kind, asym, mask)
+    grads = [t if m else None for t, m in zip((dx, dg, dphi, dw, da, dl), mask)]
+    if normalize and any(mask[i] for i in (1, 2, 4, 5)):
+        ones = xf.new_ones((x.shape[0], 1, x.shape[2], x.shape[3]))
+        nmask = [False, mask[1], mask[2], False, n_a, n_l]
+        extra = ops.pool2d_guided_backward(dnorm, ones, gf, phif, None, af, lf, k, *geo, kind,
+                                           asym, False, nmask)
+        for i in (1, 2, 4, 5):
+            if nmask[i]:
+                grads[i] = grads[i] + extra[i]
+    dbias = dy.sum((0, 2, 3)) if bias is not None and needs[4] else None
+
+    def cast(g: Optional[Tensor], ref: Optional[Tensor]) -> Optional[Tensor]:
+        return None if g is None or ref is None else g.to(ref.dtype).reshape(ref.shape)
+
+    dx, dg, dphi, dw, da, dl = grads
+    return (cast(dx, x), cast(dg, guidance), cast(dphi, phi), cast(dw, weight),
+            cast(dbias, bias), cast(da, alpha), cast(dl, lam))
+
+
+# -- registration ---------------------------------------------------------------------------------
+def _register() -> Any:
+    op = tv.triton_op("pac_triton::guided", mutates_args=())(_guided_impl)
+    if not tv.HAS_TRITON_OP:  # a plain custom op: torch.compile needs its fake implementation
+
+        @op.register_fake
+        def _fake(x, guidance, phi, weight, bias, alpha, lam, geometry, kind, asym, pool,
+                  normalize, tf32):
+            c_out = x.shape[1] if pool else weight.shape[0]
+            b, ho, wo = x.shape[0], phi.shape[2], phi.shape[3]
+            norm_shape = (b, 1, ho, wo) if normalize else (0,)
+            return (x.new_empty((b, c_out, ho, wo)),
+                    x.new_empty(norm_shape, dtype=torch.float32))
+
+    op.register_autograd(_backward, setup_context=_setup_context)
+    return op
+
+
+#: ``guided(x, guidance, φ, weight, bias, α, λ, geometry, kind, asym, pool, normalize, tf32)``
+#: → ``(output, N)``; ``N`` (float32, ``[B, 1, H', W']``) only with ``normalize``, else empty.
+guided = _register()
