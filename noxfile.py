@@ -120,6 +120,9 @@ def cuda_build(session: nox.Session) -> None:
     session.run("python", "-c", _CUDA_BUILD_CHECK)
     session.run("pytest", str(CORE / "tests" / "test_cuda_emulation.py"), "-q", "-p",
                 "no:cacheprovider", "-m", "slow")
+    # The CUDA torch brings Triton: the triton backend's kernels in Triton's interpreter.
+    session.run("pytest", str(CORE / "tests" / "test_triton.py"), "-q", "-p", "no:cacheprovider",
+                "-rs", env={"TRITON_INTERPRET": "1", "TORCHINDUCTOR_CACHE_DIR": _abs_tmp(session)})
     args = session.posargs or ["-m", "not slow and not cuda"]
     session.run("pytest", str(CORE / "tests"), "-q", "-p", "no:cacheprovider", *args,
                 env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
