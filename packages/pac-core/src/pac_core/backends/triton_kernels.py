@@ -105,6 +105,22 @@ def _load_phi(phi_ptr, b, oy, ox, m_mask, cf, cf_mask, C_F, HO, WO):
 
 
 @triton.jit
+def _guidance_setup(phi_ptr, alpha_ptr, lam_ptr, b, oy, ox, m_mask, C_F, HO, WO,
+                    KIND: tl.constexpr, BLOCK_CF: tl.constexpr):
+    """What every tap of a pixel block shares: the guidance channel range, the centre feature φ
+    and, for the ``inv_*`` kernels (``KIND == 1``), α and λ (0 otherwise)."""
+    cf = tl.arange(0, BLOCK_CF)
+    cf_mask = cf < C_F
+    phi = _load_phi(phi_ptr, b, oy, ox, m_mask, cf, cf_mask, C_F, HO, WO)
+    alpha = 0.0
+    lam = 0.0
+    if KIND == 1:
+        alpha = tl.load(alpha_ptr).to(tl.float32)
+        lam = tl.load(lam_ptr).to(tl.float32)
+    return cf, cf_mask, phi, alpha, lam
+
+
+@triton.jit
 def pac_conv_fwd_kernel(
     x_ptr, g_ptr, phi_ptr, w_ptr, bias_ptr, alpha_ptr, lam_ptr, out_ptr, norm_ptr,
     B, C_IN, H, W, C_OUT, HO, WO, C_F, HG, WG, KH, KW,
@@ -124,14 +140,8 @@ def pac_conv_fwd_kernel(
                                               BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < C_OUT
-    cf = tl.arange(0, BLOCK_CF)
-    cf_mask = cf < C_F
-    phi = _load_phi(phi_ptr, b, oy, ox, m_mask, cf, cf_mask, C_F, HO, WO)
-    alpha = 0.0
-    lam = 0.0
-    if KIND == 1:
-        alpha = tl.load(alpha_ptr).to(tl.float32)
-        lam = tl.load(lam_ptr).to(tl.float32)
+    cf, cf_mask, phi, alpha, lam = _guidance_setup(phi_ptr, alpha_ptr, lam_ptr, b, oy, ox, m_mask,
+                                                   C_F, HO, WO, KIND, BLOCK_CF)
     ck0 = tl.arange(0, BLOCK_K)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -190,14 +200,8 @@ def pac_pool_fwd_kernel(
                                               BLOCK_M)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = offs_c < C
-    cf = tl.arange(0, BLOCK_CF)
-    cf_mask = cf < C_F
-    phi = _load_phi(phi_ptr, b, oy, ox, m_mask, cf, cf_mask, C_F, HO, WO)
-    alpha = 0.0
-    lam = 0.0
-    if KIND == 1:
-        alpha = tl.load(alpha_ptr).to(tl.float32)
-        lam = tl.load(lam_ptr).to(tl.float32)
+    cf, cf_mask, phi, alpha, lam = _guidance_setup(phi_ptr, alpha_ptr, lam_ptr, b, oy, ox, m_mask,
+                                                   C_F, HO, WO, KIND, BLOCK_CF)
 
     acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
     nacc = tl.zeros((BLOCK_M,), dtype=tl.float32)
