@@ -13,6 +13,9 @@
 
 namespace pac {
 namespace cpu {
+// Internal linkage: this header is compiled once per instruction set (cpu/isa.h) with
+// different vector widths; the linker must not merge the copies.
+namespace {
 
 #if defined(__AVX512F__)
 constexpr int kVecBytes = 64;
@@ -111,5 +114,6 @@ void direct_row(const DirectRow<T>& R, int64_t Wo) {
     for (int64_t o = 0; o < R.Og; ++o) direct_block<T, T, 1>(R, o, x0);
 }
 
+}  // namespace
 }  // namespace cpu
 }  // namespace pac

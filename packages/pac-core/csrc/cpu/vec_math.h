@@ -8,6 +8,9 @@
 
 namespace pac {
 namespace cpu {
+// Internal linkage: compiled once per instruction set (cpu/isa.h); the linker must not merge
+// the copies.
+namespace {
 
 // exp(x) for float, Cody-Waite range reduction and a degree-6 polynomial (the Cephes expf
 // coefficients). Measured maximum relative error against the double-precision exp: below
@@ -64,5 +67,6 @@ inline void exp_scaled_array(const float* x, float scale, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = exp_poly(scale * x[i]);
 }
 
+}  // namespace
 }  // namespace cpu
 }  // namespace pac
