@@ -279,6 +279,66 @@ def test_blur_pool_and_upsample_values():
     assert torch.equal(_blur_pool(t, 1), t)
 
 
+def _step_by_formula(crf, u, log_q, kernels):
+    """One step written as docs/semantics.md §6.1 states it: ``w_u·U − Σ_i pw_i·M_i``."""
+    q = F.softmax(log_q, 1)
+    out = crf.unary_weight * u
+    for i, m in enumerate(crf.messengers):
+        b = crf.blur[i]
+        qb = _blur_pool(q, b)
+        msg = m(qb) if crf._compat_types[i] == "na" else m(qb, None, kernels[i])
+        if crf.compat[i] is not None:
+            msg = crf.compat[i](msg)
+        out = out - crf._pairwise_weight(i) * _blur_upsample(msg, b, u.shape[-2:])
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["no_grad", "frozen", "grad"])
+def test_step_accumulation_is_bitwise_the_formula(backend_name, dtype, mode):
+    """The step accumulates the messages in place when autograd records nothing (``no_grad``;
+    ``frozen``: grad mode on, nothing requires grad); the values are bit for bit those of the
+    out-of-place formula (every compatibility type, blur, a learnable Potts weight, the −1 Potts
+    constant), also where autograd records (``grad``), in both CRF classes."""
+    grad = mode == "grad"
+    kernels = [*ALL_KERNELS, dict(compat_type="potts", kernel_size=5, dilation=3)]
+    crf = PacCRF(L, 3, pairwise_kernels=kernels).to(dtype)
+    loose = PacCRFLoose(L, 2, pairwise_kernels=kernels).to(dtype)
+    u, f = (t.to(dtype) for t in _inputs(h=10, w=13))
+    if grad:
+        u.requires_grad_()
+    if mode == "frozen":
+        crf.requires_grad_(False)
+        loose.requires_grad_(False)
+    with torch.set_grad_enabled(mode != "no_grad"):
+        ks = crf.compute_kernels(f)
+        expected = u
+        for _ in range(3):
+            expected = _step_by_formula(crf, u, expected, ks)
+        assert torch.equal(crf(u, f), expected)
+        ks = loose.steps[0].compute_kernels(f)
+        expected = u
+        for step in loose.steps:
+            expected = _step_by_formula(step, u, expected, ks)
+        assert torch.equal(loose(u, f), expected)
+    if grad:
+        crf(u, f).sum().backward()
+        assert u.grad is not None and torch.isfinite(u.grad).all()
+
+
+def test_step_leaves_its_inputs_unchanged():
+    crf = PacCRF(L, 2, pairwise_kernels=ALL_KERNELS).double()
+    u, f = _inputs()
+    log_q = torch.randn_like(u)
+    u0, f0, q0 = u.clone(), f.clone(), log_q.clone()
+    kernels = crf.compute_kernels(f)
+    k0 = [None if k is None else k.clone() for k in kernels]
+    with torch.no_grad():
+        crf(u, None, kernels, log_q)
+    assert torch.equal(u, u0) and torch.equal(f, f0) and torch.equal(log_q, q0)
+    assert all(a is None or torch.equal(a, b) for a, b in zip(kernels, k0))
+
+
 def test_shared_feature_pooled_once_per_blur_matches_list():
     crf = PacCRF(L, 1, pairwise_kernels=[dict(compat_type="4d", blur=3),
                                         dict(compat_type="2d", blur=3),

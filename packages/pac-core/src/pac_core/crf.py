@@ -61,6 +61,26 @@ def _blur_upsample(t: Tensor, b: int, size: tuple[int, int]) -> Tensor:
     return up[:, :, ph:ph + h, pw:pw + w]
 
 
+def _subtract_weighted(acc: Tensor, weight: Union[Tensor, float], msg: Tensor) -> Tensor:
+    """``acc − weight·msg``, bit for bit, reusing ``acc`` and ``msg`` when autograd allows.
+
+    ``acc`` and ``msg`` must be tensors the caller owns (created by this mean-field step). When
+    autograd records nothing here and the result keeps ``acc``'s shape and dtype, the two
+    operations run in place (``msg ← weight·msg``, then ``acc ← acc − msg``): the same two
+    roundings as the expression, without two full-size temporaries. A weight of exactly ``−1.0``
+    (a negated Potts weight) makes the product exact, so ``acc + msg`` is the same value in one
+    pass.
+    """
+    grad = torch.is_grad_enabled() and (
+        acc.requires_grad or msg.requires_grad
+        or (isinstance(weight, Tensor) and weight.requires_grad))
+    if grad or acc.shape != msg.shape or acc.dtype != msg.dtype:
+        return acc - weight * msg
+    if isinstance(weight, float) and weight == -1.0:
+        return acc.add_(msg)
+    return acc.sub_(msg.mul_(weight))
+
+
 def _check_final_output(final_output: str) -> None:
     if final_output not in _FINAL_OUTPUTS:
         raise ValueError(f"final_output must be one of {_FINAL_OUTPUTS}, got {final_output!r}")
@@ -309,7 +329,7 @@ class PacCRF(nn.Module):
         return self._pairwise_consts[i]
 
     def _step(self, unary: Tensor, logQ: Tensor, kernels: list[Optional[Tensor]]) -> Tensor:
-        """One mean-field update ``logQ ← w_u·unary − Σ_i pw_i·M_i``."""
+        """One mean-field update ``logQ ← w_u·unary − Σ_i pw_i·M_i`` (docs/semantics.md §6.1)."""
         size = (unary.shape[-2], unary.shape[-1])
         Q = F.softmax(logQ, dim=1)
         pooled: dict[int, Tensor] = {}
@@ -327,7 +347,7 @@ class PacCRF(nn.Module):
             if compat is not None:
                 msg = compat(msg)
             msg = _blur_upsample(msg, b, size)
-            new_logQ = new_logQ - self._pairwise_weight(i) * msg
+            new_logQ = _subtract_weighted(new_logQ, self._pairwise_weight(i), msg)
         return new_logQ
 
     def forward(
