@@ -16,16 +16,22 @@ the lattice, whereas the case's PacCRF has two exact 5×5 local kernels, one of 
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from .cases import CRF_CASES, CrfCase
+from .cases import CRF_CASES, CrfCase, RefinerCrfCase
 from .timing import median_time
 
-__all__ = ["CRF_512", "case_tensors", "densecrf_available", "densecrf_version", "main",
-           "time_densecrf"]
+__all__ = ["CRF_512", "NOT_INSTALLED", "case_tensors", "densecrf_available", "densecrf_version",
+           "main", "time_densecrf", "time_refiner_step"]
+
+NOT_INSTALLED = ("skipped: pydensecrf is not installed (pip install 'pac-bench[peers]' "
+                 "installs the pydensecrf2 distribution)")
+"""The note of a refiner-CRF record without the pydensecrf peer."""
 
 BACKEND = "pydensecrf"
 """Backend name of the records."""
@@ -103,6 +109,111 @@ def time_densecrf(case: CrfCase, steps: tuple[int, int] = (1, 3), runs: int = 5,
     return {"case": case.name, "backend": BACKEND, "mode": "mf_step", "steps": [lo, hi],
             "times_s": times, "step_s": (times[1] - times[0]) / (hi - lo),
             "note": densecrf_version()}
+
+
+def _densecrf_inputs(unary: torch.Tensor, img: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """pydensecrf's inputs for a batch-1 case: unary energy ``−log_softmax`` ``[L, H·W]`` and the
+    image as ``uint8`` ``(H, W, 3)``."""
+    labels = unary.shape[1]
+    energy = np.ascontiguousarray(
+        (-torch.log_softmax(unary[0], dim=0)).reshape(labels, -1).numpy(), dtype=np.float32)
+    rgb = np.ascontiguousarray((img[0] * 255.0).round().clamp(0, 255).permute(1, 2, 0).numpy()
+                               .astype(np.uint8))
+    return energy, rgb
+
+
+def time_refiner_step(case: RefinerCrfCase, runs: int = 5, warmup: int = 1,
+                      backend: str | None = None, peer: bool = True) -> dict[str, Any]:
+    """One mean-field step of the refiner CRF against one step of pydensecrf, interleaved.
+
+    Ours: ``crf.steps[0](unary, None, kernels, unary)``, the step :class:`~pac_core.PacCRFLoose`
+    runs (``softmax``, four messages, their sum) on kernels computed once beforehand. Theirs:
+    ``DenseCRF2D.stepInference`` after ``startInference`` (one mean-field update: both pairwise
+    kernels filtered on the permutohedral lattice, the Potts compatibilities, ``exp`` and
+    normalisation) with the usual setup: ``addPairwiseGaussian(sxy=3, compat=3)`` and
+    ``addPairwiseBilateral(sxy=80, srgb=13, compat=10)`` on the same image, unary energy
+    ``−log_softmax(unary)``. The two alternate run by run in this process, with ``case.threads``
+    torch threads (pydensecrf is single-threaded at any count). The once-per-image work is timed
+    the same way: our kernels (:meth:`pac_core.PacCRF.compute_kernels`) against building
+    pydensecrf's CRF (its lattices) and ``startInference``.
+
+    Args:
+        case: The refiner-CRF case.
+        runs: Timed repetitions of each (medians are reported).
+        warmup: Untimed repetitions first.
+        backend: ``pac_core`` backend (default: what ``auto`` picks for CPU float32).
+        peer: Time pydensecrf when it is installed (False: ours only).
+
+    Returns:
+        ``{"case", "labels", "size", "threads", "backend", "runs", "step_s", "setup_s",
+        "step_times_s", "peer", "peer_step_s", "peer_setup_s", "peer_step_times_s", "ratio",
+        "note"}``; without the peer its fields are None and ``note`` says why.
+    """
+    from pac_core import backends
+
+    name = backend or backends.resolve(torch.empty(0)).name
+    has_peer = peer and densecrf_available()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(case.threads)
+    try:
+        unary, img = case.inputs()
+        crf = case.crf()
+        step = crf.steps[0]
+        feats = case.edge_features(img)
+        with backends.use(name), torch.no_grad():
+            kernels = step.compute_kernels(feats)
+
+            def ours() -> Any:
+                return step(unary, None, kernels, unary)
+
+            def ours_setup() -> Any:
+                return step.compute_kernels(feats)
+
+            if has_peer:
+                import pydensecrf.densecrf as dcrf
+
+                energy, rgb = _densecrf_inputs(unary, img)
+                s = case.size
+
+                def theirs_setup() -> Any:
+                    d = dcrf.DenseCRF2D(s, s, case.labels)
+                    d.setUnaryEnergy(energy)
+                    d.addPairwiseGaussian(sxy=3, compat=3)
+                    d.addPairwiseBilateral(sxy=80, srgb=13, rgbim=rgb, compat=10)
+                    return d, d.startInference()
+
+                d, (q, tmp1, tmp2) = theirs_setup()
+
+                def theirs() -> Any:
+                    return d.stepInference(q, tmp1, tmp2)
+
+            mine, peers, mine_setup, peers_setup = [], [], [], []
+            for i in range(warmup + max(1, runs)):
+                pairs = [(ours, mine), (theirs, peers)] if has_peer else [(ours, mine)]
+                pairs += [(ours_setup, mine_setup)]
+                if has_peer:
+                    pairs += [(theirs_setup, peers_setup)]
+                for fn, out in pairs:
+                    t0 = time.perf_counter()
+                    fn()
+                    dt = time.perf_counter() - t0
+                    if i >= warmup:
+                        out.append(dt)
+    finally:
+        torch.set_num_threads(threads)
+    med = statistics.median
+    rec: dict[str, Any] = {
+        "case": case.name, "labels": case.labels, "size": case.size, "threads": case.threads,
+        "backend": name, "runs": len(mine), "step_s": med(mine), "setup_s": med(mine_setup),
+        "step_times_s": mine, "peer": BACKEND, "peer_step_s": None, "peer_setup_s": None,
+        "peer_step_times_s": [], "ratio": None,
+        "note": densecrf_version() if has_peer else (
+            NOT_INSTALLED if peer else "skipped: not requested"),
+    }
+    if has_peer:
+        rec.update(peer_step_s=med(peers), peer_setup_s=med(peers_setup),
+                   peer_step_times_s=peers, ratio=med(mine) / med(peers))
+    return rec
 
 
 def main(argv: Any = None) -> int:
