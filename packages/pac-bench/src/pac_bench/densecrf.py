@@ -135,7 +135,9 @@ def time_refiner_step(case: RefinerCrfCase, runs: int = 5, warmup: int = 1,
     ``−log_softmax(unary)``. The two alternate run by run in this process, with ``case.threads``
     torch threads (pydensecrf is single-threaded at any count). The once-per-image work is timed
     the same way: our kernels (:meth:`pac_core.PacCRF.compute_kernels`) against building
-    pydensecrf's CRF (its lattices) and ``startInference``.
+    pydensecrf's CRF (its lattices) and ``startInference``. Besides wall time, the process CPU
+    time of each call is recorded (``*_cpu_s``; with 2 threads it adds up both threads' work),
+    which a loaded machine disturbs less.
 
     Args:
         case: The refiner-CRF case.
@@ -146,8 +148,9 @@ def time_refiner_step(case: RefinerCrfCase, runs: int = 5, warmup: int = 1,
 
     Returns:
         ``{"case", "labels", "size", "threads", "backend", "runs", "step_s", "setup_s",
-        "step_times_s", "peer", "peer_step_s", "peer_setup_s", "peer_step_times_s", "ratio",
-        "note"}``; without the peer its fields are None and ``note`` says why.
+        "step_cpu_s", "step_times_s", "peer", "peer_step_s", "peer_setup_s", "peer_step_cpu_s",
+        "peer_step_times_s", "ratio", "ratio_cpu", "note"}`` (medians in seconds; ``ratio`` =
+        ours / pydensecrf); without the peer its fields are None and ``note`` says why.
     """
     from pac_core import backends
 
@@ -187,41 +190,50 @@ def time_refiner_step(case: RefinerCrfCase, runs: int = 5, warmup: int = 1,
                 def theirs() -> Any:
                     return d.stepInference(q, tmp1, tmp2)
 
-            mine, peers, mine_setup, peers_setup = [], [], [], []
+            # (wall, CPU) times of: our step, their step, our setup, their setup
+            times: dict[str, list[tuple[float, float]]] = {k: [] for k in ("o", "p", "os", "ps")}
+            order = [("o", ours), ("p", theirs), ("os", ours_setup), ("ps", theirs_setup)] \
+                if has_peer else [("o", ours), ("os", ours_setup)]
             for i in range(warmup + max(1, runs)):
-                pairs = [(ours, mine), (theirs, peers)] if has_peer else [(ours, mine)]
-                pairs += [(ours_setup, mine_setup)]
-                if has_peer:
-                    pairs += [(theirs_setup, peers_setup)]
-                for fn, out in pairs:
-                    t0 = time.perf_counter()
+                for key, fn in order:
+                    t0, c0 = time.perf_counter(), time.process_time()
                     fn()
-                    dt = time.perf_counter() - t0
                     if i >= warmup:
-                        out.append(dt)
+                        times[key].append((time.perf_counter() - t0, time.process_time() - c0))
     finally:
         torch.set_num_threads(threads)
-    med = statistics.median
+
+    def med(key: str, cpu: bool = False) -> float:
+        return statistics.median(t[1 if cpu else 0] for t in times[key])
+
     rec: dict[str, Any] = {
         "case": case.name, "labels": case.labels, "size": case.size, "threads": case.threads,
-        "backend": name, "runs": len(mine), "step_s": med(mine), "setup_s": med(mine_setup),
-        "step_times_s": mine, "peer": BACKEND, "peer_step_s": None, "peer_setup_s": None,
-        "peer_step_times_s": [], "ratio": None,
+        "backend": name, "runs": len(times["o"]), "step_s": med("o"), "setup_s": med("os"),
+        "step_cpu_s": med("o", True), "step_times_s": [t[0] for t in times["o"]],
+        "peer": BACKEND, "peer_step_s": None, "peer_setup_s": None, "peer_step_cpu_s": None,
+        "peer_step_times_s": [], "ratio": None, "ratio_cpu": None,
         "note": densecrf_version() if has_peer else (
             NOT_INSTALLED if peer else "skipped: not requested"),
     }
     if has_peer:
-        rec.update(peer_step_s=med(peers), peer_setup_s=med(peers_setup),
-                   peer_step_times_s=peers, ratio=med(mine) / med(peers))
+        rec.update(peer_step_s=med("p"), peer_setup_s=med("ps"),
+                   peer_step_cpu_s=med("p", True),
+                   peer_step_times_s=[t[0] for t in times["p"]],
+                   ratio=med("o") / med("p"), ratio_cpu=med("o", True) / med("p", True))
     return rec
 
 
 def main(argv: Any = None) -> int:
     """``python -m pac_bench.densecrf``: time :data:`CRF_512` per mean-field step with every
-    ``pac_core`` backend and with pydensecrf (if installed); print a markdown table."""
+    ``pac_core`` backend and with pydensecrf (if installed), or with ``--refiner-cases`` the
+    refiner-CRF step against pydensecrf's (:func:`time_refiner_step`); print a markdown table."""
     import argparse
+    import json
+    import os
+    from pathlib import Path
 
-    from .report import crf_table
+    from .cases import REFINER_CRF_CASES, get_refiner_crf_case
+    from .report import crf_table, environment, refiner_crf_table
     from .timing import time_crf
 
     ap = argparse.ArgumentParser(prog="python -m pac_bench.densecrf", description=main.__doc__)
@@ -230,21 +242,44 @@ def main(argv: Any = None) -> int:
     ap.add_argument("--steps", type=int, nargs=2, default=[1, 3])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--backends", nargs="+", default=None)
+    ap.add_argument("--refiner-cases", nargs="+", default=None,
+                    help=f"refiner-CRF cases instead (known: {', '.join(REFINER_CRF_CASES)}); "
+                         "each case sets its own threads")
+    ap.add_argument("--json", default=None, help="also write the records to this JSON file")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     import pac_core
 
-    steps = (args.steps[0], args.steps[1])
-    records = [time_crf(CRF_512, b, steps, runs=args.runs, warmup=args.warmup)
-               for b in (args.backends or pac_core.backends.available())]
-    if densecrf_available():
-        records.append(time_densecrf(CRF_512, steps, runs=args.runs, warmup=args.warmup))
+    def loadavg() -> str:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+    load = loadavg()
+    if args.refiner_cases:
+        backend = args.backends[0] if args.backends else None
+        records = [time_refiner_step(get_refiner_crf_case(n), args.runs, args.warmup, backend)
+                   for n in args.refiner_cases]
+        table = refiner_crf_table(records)
+        key = "crf_peers"
     else:
+        steps = (args.steps[0], args.steps[1])
+        records = [time_crf(CRF_512, b, steps, runs=args.runs, warmup=args.warmup)
+                   for b in (args.backends or pac_core.backends.available())]
+        if densecrf_available():
+            records.append(time_densecrf(CRF_512, steps, runs=args.runs, warmup=args.warmup))
+        table = crf_table(records)
+        key = "crf"
+    if not densecrf_available():
         print("pydensecrf is not installed (pip install pydensecrf2): no dense-CRF peer")
+    after = loadavg()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"{densecrf_version()}")
-    print(crf_table(records))
+          f"{densecrf_version()}, load average before {load}, after {after}")
+    print(table)
+    if args.json:
+        env = {**environment("cpu"), "pydensecrf": densecrf_version(),
+               "load_before": load, "load_after": after}
+        Path(args.json).write_text(json.dumps({"environment": env, key: records}, indent=1))
+        print(f"wrote {args.json}")
     return 0
 
 
