@@ -123,7 +123,8 @@ def _densecrf_inputs(unary: torch.Tensor, img: torch.Tensor) -> tuple[np.ndarray
 
 
 def time_refiner_step(case: RefinerCrfCase, runs: int = 5, warmup: int = 1,
-                      backend: str | None = None, peer: bool = True) -> dict[str, Any]:
+                      backend: str | None = None, peer: bool = True,
+                      setup_runs: int = 3) -> dict[str, Any]:
     """One mean-field step of the refiner CRF against one step of pydensecrf, interleaved.
 
     Ours: ``crf.steps[0](unary, None, kernels, unary)``, the step :class:`~pac_core.PacCRFLoose`
@@ -145,6 +146,8 @@ def time_refiner_step(case: RefinerCrfCase, runs: int = 5, warmup: int = 1,
         warmup: Untimed repetitions first.
         backend: ``pac_core`` backend (default: what ``auto`` picks for CPU float32).
         peer: Time pydensecrf when it is installed (False: ours only).
+        setup_runs: Timed repetitions of the once-per-image work (in the first timed rounds;
+            it costs several steps, so fewer than ``runs`` keep the case short).
 
     Returns:
         ``{"case", "labels", "size", "threads", "backend", "runs", "step_s", "setup_s",
@@ -192,13 +195,16 @@ def time_refiner_step(case: RefinerCrfCase, runs: int = 5, warmup: int = 1,
 
             # (wall, CPU) times of: our step, their step, our setup, their setup
             times: dict[str, list[tuple[float, float]]] = {k: [] for k in ("o", "p", "os", "ps")}
-            order = [("o", ours), ("p", theirs), ("os", ours_setup), ("ps", theirs_setup)] \
-                if has_peer else [("o", ours), ("os", ours_setup)]
+            steps = [("o", ours), ("p", theirs)] if has_peer else [("o", ours)]
+            setups = [("os", ours_setup), ("ps", theirs_setup)] if has_peer \
+                else [("os", ours_setup)]
+            n_setup = max(1, setup_runs)
             for i in range(warmup + max(1, runs)):
-                for key, fn in order:
+                timed = i >= warmup
+                for key, fn in steps + (setups if timed and i - warmup < n_setup else []):
                     t0, c0 = time.perf_counter(), time.process_time()
                     fn()
-                    if i >= warmup:
+                    if timed:
                         times[key].append((time.perf_counter() - t0, time.process_time() - c0))
     finally:
         torch.set_num_threads(threads)
