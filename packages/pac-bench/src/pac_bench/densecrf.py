@@ -282,8 +282,15 @@ def main(argv: Any = None) -> int:
           f"{densecrf_version()}, load average before {load}, after {after}")
     print(table)
     if args.json:
-        env = {**environment("cpu"), "pydensecrf": densecrf_version(),
-               "load_before": load, "load_after": after}
+        import sys
+
+        from .cli import cpu_model
+
+        env = {**environment("cpu"), "cpu_model": cpu_model(), "cpus": os.cpu_count(),
+               "pac_core": getattr(pac_core, "__version__", "unknown"),
+               "pydensecrf": densecrf_version(), "load_before": load, "load_after": after,
+               "command": "python -m pac_bench.densecrf "
+                          + " ".join(sys.argv[1:] if argv is None else argv)}
         Path(args.json).write_text(json.dumps({"environment": env, key: records}, indent=1))
         print(f"wrote {args.json}")
     return 0
