@@ -123,3 +123,16 @@ def test_time_refiner_step_without_densecrf(monkeypatch, tmp_path, capsys):
     assert [r["case"] for r in result["crf_peers"]] == [TINY]
     md = (tmp_path / "r.md").read_text()
     assert "PacCRF mean-field step vs pydensecrf" in md and "not installed" in md
+
+
+def test_densecrf_main_refiner_cases(tmp_path, capsys):
+    from pac_bench import densecrf
+
+    out = tmp_path / "r.json"
+    assert densecrf.main(["--refiner-cases", TINY, "--runs", "1", "--warmup", "0",
+                          "--json", str(out)]) == 0
+    assert TINY in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert [r["case"] for r in result["crf_peers"]] == [TINY]
+    assert result["environment"]["pydensecrf"] == densecrf_version()
+    assert "--refiner-cases" in result["environment"]["command"]
