@@ -296,10 +296,10 @@ def _step_by_formula(crf, u, log_q, kernels):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("mode", ["no_grad", "frozen", "grad"])
 def test_step_accumulation_is_bitwise_the_formula(backend_name, dtype, mode):
-    """The step accumulates the messages in place when autograd records nothing (``no_grad``;
-    ``frozen``: grad mode on, nothing requires grad); the values are bit for bit those of the
-    out-of-place formula (every compatibility type, blur, a learnable Potts weight, the −1 Potts
-    constant), also where autograd records (``grad``), in both CRF classes."""
+    """The step's accumulation (``acc ∓ M_i`` for constant weights ±1) gives bit for bit the
+    values of the formula (every compatibility type, blur, weights 0.3/0.5/0.7, a learnable Potts
+    weight, the default +1 and the negated Potts −1), without autograd, with frozen parameters
+    and where autograd records, in both CRF classes."""
     grad = mode == "grad"
     kernels = [*ALL_KERNELS, dict(compat_type="potts", kernel_size=5, dilation=3)]
     crf = PacCRF(L, 3, pairwise_kernels=kernels).to(dtype)
@@ -337,6 +337,21 @@ def test_step_leaves_its_inputs_unchanged():
         crf(u, None, kernels, log_q)
     assert torch.equal(u, u0) and torch.equal(f, f0) and torch.equal(log_q, q0)
     assert all(a is None or torch.equal(a, b) for a, b in zip(kernels, k0))
+
+
+def test_vmap_over_the_kernels(reference_backend):
+    """torch.func.vmap over the edge kernels only (the unary is shared), with and without
+    autograd: the same as a loop over the batch."""
+    crf = PacCRF(L, 2, pairwise_kernels=[dict(compat_type="potts", kernel_size=3),
+                                        dict(compat_type="4d", kernel_size=3)]).double()
+    u, _ = _inputs(b=1)
+    feats = torch.randn(3, 1, 2, 9, 11, dtype=D)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            ks = [torch.stack([crf.compute_kernels(f)[i] for f in feats]) for i in range(2)]
+            out = torch.func.vmap(lambda k0, k1: crf(u, None, [k0, k1]))(*ks)
+            loop = torch.stack([crf(u, None, [k0, k1]) for k0, k1 in zip(*ks)])
+        assert torch.allclose(out, loop, rtol=1e-12, atol=1e-12)
 
 
 def test_shared_feature_pooled_once_per_blur_matches_list():

@@ -62,23 +62,12 @@ def _blur_upsample(t: Tensor, b: int, size: tuple[int, int]) -> Tensor:
 
 
 def _subtract_weighted(acc: Tensor, weight: Union[Tensor, float], msg: Tensor) -> Tensor:
-    """``acc − weight·msg``, bit for bit, reusing ``acc`` and ``msg`` when autograd allows.
-
-    ``acc`` and ``msg`` must be tensors the caller owns (created by this mean-field step). When
-    autograd records nothing here and the result keeps ``acc``'s shape and dtype, the two
-    operations run in place (``msg ← weight·msg``, then ``acc ← acc − msg``): the same two
-    roundings as the expression, without two full-size temporaries. A weight of exactly ``−1.0``
-    (a negated Potts weight) makes the product exact, so ``acc + msg`` is the same value in one
-    pass.
-    """
-    grad = torch.is_grad_enabled() and (
-        acc.requires_grad or msg.requires_grad
-        or (isinstance(weight, Tensor) and weight.requires_grad))
-    if grad or acc.shape != msg.shape or acc.dtype != msg.dtype:
-        return acc - weight * msg
-    if isinstance(weight, float) and weight == -1.0:
-        return acc.add_(msg)
-    return acc.sub_(msg.mul_(weight))
+    """``acc − weight·msg``, bit for bit. A constant weight of ±1 (the default, and −1 for a
+    negated Potts weight) makes the product exact, so ``acc ∓ msg`` is the same value in one
+    pass over the data instead of two, without the product's temporary."""
+    if isinstance(weight, float) and weight in (1.0, -1.0):
+        return acc - msg if weight == 1.0 else acc + msg
+    return acc - weight * msg
 
 
 def _check_final_output(final_output: str) -> None:
