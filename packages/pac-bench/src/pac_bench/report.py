@@ -99,6 +99,10 @@ def crf_table(records: Iterable[Record]) -> str:
     return "\n".join(lines)
 
 
+CRF_PEER_MODE = "mf_step_vs_pydensecrf"
+"""The mode under which :func:`time_ratios` (and so ``compare``) lists the CRF step ratios."""
+
+
 def refiner_crf_table(records: Iterable[Record]) -> str:
     """Markdown table of refiner-CRF step records (:func:`pac_bench.densecrf.time_refiner_step`):
     our step and pydensecrf's (medians, interleaved), their ratio, and the once-per-image work."""
@@ -529,7 +533,8 @@ def time_ratios(result: Record) -> dict[tuple[str, str, str], float | None]:
     Reads both layouts: ``pac-bench run`` records (``case, backend, mode, ratio``; a skipped peer
     has ratio None) and ``python -m pac_bench.gpu`` records (``case, op, peer, fwd_ms,
     fwdbwd_ms``, ratios taken here against the ``cudnn`` peer of the same case and op, keyed
-    ``case/op``).
+    ``case/op``); plus the CRF step records of ``result['crf_peers']``, whose ratio is to
+    pydensecrf's step (mode :data:`CRF_PEER_MODE`).
     """
     out: dict[tuple[str, str, str], float | None] = {}
     rows = list(result.get("results", []))
@@ -547,6 +552,10 @@ def time_ratios(result: Record) -> dict[tuple[str, str, str], float | None]:
             ratio = r["ratio"]
             out[(str(r["case"]), str(r["backend"]), str(r["mode"]))] = (
                 None if ratio is None else float(ratio))
+    for r in result.get("crf_peers", []):  # our CRF step over pydensecrf's
+        ratio = r.get("ratio")
+        out[(str(r["case"]), str(r["backend"]), CRF_PEER_MODE)] = (
+            None if ratio is None else float(ratio))
     return out
 
 
