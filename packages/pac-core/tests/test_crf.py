@@ -279,6 +279,80 @@ def test_blur_pool_and_upsample_values():
     assert torch.equal(_blur_pool(t, 1), t)
 
 
+def _step_by_formula(crf, u, log_q, kernels):
+    """One step written as docs/semantics.md §6.1 states it: ``w_u·U − Σ_i pw_i·M_i``."""
+    q = F.softmax(log_q, 1)
+    out = crf.unary_weight * u
+    for i, m in enumerate(crf.messengers):
+        b = crf.blur[i]
+        qb = _blur_pool(q, b)
+        msg = m(qb) if crf._compat_types[i] == "na" else m(qb, None, kernels[i])
+        if crf.compat[i] is not None:
+            msg = crf.compat[i](msg)
+        out = out - crf._pairwise_weight(i) * _blur_upsample(msg, b, u.shape[-2:])
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["no_grad", "grad"])
+def test_step_accumulation_is_bitwise_the_formula(backend_name, dtype, mode):
+    """The step's accumulation (``acc ∓ M_i`` for constant weights ±1) gives bit for bit the
+    values of the formula (every compatibility type, blur, weights 0.3/0.5/0.7, a learnable Potts
+    weight, the default +1 and the negated Potts −1), without autograd and where autograd
+    records, in both CRF classes."""
+    grad = mode == "grad"
+    kernels = [*ALL_KERNELS, dict(compat_type="potts", kernel_size=5, dilation=3)]
+    crf = PacCRF(L, 3, pairwise_kernels=kernels).to(dtype)
+    loose = PacCRFLoose(L, 2, pairwise_kernels=kernels).to(dtype)
+    u, f = (t.to(dtype) for t in _inputs(h=10, w=13))
+    if grad:
+        u.requires_grad_()
+    with torch.set_grad_enabled(grad):
+        ks = crf.compute_kernels(f)
+        expected = u
+        for _ in range(3):
+            expected = _step_by_formula(crf, u, expected, ks)
+        out = crf(u, f)
+        assert torch.equal(out, expected)
+        ks = loose.steps[0].compute_kernels(f)
+        expected_loose = u
+        for step in loose.steps:
+            expected_loose = _step_by_formula(step, u, expected_loose, ks)
+        assert torch.equal(loose(u, f), expected_loose)
+    if grad:  # the input gradient too, bit for bit
+        (g,) = torch.autograd.grad(out.square().sum(), u)
+        (g_expected,) = torch.autograd.grad(expected.square().sum(), u)
+        assert torch.isfinite(g).all() and torch.equal(g, g_expected)
+
+
+def test_step_leaves_its_inputs_unchanged():
+    crf = PacCRF(L, 2, pairwise_kernels=ALL_KERNELS).double()
+    u, f = _inputs()
+    log_q = torch.randn_like(u)
+    u0, f0, q0 = u.clone(), f.clone(), log_q.clone()
+    kernels = crf.compute_kernels(f)
+    k0 = [None if k is None else k.clone() for k in kernels]
+    with torch.no_grad():
+        crf(u, None, kernels, log_q)
+    assert torch.equal(u, u0) and torch.equal(f, f0) and torch.equal(log_q, q0)
+    assert all(a is None or torch.equal(a, b) for a, b in zip(kernels, k0))
+
+
+def test_vmap_over_the_kernels(reference_backend):
+    """torch.func.vmap over the edge kernels only (the unary is shared), with and without
+    autograd: the same as a loop over the batch."""
+    crf = PacCRF(L, 2, pairwise_kernels=[dict(compat_type="potts", kernel_size=3),
+                                        dict(compat_type="4d", kernel_size=3)]).double()
+    u, _ = _inputs(b=1)
+    feats = torch.randn(3, 1, 2, 9, 11, dtype=D)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            ks = [torch.stack([crf.compute_kernels(f)[i] for f in feats]) for i in range(2)]
+            out = torch.func.vmap(lambda k0, k1: crf(u, None, [k0, k1]))(*ks)
+            loop = torch.stack([crf(u, None, [k0, k1]) for k0, k1 in zip(*ks)])
+        assert torch.allclose(out, loop, rtol=1e-12, atol=1e-12)
+
+
 def test_shared_feature_pooled_once_per_blur_matches_list():
     crf = PacCRF(L, 1, pairwise_kernels=[dict(compat_type="4d", blur=3),
                                         dict(compat_type="2d", blur=3),

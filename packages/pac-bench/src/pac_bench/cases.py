@@ -353,6 +353,84 @@ CRF_CASES: dict[str, CrfCase] = {
 segmentation issue's 512×512×21 case, timed with pydensecrf by ``python -m pac_bench.densecrf``
 and not part of the native suite)."""
 
+REFINER_DILATIONS: tuple[int, ...] = (1, 4, 12, 32)
+"""Dilations of the four pairwise kernels of ``pac_models``' default refiner CRF."""
+
+REFINER_MEAN_RGB: tuple[float, float, float] = (122.675, 116.669, 104.008)
+"""Per-channel mean (R, G, B) that the refiner's edge features subtract (0–255 scale)."""
+
+REFINER_FEAT_SCALE = 30.0
+"""The refiner's initial edge-feature scale (every edge, every channel)."""
+
+
+@dataclass(frozen=True)
+class RefinerCrfCase:
+    """One mean-field step of the CRF of ``paccrf_refiner`` (``pac_models``), default config.
+
+    The CRF is the one ``pac_models.segmentation.refine`` uses by default
+    (``crfi8lp0ds511p0ds541p0ds5121p0ds5321``): a :class:`~pac_core.PacCRFLoose` whose every
+    step has four ``'potts'`` kernels with learnable ``5×5`` spatial filters (``shared_filters``:
+    one ``[1, 1, 5, 5]`` filter for all labels) at dilations 1, 4, 12 and 32, full resolution,
+    each on its own edge features: the mean-subtracted BGR image on the 0–255 scale divided by
+    30. One step is ``softmax``, four ``pac::pool2d_kernel`` calls on the precomputed kernels and
+    their accumulation; the kernels are computed once per image (:meth:`kernels`).
+
+    Attributes:
+        name: Unique name used on the command line and in result files.
+        labels: Number of labels ``L``.
+        size: Height and width (batch 1).
+        threads: torch intra-op threads during the timings.
+        kernel: Kernel size of the four pairwise kernels.
+        dilations: Their dilations.
+    """
+
+    name: str
+    labels: int
+    size: int
+    threads: int
+    kernel: int = 5
+    dilations: tuple[int, ...] = REFINER_DILATIONS
+
+    def inputs(self, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random ``(unary [1, L, S, S], image [1, 3, S, S])``, the image RGB in [0, 1]."""
+        gen = torch.Generator().manual_seed(seed)
+        unary = torch.randn(1, self.labels, self.size, self.size, generator=gen)
+        img = torch.rand(1, 3, self.size, self.size, generator=gen)
+        return unary, img
+
+    def crf(self) -> torch.nn.Module:
+        """A one-step ``PacCRFLoose`` with the refiner's kernels (built as the refiner builds
+        its CRF; the parameters are the initial ones, which do not change the work)."""
+        from pac_core import PacCRFLoose
+
+        torch.manual_seed(0)
+        return PacCRFLoose(self.labels, 1, final_output="log_Q", perturbed_init=True,
+                           fixed_weighting=False, unary_weight=1.0, pairwise_kernels=[
+                               dict(kernel_size=self.kernel, dilation=d, blur=1,
+                                    compat_type="potts", spatial_filter=True)
+                               for d in self.dilations])
+
+    def edge_features(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """The refiner's per-kernel edge features of an RGB image in [0, 1]."""
+        mean = img.new_tensor(REFINER_MEAN_RGB).view(1, 3, 1, 1)
+        bgr = (img * 255.0 - mean).flip(1)
+        return [bgr * (1.0 / REFINER_FEAT_SCALE) for _ in self.dilations]
+
+
+REFINER_CRF_CASES: dict[str, RefinerCrfCase] = {
+    c.name: c
+    for c in (
+        RefinerCrfCase("crf_refiner_l21_512_t1", 21, 512, threads=1),
+        RefinerCrfCase("crf_refiner_l21_512_t2", 21, 512, threads=2),
+        RefinerCrfCase("crf_refiner_l4_32_t1", 4, 32, threads=1),
+    )
+}
+"""The refiner-CRF step cases timed against pydensecrf's step (``crf_refiner_l4_32_t1`` is
+tiny, for tests)."""
+
+QUICK_REFINER_CRF_CASES: tuple[str, ...] = ("crf_refiner_l21_512_t1", "crf_refiner_l21_512_t2")
+"""The refiner-CRF cases of the default ``pac-bench run``: 21 labels, 512×512, 1 and 2 threads."""
+
 NATIVE_SUITE: dict[str, tuple[str, ...]] = {
     "time": ("conv_b2_c32_128_k5", "convt_b2_c32_64to128_k5_s2", "pool_b2_c32_128_k5"),
     "memory": ("mem_b1_c64_512_k5",),
@@ -378,6 +456,19 @@ def get_case(name: str) -> Case:
         return CASES[name]
     except KeyError:
         raise KeyError(f"unknown case {name!r}; known: {sorted(CASES)}") from None
+
+
+def get_refiner_crf_case(name: str) -> RefinerCrfCase:
+    """The refiner-CRF case called ``name``.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    try:
+        return REFINER_CRF_CASES[name]
+    except KeyError:
+        raise KeyError(f"unknown refiner CRF case {name!r}; known: "
+                       f"{sorted(REFINER_CRF_CASES)}") from None
 
 
 def get_crf_case(name: str) -> CrfCase:

@@ -15,8 +15,11 @@ from .cases import (
     MATRIX_CASES,
     NATIVE_SUITE,
     QUICK_CASES,
+    QUICK_REFINER_CRF_CASES,
+    REFINER_CRF_CASES,
     get_case,
     get_crf_case,
+    get_refiner_crf_case,
 )
 from .report import (
     PEERS_KIND,
@@ -122,6 +125,24 @@ def run_extras(result: dict[str, Any], memory_cases: Sequence[str], crf_cases: S
     return result
 
 
+def run_refiner_crf(cases: Sequence[str], runs: int, warmup: int,
+                    backend: str | None = None) -> list[dict[str, Any]]:
+    """One mean-field step of the refiner CRF against pydensecrf's, per case
+    (:func:`pac_bench.densecrf.time_refiner_step`); without pydensecrf our step alone, with a
+    'not installed' note."""
+    from .densecrf import time_refiner_step
+
+    records = []
+    for name in cases:
+        rec = time_refiner_step(get_refiner_crf_case(name), runs, warmup, backend)
+        records.append(rec)
+        peer = (f"pydensecrf {rec['peer_step_s'] * 1e3:.2f} ms, ratio {rec['ratio']:.2f}×"
+                if rec["ratio"] is not None else rec["note"])
+        _log(f"{name:28s} {rec['backend']:10s} mf_step           "
+             f"{rec['step_s'] * 1e3:.2f} ms; {peer}")
+    return records
+
+
 def _log(line: str) -> None:
     print("  " + line, file=sys.stderr, flush=True)
 
@@ -181,6 +202,10 @@ def _versions() -> dict[str, Any]:
         out["kornia"] = md.version("kornia")
     except md.PackageNotFoundError:
         pass
+    from .densecrf import densecrf_available, densecrf_version
+
+    if densecrf_available():
+        out["pydensecrf"] = densecrf_version()
     return out
 
 
@@ -227,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--crf-cases", nargs="*", default=[],
                        help="PacCRF cases timed per mean-field step (known: "
                             f"{', '.join(CRF_CASES)})")
+    p_run.add_argument("--refiner-crf-cases", nargs="*", default=None,
+                       help="refiner-CRF cases whose mean-field step is timed against "
+                            "pydensecrf's (default: "
+                            f"{', '.join(QUICK_REFINER_CRF_CASES)} in a peers run, none with "
+                            f"--matrix or --suite; known: {', '.join(REFINER_CRF_CASES)})")
     p_run.add_argument("--crf-steps", nargs=2, type=int, default=[1, 3], metavar=("N1", "N2"),
                        help="step counts; step time = (t(N2) - t(N1)) / (N2 - N1)")
     p_run.add_argument("--memory-limit-gb", type=float, default=8.0,
@@ -302,6 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.device == "cpu":
             run_extras(result, [], crf_cases, backends, args.runs, args.warmup, steps,
                        args.memory_limit_gb)
+            refiner_cases = args.refiner_crf_cases
+            if refiner_cases is None:
+                plain = args.suite is None and not args.matrix
+                refiner_cases = list(QUICK_REFINER_CRF_CASES) if plain else []
+            if refiner_cases:
+                result["crf_peers"] = run_refiner_crf(refiner_cases, args.runs, args.warmup)
         result["environment"].update(
             cpu_model=cpu_model(), cpus=os.cpu_count(),
             pac_core=getattr(pac_core, "__version__", "unknown"),

@@ -99,6 +99,43 @@ def crf_table(records: Iterable[Record]) -> str:
     return "\n".join(lines)
 
 
+CRF_PEER_MODE = "mf_step_vs_pydensecrf"
+"""The mode under which :func:`time_ratios` (and so ``compare``) lists the CRF step ratios."""
+
+
+def refiner_crf_table(records: Iterable[Record]) -> str:
+    """Markdown table of refiner-CRF step records (:func:`pac_bench.densecrf.time_refiner_step`):
+    our step and pydensecrf's (medians, interleaved), their ratio, and the once-per-image work."""
+    lines = ["| case | threads | backend | ms per step | pydensecrf ms per step "
+             "| ours / pydensecrf | same, CPU time | per image: our kernels "
+             "| per image: pydensecrf setup |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in records:
+        if r.get("ratio") is None:
+            peer, ratio, ratio_cpu, peer_setup = "—", "— (" + str(r.get("note", "")) + ")", "—", "—"
+        else:
+            peer = f"{r['peer_step_s'] * 1e3:.2f}"
+            ratio = f"**{r['ratio']:.2f}×**"
+            ratio_cpu = "—" if r.get("ratio_cpu") is None else f"{r['ratio_cpu']:.2f}×"
+            peer_setup = _fmt_time(r["peer_setup_s"])
+        lines.append(f"| {r['case']} | {r['threads']} | {r['backend']} | "
+                     f"{r['step_s'] * 1e3:.2f} | {peer} | {ratio} | {ratio_cpu} | "
+                     f"{_fmt_time(r['setup_s'])} | {peer_setup} |")
+    return "\n".join(lines)
+
+
+REFINER_CRF_TEXT = (
+    "One mean-field step of `paccrf_refiner`'s default CRF (four Potts kernels with learnable "
+    "5×5 spatial filters at dilations 1, 4, 12, 32 on the image's colours; kernels computed "
+    "once per image) against one `stepInference` of pydensecrf's `DenseCRF2D` (Gaussian "
+    "sxy=3 compat=3 and bilateral sxy=80 srgb=13 compat=10, fully connected on the "
+    "permutohedral lattice; single-threaded at any thread count): random unaries and a "
+    "random image, run alternately in one process, medians. Two different models of the same "
+    "job; the ratio compares the cost of one update. 'CPU time' is the ratio of the process "
+    "CPU times of the same calls (with 2 threads: both threads' work, not the wall time).")
+"""What the refiner-CRF table measures (the reports' paragraph above it)."""
+
+
 def target_lines(result: Record, targets: Mapping[tuple[str, str], float]) -> list[str]:
     """Markdown bullet lines: each measured ``(op, mode)`` with a target, met or missed.
 
@@ -168,6 +205,9 @@ def render_markdown(result: Record) -> str:
                  memory_table(result["memory"]), ""]
     if result.get("crf"):
         body += ["## PacCRF mean-field step (inference)", "", crf_table(result["crf"]), ""]
+    if result.get("crf_peers"):
+        body += ["## PacCRF mean-field step vs pydensecrf", "", REFINER_CRF_TEXT, "",
+                 refiner_crf_table(result["crf_peers"]), ""]
     targets = target_lines(result, TARGETS)
     if targets:
         body += ["## Targets", "", *targets, ""]
@@ -340,7 +380,8 @@ def render_peers_markdown(result: Record) -> str:
         f"- device: {env.get('device', '?')} ({env.get('cpu_model', env.get('device_name', '?'))}"
         f"), CPUs: {env.get('cpus', '?')}, torch threads: {env.get('threads', '?')}",
         f"- torch {env.get('torch', '?')}, python {env.get('python', '?')}, "
-        f"pac-core {env.get('pac_core', '?')}, kornia {env.get('kornia', 'not installed')}",
+        f"pac-core {env.get('pac_core', '?')}, kornia {env.get('kornia', 'not installed')}"
+        + (f", {env['pydensecrf']}" if env.get("pydensecrf") else ""),
     ]
     for key, label in (("load_before", "load average before"), ("command", "command")):
         if key in env:
@@ -362,6 +403,9 @@ def render_peers_markdown(result: Record) -> str:
     if result.get("memory"):
         body += ["## Peak extra memory of one inference forward (fresh process each)", "",
                  peer_memory_table(result["memory"]), ""]
+    if result.get("crf_peers"):
+        body += ["## PacCRF mean-field step vs pydensecrf", "", REFINER_CRF_TEXT, "",
+                 refiner_crf_table(result["crf_peers"]), ""]
     if result.get("plots"):
         body += ["## Plots", ""]
         body += [f"![{Path(p).stem}]({Path(p).name})" + "\n" for p in result["plots"]]
@@ -489,7 +533,8 @@ def time_ratios(result: Record) -> dict[tuple[str, str, str], float | None]:
     Reads both layouts: ``pac-bench run`` records (``case, backend, mode, ratio``; a skipped peer
     has ratio None) and ``python -m pac_bench.gpu`` records (``case, op, peer, fwd_ms,
     fwdbwd_ms``, ratios taken here against the ``cudnn`` peer of the same case and op, keyed
-    ``case/op``).
+    ``case/op``); plus the CRF step records of ``result['crf_peers']``, whose ratio is to
+    pydensecrf's step (mode :data:`CRF_PEER_MODE`).
     """
     out: dict[tuple[str, str, str], float | None] = {}
     rows = list(result.get("results", []))
@@ -507,6 +552,10 @@ def time_ratios(result: Record) -> dict[tuple[str, str, str], float | None]:
             ratio = r["ratio"]
             out[(str(r["case"]), str(r["backend"]), str(r["mode"]))] = (
                 None if ratio is None else float(ratio))
+    for r in result.get("crf_peers", []):  # our CRF step over pydensecrf's
+        ratio = r.get("ratio")
+        out[(str(r["case"]), str(r["backend"]), CRF_PEER_MODE)] = (
+            None if ratio is None else float(ratio))
     return out
 
 

@@ -61,6 +61,15 @@ def _blur_upsample(t: Tensor, b: int, size: tuple[int, int]) -> Tensor:
     return up[:, :, ph:ph + h, pw:pw + w]
 
 
+def _subtract_weighted(acc: Tensor, weight: Union[Tensor, float], msg: Tensor) -> Tensor:
+    """``acc − weight·msg``, bit for bit. A constant weight of ±1 (the default, and −1 for a
+    negated Potts weight) makes the product exact, so ``acc ∓ msg`` is the same value in one
+    pass over the data instead of two, without the product's temporary."""
+    if isinstance(weight, float) and weight in (1.0, -1.0):
+        return acc - msg if weight == 1.0 else acc + msg
+    return acc - weight * msg
+
+
 def _check_final_output(final_output: str) -> None:
     if final_output not in _FINAL_OUTPUTS:
         raise ValueError(f"final_output must be one of {_FINAL_OUTPUTS}, got {final_output!r}")
@@ -309,7 +318,7 @@ class PacCRF(nn.Module):
         return self._pairwise_consts[i]
 
     def _step(self, unary: Tensor, logQ: Tensor, kernels: list[Optional[Tensor]]) -> Tensor:
-        """One mean-field update ``logQ ← w_u·unary − Σ_i pw_i·M_i``."""
+        """One mean-field update ``logQ ← w_u·unary − Σ_i pw_i·M_i`` (docs/semantics.md §6.1)."""
         size = (unary.shape[-2], unary.shape[-1])
         Q = F.softmax(logQ, dim=1)
         pooled: dict[int, Tensor] = {}
@@ -327,7 +336,7 @@ class PacCRF(nn.Module):
             if compat is not None:
                 msg = compat(msg)
             msg = _blur_upsample(msg, b, size)
-            new_logQ = new_logQ - self._pairwise_weight(i) * msg
+            new_logQ = _subtract_weighted(new_logQ, self._pairwise_weight(i), msg)
         return new_logQ
 
     def forward(
