@@ -99,15 +99,17 @@ def _build(name: str, pretrained: Any, kwargs: dict[str, Any]) -> nn.Module:
         raise UsageError(str(exc)) from None
 
 
-def _model(args: argparse.Namespace) -> tuple[nn.Module, str]:
-    """The model of ``--model``/``--weights`` (see :func:`_model_spec`) and its description."""
+def _model(args: argparse.Namespace, sampling: Optional[str] = None) -> tuple[nn.Module, str]:
+    """The model of ``--model``/``--weights`` (see :func:`_model_spec`) and its description;
+    ``sampling`` picks the default weights for that low-resolution sampling."""
     name, pretrained, kwargs = _model_spec(args)
-    model = _build(name, pretrained, kwargs)
+    model = _build(name, pretrained, kwargs if sampling is None or pretrained is not True
+                   else {**kwargs, "sampling": sampling})
     if pretrained is True:
         model_name, tag = split_model_name_tag(name)
         record = (_weights.get_weights(name) if tag
                   else _weights.default_weights(get_model_entry(model_name).name,
-                                                kwargs.get("factor")))
+                                                kwargs.get("factor"), sampling or "center"))
         desc = record.name if record is not None else name
     elif pretrained:
         desc = f"{name} with {pretrained}"
@@ -414,7 +416,7 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
         except (ValueError, OSError, EOFError) as exc:
             raise UsageError(f"--valid {vpath}: not a readable mask ({exc})") from None
         valid = (valid[..., 0] if valid.ndim == 3 else valid) != 0
-    model, desc = _model(args)
+    model, desc = _model(args, args.sampling)
     default = not args.model and not args.weights
     try:
         ensemble = args.ensemble or (DEFAULT_ENSEMBLE if default else "none")
@@ -636,8 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="synthetic depth: random horizontal flips (flip) or all 8 symmetries of "
                          "the square (d4: also vertical flips and transposes; the scenes must "
                          "have their depth at the pixel centres, --scene-arg supersample=3)")
-    tr.add_argument("--sampling", choices=("center", "area", "mixed"), default="center",
-                    help="synthetic depth: low-resolution sampling (data.SensorConfig)")
+    tr.add_argument("--sampling", choices=("center", "area", "mixed", "block"), default="center",
+                    help="synthetic depth: low-resolution sampling (data.SensorConfig; 'block': "
+                         "plain block means, for weights that serve sampling='area')")
     tr.add_argument("--holes", type=float, default=0.0,
                     help="synthetic depth: largest fraction of missing low-resolution samples")
     tr.add_argument("--hole-blobs", type=float, default=0.0,
