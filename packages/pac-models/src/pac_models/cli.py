@@ -280,9 +280,11 @@ def plain_text(text: str) -> str:
 
 
 def _default_marks(model: str) -> str:
-    """``"default weights: ×4 ×8 ×16"`` for a model with default records, else ``""``."""
-    marks = [("×" + str(w.factor)) if w.factor is not None else "yes"
-             for w in sorted(_weights.list_weights(model), key=lambda w: w.factor or 0)
+    """``"default weights: ×4 ×8 ×16 ×16 area"`` for a model with default records, else ``""``."""
+    marks = [(("×" + str(w.factor)) if w.factor is not None else "yes")
+             + ("" if w.sampling == "center" else f" {w.sampling}")
+             for w in sorted(_weights.list_weights(model),
+                             key=lambda w: (w.factor or 0, w.sampling != "center"))
              if w.default]
     return f"  [default weights: {' '.join(marks)}]" if marks else ""
 
@@ -302,6 +304,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 mark = ""
                 if w.default:
                     mark = f" [default at ×{w.factor}]" if w.factor is not None else " [default]"
+                    if w.sampling != "center":
+                        mark = mark[:-1] + f", sampling={w.sampling}]"
                 args_ = ", ".join(f"{k}={v}" for k, v in w.model_kwargs.items())
                 print(f"    {w.name}{mark}")
                 print(f"        arguments: {args_ or 'none'}; {where}; licence {w.licence}")

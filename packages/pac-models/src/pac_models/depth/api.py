@@ -124,11 +124,12 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         sampling: How ``depth_lr`` was sampled, one of :data:`SAMPLINGS`: ``'center'`` (the
             default: one depth per block at the pixel above, a decimated or strided map) or
             ``'area'`` (the block mean: a ToF or structured-light sensor, or a map reduced with
-            ``F.interpolate(mode='area')`` / ``cv2.INTER_AREA``). For ``'area'`` and an even
-            factor the block centre lies half a pixel from the ``'center'`` position the
-            model's samples sit at; the ensemble then also runs each view mirrored in both
-            axes without the one-pixel correction, so the two half-pixel phases are averaged
-            (``"none"`` takes 2 passes, ``"h"`` 4).
+            ``F.interpolate(mode='area')`` / ``cv2.INTER_AREA``). With ``model=None``,
+            ``'area'`` uses the weights trained for block means where the factor has them
+            (:func:`select_model`). For ``'area'`` and an even factor the block centre lies
+            half a pixel from the ``'center'`` position; the views are then not shifted, and
+            the ensemble also runs each view mirrored in both axes, so both half-pixel phases
+            are seen equally often (``"none"`` takes 2 passes, ``"h"`` 4).
         valid: Optional boolean ``[h, w]`` mask of the usable samples of ``depth_lr`` (False:
             missing, e.g. no return from the sensor); NaN entries of ``depth_lr`` are missing
             too. Missing samples are filled by a colour-guided normalised averaging of their
