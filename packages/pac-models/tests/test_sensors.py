@@ -285,8 +285,8 @@ def test_weights_sampling_defaults(area_default):
     assert weights.default_weights("pac_jbu_refine", 4, "area") is rec
     assert weights.default_weights("pac_jbu_refine", 4) is center
     # a sampling without weights of its own falls back to the center default
-    assert weights.default_weights("pac_jbu_refine", 8, "area") is weights.default_weights(
-        "pac_jbu_refine", 8)
+    seg = weights.default_weights("paccrf_refiner")
+    assert seg is not None and weights.default_weights("paccrf_refiner", None, "area") is seg
     with pytest.raises(ValueError, match="sampling must be one of"):
         weights.default_weights("pac_jbu_refine", 4, "bilinear")
     with pytest.raises(ValueError, match="unknown sampling"):
@@ -317,3 +317,24 @@ def test_upsample_area_uses_the_area_weights(area_default):
     ref_center = upsample(d, rgb, 4, model=create_model("pac_jbu_refine", factor=4,
                                                         pretrained=True), ensemble="d4")
     torch.testing.assert_close(upsample(d, rgb, 4), ref_center)
+
+
+def test_shipped_defaults_per_sampling():
+    """Every factor has a 'center' default; where an 'area' default ships, upsample picks it for
+    sampling='area' and keeps the 'center' one for sampling='center'."""
+    from pac_models import weights
+    from pac_models.depth.api import SUPPORTED_FACTORS, select_model
+
+    area = []
+    for f in SUPPORTED_FACTORS:
+        center = weights.default_weights("pac_jbu_refine", f)
+        assert center is not None and center.sampling == "center" and center.shipped
+        rec = weights.default_weights("pac_jbu_refine", f, "area")
+        assert rec is not None and rec.shipped and rec.default
+        assert dict(rec.model_kwargs) == dict(center.model_kwargs)
+        assert select_model(f, "area")[1] == rec.name
+        assert select_model(f, "center")[1] == center.name
+        if rec.sampling == "area":
+            area.append(f)
+            assert rec.metrics["synthetic_sensor_block_rmse_m"] > 0
+    assert 8 in area
