@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  ×{r.factor}: ours = {r.ours}")
     print(result.table())
     if result.sensors:
-        print("Sensor cases (ours = the shipped weights with sampling='center' or 'area'; "
+        print("Sensor cases (ours = upsample's default weights for sampling='center' or 'area', "
+              "the latter trained on block means where the factor has them; "
               "crop offset (top, left); missing = share of low-resolution samples passed as "
               "invalid, bilinear gets them all):")
         print(result.sensor_table())
