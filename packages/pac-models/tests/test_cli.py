@@ -19,11 +19,16 @@ def test_list(capsys):
         assert name in out
     assert ":class:" not in out and "``" not in out  # plain text, no reST
     line = next(x for x in out.splitlines() if x.startswith("pac_jbu_refine "))
-    assert "[default weights: ×4 ×8 ×16]" in line
+    marks = " ".join(f"×{w.factor}" + ("" if w.sampling == "center" else f" {w.sampling}")
+                     for w in sorted(weights.list_weights("pac_jbu_refine"),
+                                     key=lambda w: (w.factor, w.sampling != "center"))
+                     if w.default)
+    assert f"[default weights: {marks}]" in line and "×4 ×8 ×8 area ×16" in marks
     assert main(["list", "pac_*", "--weights"]) == 0
     out = capsys.readouterr().out
     assert "djif" not in out.split("pacnet_")[0] and "CC BY-NC-SA" in out
     assert "pac_jbu_refine.x8_synthetic_v7 [default at ×8]" in out
+    assert "pac_jbu_refine.x8_synthetic_area_v1 [default at ×8, sampling=area]" in out
     with pytest.raises(SystemExit) as info:
         main(["list", "nothing_*"])
     assert info.value.code == 2

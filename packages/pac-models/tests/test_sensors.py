@@ -88,6 +88,13 @@ def denorm(sample):
     return (sample.low[0] * (hi - lo) + lo).numpy()
 
 
+def test_block_sampling_is_the_plain_block_mean():
+    rgb, depth = SyntheticScenes(1, (64, 64), factor=8, seed=4).raw(0)
+    s = AssembleJointUpsamplingInputs(8, flip=False, sensor=SensorConfig("block"))(
+        rgb, depth, np.random.default_rng(0))
+    np.testing.assert_allclose(denorm(s), make_lowres(depth, 8, "area"), rtol=1e-5, atol=1e-5)
+
+
 def test_normalize_lowres_ignores_nan():
     x = torch.tensor([[[1.0, float("nan")], [3.0, 5.0]]])
     out, rng = normalize_lowres(x)
@@ -236,13 +243,98 @@ def test_cli_upsample_sampling_and_valid(tmp_path):
               str(tmp_path / "m4.npy")])
 
 
-def test_cli_train_sensor_options(tmp_path):
+@pytest.mark.parametrize("sampling", ["mixed", "block"])
+def test_cli_train_sensor_options(tmp_path, sampling):
     from pac_models.cli import main
 
     assert main(["train", "--model", "pac_jbu_refine", "--factor", "4", "--scenes", "2",
                  "--scene-size", "32", "--crop", "32", "--batch-size", "2", "--eval-limit", "0",
-                 "--epochs", "1", "--quiet", "--model-arg", "width=4", "--sampling", "mixed",
+                 "--epochs", "1", "--quiet", "--model-arg", "width=4", "--sampling", sampling,
                  "--holes", "0.2", "--hole-blobs", "0.5", "--depth-noise", "0.01",
                  "--out", str(tmp_path / "run")]) == 0
     sd = torch.load(tmp_path / "run" / "weights_epoch_1.pth", weights_only=True)
     assert all(torch.isfinite(v).all() for v in sd.values())
+
+
+@pytest.fixture
+def area_default(tmp_path, monkeypatch):
+    """A temporary area default at ×4 (random weights of the ×4 default's architecture)."""
+    import shutil
+
+    from pac_models import weights
+
+    center = weights.default_weights("pac_jbu_refine", 4)
+    shutil.copy(weights.shipped_dir() / center.file, tmp_path / center.file)
+    monkeypatch.setattr(weights, "shipped_dir", lambda: tmp_path)
+    torch.manual_seed(3)
+    net = create_model("pac_jbu_refine", **center.model_kwargs)
+    digest = weights.save_weights(net, tmp_path / "area.safetensors")
+    rec = weights.Weights(model="pac_jbu_refine", tag="test_x4_area",
+                          model_kwargs=center.model_kwargs, file="area.safetensors",
+                          sha256=digest, default=True, sampling="area")
+    weights.register_weights(rec)
+    yield rec, center, net.eval()
+    weights.unregister_weights(rec.name)
+
+
+def test_weights_sampling_defaults(area_default):
+    from pac_models import weights
+
+    rec, center, _ = area_default
+    assert center.sampling == "center"
+    assert weights.default_weights("pac_jbu_refine", 4, "area") is rec
+    assert weights.default_weights("pac_jbu_refine", 4) is center
+    # a sampling without weights of its own falls back to the center default
+    seg = weights.default_weights("paccrf_refiner")
+    assert seg is not None and weights.default_weights("paccrf_refiner", None, "area") is seg
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        weights.default_weights("pac_jbu_refine", 4, "bilinear")
+    with pytest.raises(ValueError, match="unknown sampling"):
+        weights.Weights(model="djif", tag="x", url="https://example.invalid/a.pth",
+                        sampling="block")
+    with pytest.raises(ValueError, match=r"both the default.*'area'"):
+        weights.register_weights(weights.Weights(**{**rec.__dict__, "tag": "test_x4_area_b"}))
+    with pytest.raises(ValueError, match="sampling must be None or one of"):
+        create_model("pac_jbu_refine", factor=4, pretrained=True, sampling="nearest")
+    with pytest.raises(ValueError, match="are for sampling='area'"):
+        create_model(rec.name, pretrained=True, sampling="center")
+
+
+def test_upsample_area_uses_the_area_weights(area_default):
+    from pac_models.depth.api import select_model
+
+    rec, center, net = area_default
+    got = create_model("pac_jbu_refine", factor=4, pretrained=True, sampling="area")
+    assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(),
+                                                  net.state_dict().values()))
+    assert select_model(4, "area")[1] == rec.name
+    assert select_model(4, "center")[1] == center.name
+    rng = np.random.default_rng(0)
+    d = rng.uniform(1.0, 3.0, (6, 8))
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    ref = upsample(d, rgb, 4, model=net, sampling="area", ensemble="d4")
+    torch.testing.assert_close(upsample(d, rgb, 4, sampling="area"), ref)
+    ref_center = upsample(d, rgb, 4, model=create_model("pac_jbu_refine", factor=4,
+                                                        pretrained=True), ensemble="d4")
+    torch.testing.assert_close(upsample(d, rgb, 4), ref_center)
+
+
+def test_shipped_defaults_per_sampling():
+    """Every factor has a 'center' default; where an 'area' default ships, upsample picks it for
+    sampling='area' and keeps the 'center' one for sampling='center'."""
+    from pac_models import weights
+    from pac_models.depth.api import SUPPORTED_FACTORS, select_model
+
+    area = []
+    for f in SUPPORTED_FACTORS:
+        center = weights.default_weights("pac_jbu_refine", f)
+        assert center is not None and center.sampling == "center" and center.shipped
+        rec = weights.default_weights("pac_jbu_refine", f, "area")
+        assert rec is not None and rec.shipped and rec.default
+        assert dict(rec.model_kwargs) == dict(center.model_kwargs)
+        assert select_model(f, "area")[1] == rec.name
+        assert select_model(f, "center")[1] == center.name
+        if rec.sampling == "area":
+            area.append(f)
+            assert rec.metrics["synthetic_sensor_block_rmse_m"] > 0
+    assert 8 in area

@@ -131,7 +131,8 @@ def test_list_pretrained_and_list_models_filter():
     assert "pac_jbu_refine.x8_synthetic_v7" in names and "paccrf_refiner.synthetic_v5" in names
     assert names == sorted(names) and all("." in n for n in names)
     assert list_pretrained("pac_jbu_refine*") == [
-        "pac_jbu_refine.x16_synthetic_v11", "pac_jbu_refine.x4_synthetic_v6",
+        "pac_jbu_refine.x16_synthetic_area_v1", "pac_jbu_refine.x16_synthetic_v11",
+        "pac_jbu_refine.x4_synthetic_v6", "pac_jbu_refine.x8_synthetic_area_v1",
         "pac_jbu_refine.x8_synthetic_v7"]
     assert "pac_jbu_refine.x16_synthetic_v11" in list_pretrained("*x16*")
     assert list_models(pretrained=True) == names
@@ -383,7 +384,7 @@ def test_each_depth_recipe_is_a_valid_train_command_for_its_record():
     from pac_models.cli import build_parser
 
     depth = list_weights("pac_jbu_refine")
-    assert len(depth) == 3
+    assert len(depth) == 5
     for rec in depth:
         command = rec.recipe.split("`")[1]
         assert command.startswith("pac-models train "), rec.name
@@ -392,3 +393,5 @@ def test_each_depth_recipe_is_a_valid_train_command_for_its_record():
         built = parse_key_values(ns.model_arg) | {"factor": ns.factor}
         assert built.keys() == rec.model_kwargs.keys(), rec.name
         assert all(weights.same_kwarg(built[k], v) for k, v in rec.model_kwargs.items()), rec.name
+        # weights for area input are trained on block means
+        assert (ns.sampling == "block") == (rec.sampling == "area"), rec.name

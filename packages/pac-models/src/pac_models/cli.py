@@ -99,15 +99,17 @@ def _build(name: str, pretrained: Any, kwargs: dict[str, Any]) -> nn.Module:
         raise UsageError(str(exc)) from None
 
 
-def _model(args: argparse.Namespace) -> tuple[nn.Module, str]:
-    """The model of ``--model``/``--weights`` (see :func:`_model_spec`) and its description."""
+def _model(args: argparse.Namespace, sampling: Optional[str] = None) -> tuple[nn.Module, str]:
+    """The model of ``--model``/``--weights`` (see :func:`_model_spec`) and its description;
+    ``sampling`` picks the default weights for that low-resolution sampling."""
     name, pretrained, kwargs = _model_spec(args)
-    model = _build(name, pretrained, kwargs)
+    model = _build(name, pretrained, kwargs if sampling is None or pretrained is not True
+                   else {**kwargs, "sampling": sampling})
     if pretrained is True:
         model_name, tag = split_model_name_tag(name)
         record = (_weights.get_weights(name) if tag
                   else _weights.default_weights(get_model_entry(model_name).name,
-                                                kwargs.get("factor")))
+                                                kwargs.get("factor"), sampling or "center"))
         desc = record.name if record is not None else name
     elif pretrained:
         desc = f"{name} with {pretrained}"
@@ -278,9 +280,11 @@ def plain_text(text: str) -> str:
 
 
 def _default_marks(model: str) -> str:
-    """``"default weights: ×4 ×8 ×16"`` for a model with default records, else ``""``."""
-    marks = [("×" + str(w.factor)) if w.factor is not None else "yes"
-             for w in sorted(_weights.list_weights(model), key=lambda w: w.factor or 0)
+    """``"default weights: ×4 ×8 ×16 ×16 area"`` for a model with default records, else ``""``."""
+    marks = [(("×" + str(w.factor)) if w.factor is not None else "yes")
+             + ("" if w.sampling == "center" else f" {w.sampling}")
+             for w in sorted(_weights.list_weights(model),
+                             key=lambda w: (w.factor or 0, w.sampling != "center"))
              if w.default]
     return f"  [default weights: {' '.join(marks)}]" if marks else ""
 
@@ -300,6 +304,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 mark = ""
                 if w.default:
                     mark = f" [default at ×{w.factor}]" if w.factor is not None else " [default]"
+                    if w.sampling != "center":
+                        mark = mark[:-1] + f", sampling={w.sampling}]"
                 args_ = ", ".join(f"{k}={v}" for k, v in w.model_kwargs.items())
                 print(f"    {w.name}{mark}")
                 print(f"        arguments: {args_ or 'none'}; {where}; licence {w.licence}")
@@ -414,7 +420,7 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
         except (ValueError, OSError, EOFError) as exc:
             raise UsageError(f"--valid {vpath}: not a readable mask ({exc})") from None
         valid = (valid[..., 0] if valid.ndim == 3 else valid) != 0
-    model, desc = _model(args)
+    model, desc = _model(args, args.sampling)
     default = not args.model and not args.weights
     try:
         ensemble = args.ensemble or (DEFAULT_ENSEMBLE if default else "none")
@@ -636,8 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="synthetic depth: random horizontal flips (flip) or all 8 symmetries of "
                          "the square (d4: also vertical flips and transposes; the scenes must "
                          "have their depth at the pixel centres, --scene-arg supersample=3)")
-    tr.add_argument("--sampling", choices=("center", "area", "mixed"), default="center",
-                    help="synthetic depth: low-resolution sampling (data.SensorConfig)")
+    tr.add_argument("--sampling", choices=("center", "area", "mixed", "block"), default="center",
+                    help="synthetic depth: low-resolution sampling (data.SensorConfig; 'block': "
+                         "plain block means, for weights that serve sampling='area')")
     tr.add_argument("--holes", type=float, default=0.0,
                     help="synthetic depth: largest fraction of missing low-resolution samples")
     tr.add_argument("--hole-blobs", type=float, default=0.0,

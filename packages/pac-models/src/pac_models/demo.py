@@ -15,7 +15,8 @@ and then the segmentation demo). Protocol, for each factor f in (4, 8, 16):
    never on this image), or the non-learned ``pac_refine`` fallback where none are shipped.
 4. RMSE over the valid ground-truth pixels, in disparity pixels.
 5. Sensor cases (ours and bilinear only, :func:`pac_models.depth.middlebury.sensor_report`): the
-   same with ``sampling='area'`` (the block mean as input, as a depth sensor measures), with the
+   same with ``sampling='area'`` (the block mean as input, as a depth sensor measures; the
+   default weights for area input where the factor has them), with the
    crop shifted by (5, 3) pixels (the blocks fall on other content), and with 5 % of the
    low-resolution samples missing (passed as ``valid``; bilinear gets the complete map).
 
@@ -213,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  ×{r.factor}: ours = {r.ours}")
     print(result.table())
     if result.sensors:
-        print("Sensor cases (ours = the shipped weights with sampling='center' or 'area'; "
+        print("Sensor cases (ours = upsample's default weights for sampling='center' or 'area', "
+              "the latter trained on block means where the factor has them; "
               "crop offset (top, left); missing = share of low-resolution samples passed as "
               "invalid, bilinear gets them all):")
         print(result.sensor_table())

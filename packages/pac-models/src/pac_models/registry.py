@@ -288,7 +288,7 @@ def builder_default(entry: ModelEntry, key: str) -> Any:
 
 
 def _record_for(entry: ModelEntry, name: str, tag: str, pretrained: Any,
-                kwargs: dict[str, Any]) -> Optional[_weights.Weights]:
+                kwargs: dict[str, Any], sampling: str = "center") -> Optional[_weights.Weights]:
     """The weights record ``create_model`` uses, or None (no weights, or a user's file)."""
     if tag:
         if pretrained not in (False, True, None):
@@ -297,7 +297,7 @@ def _record_for(entry: ModelEntry, name: str, tag: str, pretrained: Any,
         return _weights.get_weights(f"{entry.name}.{tag}", model=entry.name)
     if pretrained is True:
         factor = kwargs.get("factor", builder_default(entry, "factor"))
-        record = _weights.default_weights(entry.name, factor)
+        record = _weights.default_weights(entry.name, factor, sampling)
         if record is None:
             at = f" at factor {factor}" if factor is not None else ""
             mine = [w.name for w in _weights.list_weights(entry.name)]
@@ -326,6 +326,7 @@ def create_model(
     *,
     check_hash: bool = True,
     progress: bool = True,
+    sampling: Optional[str] = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model, optionally with weights.
@@ -346,6 +347,11 @@ def create_model(
         check_hash: Verify the record's sha256 (records only; a path or URL has no reference hash
             unless the URL is a record's).
         progress: Show a download progress bar.
+        sampling: The low-resolution sampling the weights are for (``"center"`` or ``"area"``,
+            see :func:`pac_models.depth.upsample`): with ``pretrained=True`` the default weights
+            for it (the ``"center"`` default where it has none; None means ``"center"``); with
+            named weights, an error if they were trained for another sampling than it or
+            ``"center"``.
         **kwargs: Forwarded to the builder (e.g. ``factor=8``).
 
     Returns:
@@ -353,8 +359,8 @@ def create_model(
 
     Raises:
         ValueError: unknown model or weights name (the message lists the known ones), no
-            default weights, an argument that contradicts the weights, or a checkpoint that is
-            unreadable or whose keys do not match.
+            default weights, an argument (``sampling`` included) that contradicts the weights,
+            an unknown sampling, or a checkpoint that is unreadable or whose keys do not match.
         FileNotFoundError: ``pretrained`` is a path that does not exist.
     """
     if not isinstance(name, str):
@@ -362,11 +368,17 @@ def create_model(
     model_name, tag = split_model_name_tag(name)
     entry, extra = _resolve(model_name)
     given = {**extra, **kwargs}
-    record = _record_for(entry, name, tag, pretrained, given)
+    if sampling is not None and sampling not in _weights.SAMPLINGS:
+        raise ValueError(f"sampling must be None or one of {_weights.SAMPLINGS}, got "
+                         f"{sampling!r}")
+    record = _record_for(entry, name, tag, pretrained, given, sampling or "center")
     if record is not None:
         if record.model != entry.name:
             raise ValueError(f"weights {record.name!r} belong to {record.model!r}, not "
                              f"{entry.name!r}")
+        if sampling is not None and record.sampling not in (sampling, "center"):
+            raise ValueError(f"weights {record.name!r} are for sampling={record.sampling!r}, "
+                             f"got sampling={sampling!r}")
         for k, v in record.model_kwargs.items():
             if k in given and not _weights.same_kwarg(given[k], v):
                 raise ValueError(f"weights {record.name!r} need {k}={v!r}, got {k}={given[k]!r}")

@@ -7,7 +7,9 @@ or a URL (fetched with :func:`torch.hub.download_url_to_file` into
 ``<torch.hub.get_dir()>/checkpoints/pac_models``), its sha256 (checked **before** the file is
 deserialised), its licence, the builder arguments the weights need, how they were trained and
 what they measured. ``"default": true`` marks the record that ``pretrained=True`` loads: at most
-one per model and factor.
+one per model, factor and sampling (``"sampling"``: the low-resolution sampling the weights are
+for, ``"center"`` unless the record says ``"area"``; a sampling without a default of its own is
+served by the ``"center"`` default).
 
 Checkpoints are read with :func:`safetensors.torch.load_file` or
 ``torch.load(weights_only=True)``, never with unrestricted pickle: a file whose pickle would import
@@ -43,6 +45,7 @@ from torch import Tensor, nn
 __all__ = [
     "MANIFEST",
     "NON_COMMERCIAL_LICENCE",
+    "SAMPLINGS",
     "CheckpointError",
     "UnsafeCheckpointError",
     "Weights",
@@ -68,6 +71,8 @@ __all__ = [
 ]
 
 NON_COMMERCIAL_LICENCE = "CC BY-NC-SA 4.0 (NVIDIA pacnet release; non-commercial use only)"
+SAMPLINGS = ("center", "area")
+"""Values of :attr:`Weights.sampling` (those of :func:`pac_models.depth.upsample`)."""
 MANIFEST = "manifest.json"
 """File name of the records, inside :func:`shipped_dir`."""
 _MANIFEST_FORMAT = 1
@@ -106,13 +111,17 @@ class Weights:
         recipe: How the weights were trained (data, command line).
         metrics: Measured scores, e.g. ``{"middlebury_rmse_px": 2.46}``.
         key_map: ``"none"`` or ``"pacnet"`` (pacnet's checkpoint layout: unwrapped and mapped).
-        default: Loaded by ``pretrained=True`` for this model and factor.
+        default: Loaded by ``pretrained=True`` for this model, factor and sampling.
         task: ``"depth"``, ``"flow"`` or ``"segmentation"``.
+        sampling: The low-resolution sampling the weights are trained for, one of
+            :data:`SAMPLINGS`: ``"center"`` (point samples; also the fallback that serves any
+            sampling without weights of its own) or ``"area"`` (block means, as
+            ``upsample(sampling='area')`` receives them).
 
     Raises:
         ValueError: neither or both of file and url, a shipped file without sha256, a file that
             is not a bare file name (``../x.safetensors``, an absolute path), an empty model or
-            tag, a tag with a ``.``, or an unknown key_map.
+            tag, a tag with a ``.``, an unknown key_map or an unknown sampling.
     """
 
     model: str
@@ -127,6 +136,7 @@ class Weights:
     key_map: str = "none"
     default: bool = False
     task: str = "depth"
+    sampling: str = "center"
 
     def __post_init__(self) -> None:
         if not self.model or not self.tag or "." in self.tag:
@@ -143,6 +153,9 @@ class Weights:
         if self.key_map not in _KEY_MAPS:
             raise ValueError(f"weights {self.name!r}: unknown key_map {self.key_map!r} "
                              f"(one of {_KEY_MAPS})")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"weights {self.name!r}: unknown sampling {self.sampling!r} "
+                             f"(one of {SAMPLINGS})")
         kwargs = {k: tuple(v) if isinstance(v, list) else v
                   for k, v in dict(self.model_kwargs).items()}
         object.__setattr__(self, "model_kwargs", MappingProxyType(kwargs))
@@ -186,7 +199,7 @@ def load_manifest(path: Union[str, Path]) -> list[Weights]:
     Raises:
         ValueError: not JSON, an unknown format, a record with unknown or missing fields, an
             invalid record (see :class:`Weights`), two records of one name, or two defaults for
-            one model and factor.
+            one model, factor and sampling.
     """
     path = Path(path)
     try:
@@ -213,17 +226,18 @@ def load_manifest(path: Union[str, Path]) -> list[Weights]:
 
 def _check_unique(records: Iterable[Weights], where: str) -> None:
     names: set[str] = set()
-    defaults: dict[tuple[str, Optional[int]], str] = {}
+    defaults: dict[tuple[str, Optional[int], str], str] = {}
     for r in records:
         if r.name in names:
             raise ValueError(f"{where}: two records named {r.name!r}")
         names.add(r.name)
         if r.default:
-            key = (r.model, r.factor)
+            key = (r.model, r.factor, r.sampling)
             if key in defaults:
                 raise ValueError(f"{where}: {defaults[key]!r} and {r.name!r} are both the "
                                  f"default of {r.model}" + (f" at factor {r.factor}"
-                                                            if r.factor is not None else ""))
+                                                            if r.factor is not None else "")
+                                 + f" for sampling {r.sampling!r}")
             defaults[key] = r.name
 
 
@@ -248,7 +262,7 @@ def register_weights(record: Weights, *, replace: bool = False) -> Weights:
 
     Raises:
         ValueError: the name exists (and ``replace`` is False), or a second default for the
-            same model and factor.
+            same model, factor and sampling.
     """
     records = _records()
     if record.name in records and not replace:
@@ -290,10 +304,20 @@ def get_weights(name: str, model: Optional[str] = None) -> Weights:
                      + (", ".join(mine) or "none"))
 
 
-def default_weights(model: str, factor: Optional[int] = None) -> Optional[Weights]:
-    """The default record of ``model`` at ``factor`` (None: the model's factor-less default)."""
-    return next((w for w in _records().values()
-                 if w.default and w.model == model and w.factor == factor), None)
+def default_weights(model: str, factor: Optional[int] = None,
+                    sampling: str = "center") -> Optional[Weights]:
+    """The default record of ``model`` at ``factor`` (None: the model's factor-less default) for
+    ``sampling``; a sampling without a default of its own gets the ``"center"`` default.
+
+    Raises:
+        ValueError: ``sampling`` is not one of :data:`SAMPLINGS`.
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    mine = [w for w in _records().values()
+            if w.default and w.model == model and w.factor == factor]
+    return (next((w for w in mine if w.sampling == sampling), None)
+            or next((w for w in mine if w.sampling == "center"), None))
 
 
 def same_kwarg(given: Any, recorded: Any) -> bool:

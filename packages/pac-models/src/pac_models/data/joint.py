@@ -15,10 +15,13 @@ __all__ = ["LOWRES_MODES", "SAMPLINGS", "AssembleJointUpsamplingInputs", "JointS
            "SensorConfig", "aligned_area_lowres", "denormalize", "make_lowres", "normalize_lowres"]
 
 LOWRES_MODES = ("center", "last", "bilinear", "bicubic", "nearest", "area")
-SAMPLINGS = ("center", "area", "mixed")
+SAMPLINGS = ("center", "area", "mixed", "block")
 """Low-resolution samplings of :class:`SensorConfig`: ``'center'`` (point samples at the
-``'center'`` position), ``'area'`` (block means, see :func:`aligned_area_lowres`) or ``'mixed'``
-(each sample draws one of the two with probability ½)."""
+``'center'`` position), ``'area'`` (block means moved onto the ``'center'`` position, see
+:func:`aligned_area_lowres`), ``'mixed'`` (each sample draws one of the two with probability ½)
+or ``'block'`` (the plain block mean, ``make_lowres(..., 'area')``, centred half a pixel from the
+``'center'`` position at even factors: exactly what
+``pac_models.depth.upsample(sampling='area')`` hands to weights trained for area samples)."""
 _ORDERS = {"nearest": 0, "bilinear": 1, "bicubic": 3}
 
 
@@ -153,7 +156,9 @@ def _sensor_lowres(t: np.ndarray, factor: int, cfg: SensorConfig,
     mode = cfg.sampling
     if mode == "mixed":
         mode = "area" if rng.random() < 0.5 else "center"
-    if mode == "area":
+    if mode == "block":
+        low = make_lowres(t, factor, "area")
+    elif mode == "area":
         h, w = t.shape[-2:]
         hl, wl = math.ceil(h / factor), math.ceil(w / factor)
         x = t if (h, w) == (hl * factor, wl * factor) else _resize(t, (hl * factor, wl * factor), 1)

@@ -53,17 +53,22 @@ step none → h → hv → d4 lowered the held-out synthetic RMSE of all four sc
 factor (d4: 0.93–0.97× one pass at ×8 and ×16, 0.98–0.99× at ×4)."""
 
 
-def select_model(factor: int) -> tuple[nn.Module, str]:
-    """The model :func:`upsample` uses by default for ``factor``.
+def select_model(factor: int, sampling: str = "center") -> tuple[nn.Module, str]:
+    """The model :func:`upsample` uses by default for ``factor`` and ``sampling``.
 
     Returns:
         ``(model, description)``: :data:`DEFAULT_MODEL` with its default weights for that
-        factor (``create_model(DEFAULT_MODEL, factor=factor, pretrained=True)``), or
-        :data:`DEFAULT_FALLBACK` when there are none.
+        factor and sampling (``create_model(DEFAULT_MODEL, factor=factor, pretrained=True,
+        sampling=sampling)``: weights trained for area samples where they exist, else the
+        ``'center'`` weights), or :data:`DEFAULT_FALLBACK` when there are none.
+
+    Raises:
+        ValueError: ``sampling`` is not one of :data:`SAMPLINGS`.
     """
-    record = weights.default_weights(DEFAULT_MODEL, factor)
+    record = weights.default_weights(DEFAULT_MODEL, factor, sampling)
     if record is not None:
-        return create_model(DEFAULT_MODEL, factor=factor, pretrained=True), record.name
+        return (create_model(DEFAULT_MODEL, factor=factor, pretrained=True, sampling=sampling),
+                record.name)
     return create_model(DEFAULT_FALLBACK, factor=factor).eval(), f"{DEFAULT_FALLBACK} (no weights)"
 
 
@@ -89,10 +94,12 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     px...). A constant map (all zero included) comes back as exactly that constant, without
     running the model.
 
-    With ``model=None`` the weights shipped with pac-models for ``factor`` are used:
-    ``pac_jbu_refine`` (:class:`~pac_models.depth.PacJBURefine`, a learned joint bilateral
-    upsampler with a residual refinement) trained by this project on synthetic scenes only (their
-    records in :mod:`pac_models.weights` hold the recipe and metrics), averaged over the
+    With ``model=None`` the weights shipped with pac-models for ``factor`` and ``sampling`` are
+    used (:func:`select_model`): ``pac_jbu_refine`` (:class:`~pac_models.depth.PacJBURefine`, a
+    learned joint bilateral upsampler with a residual refinement) trained by this project on
+    synthetic scenes only (their records in :mod:`pac_models.weights` hold the recipe and
+    metrics; where weights trained for block means exist, ``sampling='area'`` uses them), averaged
+    over the
     symmetries of :data:`DEFAULT_ENSEMBLE` (``ensemble``). Without shipped weights (a stripped
     install) it falls back to the non-learned :class:`~pac_models.depth.PacRefine`.
 
@@ -117,11 +124,12 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         sampling: How ``depth_lr`` was sampled, one of :data:`SAMPLINGS`: ``'center'`` (the
             default: one depth per block at the pixel above, a decimated or strided map) or
             ``'area'`` (the block mean: a ToF or structured-light sensor, or a map reduced with
-            ``F.interpolate(mode='area')`` / ``cv2.INTER_AREA``). For ``'area'`` and an even
-            factor the block centre lies half a pixel from the ``'center'`` position the
-            model's samples sit at; the ensemble then also runs each view mirrored in both
-            axes without the one-pixel correction, so the two half-pixel phases are averaged
-            (``"none"`` takes 2 passes, ``"h"`` 4).
+            ``F.interpolate(mode='area')`` / ``cv2.INTER_AREA``). With ``model=None``,
+            ``'area'`` uses the weights trained for block means where the factor has them
+            (:func:`select_model`). For ``'area'`` and an even factor the block centre lies
+            half a pixel from the ``'center'`` position; the views are then not shifted, and
+            the ensemble also runs each view mirrored in both axes, so both half-pixel phases
+            are seen equally often (``"none"`` takes 2 passes, ``"h"`` 4).
         valid: Optional boolean ``[h, w]`` mask of the usable samples of ``depth_lr`` (False:
             missing, e.g. no return from the sensor); NaN entries of ``depth_lr`` are missing
             too. Missing samples are filled by a colour-guided normalised averaging of their
@@ -193,7 +201,7 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         )
 
     if model is None:
-        net, _ = select_model(factor)
+        net, _ = select_model(factor, sampling)
     elif isinstance(model, str):
         net = create_model(model, factor=factor)
     elif isinstance(model, nn.Module):

@@ -149,8 +149,8 @@ def sensor_report(factors: Sequence[int] = (4, 8, 16), samplings: Sequence[str] 
         samplings: ``'center'`` and/or ``'area'``.
         shifts: Crop offsets ``(top, left)``.
         missing: Fractions of missing samples (0: none).
-        model: Passed to :func:`~pac_models.depth.upsample` (None: the shipped weights, each
-            factor's model built once).
+        model: Passed to :func:`~pac_models.depth.upsample` (None: the shipped weights for each
+            factor and sampling, each built once).
         ensemble: Passed to :func:`~pac_models.depth.upsample`.
         crop: ``(top, left, height, width)`` window the shifts apply within (default: the
             whole image), for quick runs.
@@ -167,7 +167,7 @@ def sensor_report(factors: Sequence[int] = (4, 8, 16), samplings: Sequence[str] 
         crop = (0, 0, *load_middlebury().disparity.shape)
     runs = [(f, s, sh, m) for f in factors for s in samplings for m in missing
             for sh in (shifts if m == 0 else shifts[:1])]
-    nets: dict[int, Any] = {}
+    nets: dict[tuple[int, str], Any] = {}
     rows = []
     for f, s, (top, left), m in tqdm(runs, desc="middlebury", disable=not progress):
         rgb, truth, valid = working_data((crop[0] + top, crop[1] + left, crop[2] - top,
@@ -175,9 +175,9 @@ def sensor_report(factors: Sequence[int] = (4, 8, 16), samplings: Sequence[str] 
         low = lowres(fill_invalid(truth, valid), f, s)
         net = model
         if net is None:
-            if f not in nets:
-                nets[f] = select_model(f)[0]
-            net = nets[f]
+            if (f, s) not in nets:
+                nets[f, s] = select_model(f, s)[0]
+            net = nets[f, s]
         keep = missing_mask(low.shape, m, seed=f) if m > 0 else None
         with torch.no_grad():
             out = upsample(low, rgb, f, model=net, sampling=s, valid=keep,
