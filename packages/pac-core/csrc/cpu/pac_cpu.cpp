@@ -188,6 +188,98 @@ inline void add_sq_delta_row(T* Dr, const T* phir, const T* Fr, int64_t Wo, int6
   for (int64_t x = hi; x < Wo; ++x) Dr[x] += sq(T(0), phir[x]);
 }
 
+// Guidance source of a span of output columns: none (the tap lies in the zero padding, F̄ = 0),
+// contiguous (F̄ at Fs[x]) or strided (F̄ at Fs[x * gs]).
+enum class GSrc { kZero, kUnit, kStrided };
+
+// Dr[x] = Σ_c Δ(F̄_c(tap of x), φ_c[x])² over all guidance channels c, for x in [x0, x1): the
+// channel sum is kept in a register (one vector of pixels at a time), so each distance is
+// written once. Channel c of the guidance row is Fs + c * ldF, of φ: phir + c * ldphi.
+// Guidance samples F̄_c of one vector of pixels starting at x (SRC as in sq_dist_span).
+template <typename T, typename V, GSrc SRC>
+inline V guidance_vec(const T* Fc, int64_t x, int64_t gs) {
+  V f{};
+  if constexpr (SRC == GSrc::kUnit) {
+    f = cpu::load_as<V>(Fc + x);
+  } else if constexpr (SRC == GSrc::kStrided) {
+    for (int64_t l = 0; l < static_cast<int64_t>(sizeof(V) / sizeof(T)); ++l) f[l] = Fc[(x + l) * gs];
+  }
+  return f;
+}
+
+// Δ of one vector (after the optional ReLU; NaN stays NaN, as guidance_delta).
+template <typename V, bool ASYM>
+inline V delta_vec(V f, V ph) {
+  V d = f - ph;
+  if constexpr (ASYM) d = d <= V{} ? V{} : d;
+  return d;
+}
+
+// Dr[x] = Σ_c Δ(F̄_c(tap of x), φ_c[x])² over all guidance channels c, for x in [x0, x1). The
+// channel sums of U vectors of pixels are kept in registers at once (independent chains), so
+// each distance is written once. Channel c of the guidance row is Fs + c * ldF, of φ:
+// phir + c * ldphi. A span of at least one vector ends with one vector that overlaps the
+// previous ones (its distances are recomputed identically) instead of a scalar tail.
+template <typename T, bool ASYM, GSrc SRC>
+inline void sq_dist_span(T* Dr, const T* phir, int64_t ldphi, const T* Fs, int64_t ldF,
+                         int64_t gs, int64_t Cf, int64_t x0, int64_t x1) {
+  using V = cpu::Vec<T>;
+  constexpr int64_t VL = sizeof(V) / sizeof(T);
+  constexpr int U = 4;
+  auto vectors = [&](int64_t x, auto u_const) {
+    constexpr int NU = decltype(u_const)::value;
+    V acc[NU];
+    for (int u = 0; u < NU; ++u) acc[u] = V{};
+    for (int64_t c = 0; c < Cf; ++c) {
+      const T* Fc = Fs + c * ldF;
+      const T* phc = phir + c * ldphi;
+#pragma GCC unroll 4
+      for (int u = 0; u < NU; ++u) {
+        const V d = delta_vec<V, ASYM>(guidance_vec<T, V, SRC>(Fc, x + u * VL, gs),
+                                       cpu::load_as<V>(phc + x + u * VL));
+        acc[u] += d * d;
+      }
+    }
+    for (int u = 0; u < NU; ++u) cpu::store_as(Dr + x + u * VL, acc[u]);
+  };
+  int64_t x = x0;
+  if (x1 - x0 >= VL) {
+    for (; x + U * VL <= x1; x += U * VL) vectors(x, std::integral_constant<int, U>{});
+    for (; x + VL <= x1; x += VL) vectors(x, std::integral_constant<int, 1>{});
+    if (x < x1) vectors(x1 - VL, std::integral_constant<int, 1>{});
+    return;
+  }
+  for (; x < x1; ++x) {
+    T acc = 0;
+    for (int64_t c = 0; c < Cf; ++c) {
+      T f = 0;
+      if constexpr (SRC == GSrc::kUnit) f = Fs[c * ldF + x];
+      if constexpr (SRC == GSrc::kStrided) f = Fs[c * ldF + x * gs];
+      const T d = guidance_delta(f, phir[c * ldphi + x], ASYM);
+      acc += d * d;
+    }
+    Dr[x] = acc;
+  }
+}
+
+// One output row of one tap: the distances of columns [0, lo) and [hi, Wo) read F̄ = 0, those of
+// [lo, hi) the guidance row Fr (nullptr: the tap row is outside, F̄ = 0 everywhere) at x*gs + base.
+template <typename T, bool ASYM>
+inline void sq_dist_row(T* Dr, const T* phir, int64_t ldphi, const T* Fr, int64_t ldF,
+                        int64_t Cf, int64_t Wo, int64_t lo, int64_t hi, int64_t base, int64_t gs) {
+  if (Fr == nullptr) {
+    sq_dist_span<T, ASYM, GSrc::kZero>(Dr, phir, ldphi, nullptr, 0, 0, Cf, 0, Wo);
+    return;
+  }
+  sq_dist_span<T, ASYM, GSrc::kZero>(Dr, phir, ldphi, nullptr, 0, 0, Cf, 0, lo);
+  if (gs == 1) {
+    sq_dist_span<T, ASYM, GSrc::kUnit>(Dr, phir, ldphi, Fr + base, ldF, 1, Cf, lo, hi);
+  } else {
+    sq_dist_span<T, ASYM, GSrc::kStrided>(Dr, phir, ldphi, Fr + base, ldF, gs, Cf, lo, hi);
+  }
+  sq_dist_span<T, ASYM, GSrc::kZero>(Dr, phir, ldphi, nullptr, 0, 0, Cf, hi, Wo);
+}
+
 // K = kernel(D) over n values of kernel channel ck.
 template <typename T>
 inline void kernel_values(const Problem& p, const Ptrs<T>& P, int64_t ck, const T* D, T* K,
@@ -214,6 +306,29 @@ void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
   const int64_t kk = g.kh * g.kw, n = tile.n, Wo = p.Wo;
   const int64_t plane_g = p.Hg * p.Wg, plane_o = p.Ho * p.Wo;
   const int64_t CK = p.CK;
+  if (CK == 1) {
+    // One kernel for all channels: D[t][j] over all guidance channels at once, then K over the
+    // whole tile in one vectorised pass.
+    for (int64_t y = tile.y0; y < tile.y1; ++y) {
+      const T* phir = P.phi + tile.b * p.Cf * plane_o + y * Wo;
+      const int64_t off = (y - tile.y0) * Wo;
+      for (int64_t t = 0; t < kk; ++t) {
+        const int64_t a = t / g.kw, e = t % g.kw;
+        const int64_t r = st.g_row[a * p.Ho + y];
+        const T* Fr = r >= 0 ? P.g + tile.b * p.Cf * plane_g + r * p.Wg : nullptr;
+        T* Dr = D + t * n + off;
+        if (p.asym) {
+          sq_dist_row<T, true>(Dr, phir, plane_o, Fr, plane_g, p.Cf, Wo, st.g_lo[e], st.g_hi[e],
+                               st.g_base[e], g.gsw);
+        } else {
+          sq_dist_row<T, false>(Dr, phir, plane_o, Fr, plane_g, p.Cf, Wo, st.g_lo[e],
+                                st.g_hi[e], st.g_base[e], g.gsw);
+        }
+      }
+    }
+    kernel_values<T>(p, P, 0, D, K, kk * n);
+    return;
+  }
   for (int64_t t = 0; t < kk; ++t) {
     const int64_t a = t / g.kw, e = t % g.kw;
     const int64_t lo = st.g_lo[e], hi = st.g_hi[e], base = st.g_base[e];
@@ -243,6 +358,92 @@ void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
   }
 }
 
+// Guidance and φ gradients of one span of output columns of one tap, all channels: with
+// gD = dL/dD of the tap, dL/dF̄_c(tap) = 2Δ_c·gD and dL/dφ_c = −2Δ_c·gD (docs/semantics.md §2.3).
+// dFs (nullptr: not wanted) and Fs address the guidance row as in sq_dist_span; dphir may be
+// nullptr. Writes only within the span's own samples (disjoint between concurrent tiles).
+template <typename T, bool ASYM, GSrc SRC>
+inline void guidance_grad_span(const T* gDr, const T* phir, T* dphir, int64_t ldphi,
+                               const T* Fs, T* dFs, int64_t ldF, int64_t gs, int64_t Cf,
+                               int64_t x0, int64_t x1) {
+  using V = cpu::Vec<T>;
+  constexpr int64_t VL = sizeof(V) / sizeof(T);
+  // One vector of pixels at x; lanes below `first` are left alone (their gradient is 0).
+  auto vector = [&](int64_t x, int64_t first) {
+    const V gd2 = cpu::load_as<V>(gDr + x) * T(2);
+    V lane;
+    for (int64_t l = 0; l < VL; ++l) lane[l] = T(l);
+    const auto keep = lane >= T(first);
+    for (int64_t c = 0; c < Cf; ++c) {
+      const V d = delta_vec<V, ASYM>(guidance_vec<T, V, SRC>(Fs + c * ldF, x, gs),
+                                     cpu::load_as<V>(phir + c * ldphi + x));
+      V g2 = d * gd2;
+      if (first > 0) g2 = keep ? g2 : V{};  // the lanes left alone add exactly 0
+      if constexpr (SRC == GSrc::kUnit) {
+        if (dFs) {
+          T* p = dFs + c * ldF + x;
+          cpu::store_as(p, cpu::load_as<V>(p) + g2);
+        }
+      } else if constexpr (SRC == GSrc::kStrided) {
+        if (dFs) {
+          T* dFc = dFs + c * ldF;
+          for (int64_t l = first; l < VL; ++l) dFc[(x + l) * gs] += g2[l];
+        }
+      }
+      if (dphir) {
+        T* p = dphir + c * ldphi + x;
+        cpu::store_as(p, cpu::load_as<V>(p) - g2);
+      }
+    }
+  };
+  int64_t x = x0;
+  if (x1 - x0 >= VL) {
+    for (; x + VL <= x1; x += VL) vector(x, 0);
+    if (x < x1) vector(x1 - VL, x - (x1 - VL));
+    return;
+  }
+  for (; x < x1; ++x) {
+    const T gd2 = gDr[x] * T(2);
+    for (int64_t c = 0; c < Cf; ++c) {
+      T f = 0;
+      if constexpr (SRC == GSrc::kUnit) f = Fs[c * ldF + x];
+      if constexpr (SRC == GSrc::kStrided) f = Fs[c * ldF + x * gs];
+      const T g2 = guidance_delta(f, phir[c * ldphi + x], ASYM) * gd2;
+      if constexpr (SRC == GSrc::kUnit) {
+        if (dFs) dFs[c * ldF + x] += g2;
+      }
+      if constexpr (SRC == GSrc::kStrided) {
+        if (dFs) dFs[c * ldF + x * gs] += g2;
+      }
+      if (dphir) dphir[c * ldphi + x] -= g2;
+    }
+  }
+}
+
+// guidance_grad_span over one output row of one tap, split as in sq_dist_row.
+template <typename T, bool ASYM>
+inline void guidance_grad_row(const T* gDr, const T* phir, T* dphir, int64_t ldphi,
+                              const T* Fr, T* dFr, int64_t ldF, int64_t Cf, int64_t Wo,
+                              int64_t lo, int64_t hi, int64_t base, int64_t gs) {
+  if (Fr == nullptr) {
+    guidance_grad_span<T, ASYM, GSrc::kZero>(gDr, phir, dphir, ldphi, nullptr, nullptr, 0, 0,
+                                             Cf, 0, Wo);
+    return;
+  }
+  guidance_grad_span<T, ASYM, GSrc::kZero>(gDr, phir, dphir, ldphi, nullptr, nullptr, 0, 0, Cf,
+                                           0, lo);
+  T* dFs = dFr ? dFr + base : nullptr;
+  if (gs == 1) {
+    guidance_grad_span<T, ASYM, GSrc::kUnit>(gDr, phir, dphir, ldphi, Fr + base, dFs, ldF, 1,
+                                             Cf, lo, hi);
+  } else {
+    guidance_grad_span<T, ASYM, GSrc::kStrided>(gDr, phir, dphir, ldphi, Fr + base, dFs, ldF,
+                                                gs, Cf, lo, hi);
+  }
+  guidance_grad_span<T, ASYM, GSrc::kZero>(gDr, phir, dphir, ldphi, nullptr, nullptr, 0, 0, Cf,
+                                           hi, Wo);
+}
+
 // Chain rule from dL/dK of a tile (gK, same layout as K/D; overwritten with dL/dD) to the
 // guidance, phi, alpha and lambda gradients.
 template <typename T>
@@ -252,21 +453,51 @@ void guided_kernel_backward_tile(const Problem& p, const Ptrs<T>& P, const Sourc
   const Geometry& g = p.geo;
   const int64_t kk = g.kh * g.kw, n = tile.n, Wo = p.Wo;
   const int64_t plane_g = p.Hg * p.Wg, plane_o = p.Ho * p.Wo;
-  for (int64_t ck = 0; ck < p.CK; ++ck) {
-    const int64_t ia = param_index(p.alpha, ck), il = param_index(p.lambda, ck);
-    const T al = P.alpha ? P.alpha[ia] : T(0);
-    const T la = P.lambda ? P.lambda[il] : T(0);
-    T sum_a = 0, sum_l = 0;
-    for (int64_t j = ck * kk * n; j < (ck + 1) * kk * n; ++j) {
-      const T gk = gK[j];
-      if (dalpha) sum_a += gk * kernel_grad_alpha<T>(p.kernel_type);
-      if (dlambda) sum_l += gk * kernel_grad_lambda(p.kernel_type, D[j], K[j], al);
-      gK[j] = gk * kernel_grad_D(p.kernel_type, D[j], K[j], la);
+  if (p.kernel_type == kGaussian) {
+    // dK/dD = −K/2; no α or λ.
+    const int64_t m = p.CK * kk * n;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < m; ++j) gK[j] = gK[j] * (K[j] * T(-0.5));
+  } else {
+    for (int64_t ck = 0; ck < p.CK; ++ck) {
+      const int64_t ia = param_index(p.alpha, ck), il = param_index(p.lambda, ck);
+      const T al = P.alpha ? P.alpha[ia] : T(0);
+      const T la = P.lambda ? P.lambda[il] : T(0);
+      T sum_a = 0, sum_l = 0;
+      for (int64_t j = ck * kk * n; j < (ck + 1) * kk * n; ++j) {
+        const T gk = gK[j];
+        if (dalpha) sum_a += gk * kernel_grad_alpha<T>(p.kernel_type);
+        if (dlambda) sum_l += gk * kernel_grad_lambda(p.kernel_type, D[j], K[j], al);
+        gK[j] = gk * kernel_grad_D(p.kernel_type, D[j], K[j], la);
+      }
+      if (dalpha) dalpha[ia] += sum_a;
+      if (dlambda) dlambda[il] += sum_l;
     }
-    if (dalpha) dalpha[ia] += sum_a;
-    if (dlambda) dlambda[il] += sum_l;
   }
   if (!dF && !dphi) return;
+  if (p.CK == 1) {
+    // One kernel for all channels: every guidance channel's gradient from the one gD row.
+    for (int64_t y = tile.y0; y < tile.y1; ++y) {
+      const int64_t off = (y - tile.y0) * Wo;
+      const T* phir = P.phi + tile.b * p.Cf * plane_o + y * Wo;
+      T* dphir = dphi ? dphi + tile.b * p.Cf * plane_o + y * Wo : nullptr;
+      for (int64_t t = 0; t < kk; ++t) {
+        const int64_t a = t / g.kw, e = t % g.kw;
+        const int64_t r = st.g_row[a * p.Ho + y];
+        const T* Fr = r >= 0 ? P.g + tile.b * p.Cf * plane_g + r * p.Wg : nullptr;
+        T* dFr = (r >= 0 && dF) ? dF + tile.b * p.Cf * plane_g + r * p.Wg : nullptr;
+        const T* gDr = gK + t * n + off;
+        if (p.asym) {
+          guidance_grad_row<T, true>(gDr, phir, dphir, plane_o, Fr, dFr, plane_g, p.Cf, Wo,
+                                     st.g_lo[e], st.g_hi[e], st.g_base[e], g.gsw);
+        } else {
+          guidance_grad_row<T, false>(gDr, phir, dphir, plane_o, Fr, dFr, plane_g, p.Cf, Wo,
+                                      st.g_lo[e], st.g_hi[e], st.g_base[e], g.gsw);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < p.Cf; ++c) {
     const int64_t ck = p.channel_wise ? c : 0;
     const T* Fc = P.g + (tile.b * p.Cf + c) * plane_g;
@@ -466,6 +697,46 @@ void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
   // while every tap's kernel row is applied to every channel.
   auto pool_tile = [&](const Tile& tile, const KView<T>& K) {
     const int64_t n = tile.n;
+    if (st.in_affine && g.sw == 1) {
+      // Each output vector sums its taps in registers (in tap order, as the general path).
+      using V = cpu::Vec<T>;
+      constexpr int64_t VL = sizeof(V) / sizeof(T);
+      for (int64_t y = tile.y0; y < tile.y1; ++y) {
+        const int64_t off = (y - tile.y0) * Wo;
+        for (int64_t c = 0; c < p.O; ++c) {
+          const int64_t ck = p.CK == 1 ? 0 : c, cx = p.C == 1 ? 0 : c;
+          const T* Xc = P.x + (tile.b * p.C + cx) * p.H * p.W;
+          T* Yr = outp + (tile.b * p.O + c) * plane_o + y * Wo;
+          for (int64_t x0 = 0; x0 < Wo; x0 += VL) {
+            const int64_t len = std::min(VL, Wo - x0);
+            V acc{};
+            for (int64_t t = 0; t < kk; ++t) {
+              const int64_t a = t / g.kw, e = t % g.kw;
+              const int64_t r = st.in_row[a * p.Ho + y];
+              if (r < 0) continue;
+              const int64_t lo = st.in_lo[e], hi = st.in_hi[e];
+              const T wt = P.w ? P.w[t] : T(1);
+              const T* Xs = Xc + r * p.W + st.in_base[e];
+              const T* Kr = K.at(ck, t) + off;
+              if (len == VL && x0 >= lo && x0 + VL <= hi) {
+                acc += wt * (cpu::load_as<V>(Kr + x0) * cpu::load_as<V>(Xs + x0));
+              } else {
+                for (int64_t l = 0; l < len; ++l) {
+                  const int64_t x = x0 + l;
+                  if (x >= lo && x < hi) acc[l] += wt * (Kr[x] * Xs[x]);
+                }
+              }
+            }
+            if (len == VL) {
+              cpu::store_as(Yr + x0, acc);
+            } else {
+              for (int64_t l = 0; l < len; ++l) Yr[x0 + l] = acc[l];
+            }
+          }
+        }
+      }
+      return;
+    }
     for (int64_t c = 0; c < p.O; ++c) {
       T* Yc = outp + (tile.b * p.O + c) * plane_o + tile.y0 * Wo;
       std::fill(Yc, Yc + n, T(0));
