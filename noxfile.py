@@ -246,10 +246,11 @@ def wheels(session: nox.Session) -> None:
 
     pac-core's wheel is built from its sdist against the session's torch (``PAC_TORCH``, default
     2.13.0, a CPU build: the wheel then has CPU kernels only) and repaired with auditwheel
-    (manylinux tag; torch's libraries excluded: the torch wheel provides them). The extension
-    serves that torch release only: the wheel's name does not say which,
-    ``pac_core._build_config`` does, and pac-core falls back to its reference backend, with a
-    warning, under any other.
+    (manylinux tag; torch's libraries excluded: the torch wheel provides them). Built against
+    torch >= 2.10 it is an abi3 wheel on LibTorch's stable ABI that serves every torch from 2.10
+    on; built against an older torch it serves that release only (``pac_core._build_config``
+    records which), and pac-core falls back to its reference backend, with a warning, under any
+    other.
     """
     torch_spec = _torch_spec(session)
     session.install(torch_spec, "numpy", *BUILD_REQS, *WHEEL_TOOLS)
