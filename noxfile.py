@@ -86,9 +86,10 @@ CUDA_TORCH = "2.14.1"
 CUDA_ARCHS = "8.0;9.0"
 _CUDA_BUILD_CHECK = """
 import torch, pac_core
-import pac_core._C as C
-info = C.build_info()
+from pac_core import _ext
+info = _ext.build_info()
 print("pac_core build_info:", info)
+assert info is not None, f"pac_core._C did not load: {_ext.error()}"
 assert "cuda" in info["devices"], f"the extension was built without CUDA: {info}"
 # Every registered pac:: operator (with its overload name, if any) must have a CUDA kernel.
 checked = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("pac::"))
@@ -245,10 +246,11 @@ def wheels(session: nox.Session) -> None:
 
     pac-core's wheel is built from its sdist against the session's torch (``PAC_TORCH``, default
     2.13.0, a CPU build: the wheel then has CPU kernels only) and repaired with auditwheel
-    (manylinux tag; torch's libraries excluded: the torch wheel provides them). The extension
-    serves that torch release only: the wheel's name does not say which,
-    ``pac_core._build_config`` does, and pac-core falls back to its reference backend, with a
-    warning, under any other.
+    (manylinux tag; torch's libraries excluded: the torch wheel provides them). Built against
+    torch >= 2.10 it is an abi3 wheel on LibTorch's stable ABI that serves every torch from 2.10
+    on; built against an older torch it serves that release only (``pac_core._build_config``
+    records which), and pac-core falls back to its reference backend, with a warning, under any
+    other.
     """
     torch_spec = _torch_spec(session)
     session.install(torch_spec, "numpy", *BUILD_REQS, *WHEEL_TOOLS)
@@ -353,10 +355,52 @@ def matrix_oldest(session: nox.Session) -> None:
     run_matrix_entry(session, MATRIX_TORCH[0])
 
 
+_STABLE_INFO = """
+import sys, torch, pac_core
+from pac_core import _ext, backends
+info = _ext.build_info()
+print(f"torch {torch.__version__}, pac_core._C built with torch {info and info['torch_version']}: "
+      f"{info}")
+assert info is not None, f"pac_core._C did not load: {_ext.error()}"
+assert info["stable_abi"], info
+assert info["torch_version"].split("+")[0] == sys.argv[1], (info, sys.argv[1])
+assert "native" in backends.available(), backends.available()
+"""
+
+
+def build_core_wheel(session: nox.Session, torch_version: str) -> Path:
+    """A pac-core wheel (CPU) built in a virtual environment of its own with ``torch_version``."""
+    tmp = Path(session.create_tmp()).resolve()
+    venv, out = tmp / "wheel-build", tmp / "wheel"
+    session.run("python", "-m", "venv", "--clear", str(venv))
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    session.run(*pip, f"torch=={torch_version}", _numpy_spec(torch_version), *BUILD_REQS,
+                external=True, env={"PIP_CONSTRAINT": os.devnull})
+    session.run(str(venv / "bin" / "python"), "-m", "pip", "wheel", "-q", "--no-build-isolation",
+                "--no-deps", "-w", str(out), str(CORE), external=True,
+                env={"PAC_CUDA": "off", "PAC_NATIVE": "on",
+                     "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)})
+    (wheel,) = out.glob("pac_core-*.whl")
+    return wheel
+
+
 @nox.session
 def matrix_newest(session: nox.Session) -> None:
-    """The newest torch release of the matrix (CI runs this one too)."""
-    run_matrix_entry(session, MATRIX_TORCH[-1])
+    """The newest torch release of the matrix (CI runs this one too), with the pac-core wheel
+    built against ``DEFAULT_TORCH``: one stable-ABI build serves later torch releases unchanged.
+
+    (``nox -s "matrix(2.15)"`` builds pac-core against the newest release itself.)
+    ``session.posargs`` replace the default marker selection ``-m "not slow and not cuda"``.
+    """
+    wheel = build_core_wheel(session, DEFAULT_TORCH)
+    session.env["PIP_CONSTRAINT"] = os.devnull
+    newest = MATRIX_TORCH[-1]
+    session.install(f"torch=={newest}", _numpy_spec(newest), *TEST_REQS)
+    session.install("--no-deps", str(wheel))
+    session.run("python", "-c", _STABLE_INFO, DEFAULT_TORCH)
+    args = session.posargs or ["-m", "not slow and not cuda"]
+    session.run("pytest", str(CORE / "tests"), "-q", "-p", "no:cacheprovider", "-rs", *args,
+                env={"TORCHINDUCTOR_CACHE_DIR": session.create_tmp()})
 
 
 BENCH_MATRIX_DIR = BENCH / "results" / "bench-matrix"

@@ -15,6 +15,10 @@ build to ``scikit_build_core.build`` this backend
 ``PAC_NATIVE`` (environment): ``auto`` (default: native when a compiler works, else pure Python),
 ``on`` (native or fail), ``off`` (pure Python). The decision reaches CMake as ``PAC_NATIVE`` and
 ``PAC_NATIVE_REASON``; the torch found outside the build environment as ``PAC_TORCH_SITE``.
+
+``PAC_STABLE_ABI`` (environment): ``auto`` (default: LibTorch's stable ABI on torch >= 2.10, so
+that one build serves every torch from 2.10 on, as an abi3 wheel; torch's C++ API, one build per
+torch release, on older torch), ``on`` or ``off``. It reaches CMake as ``PAC_STABLE_ABI``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from typing import Any, Optional
 ConfigSettings = Optional[dict[str, Any]]
 
 MIN_TORCH = (2, 1)
+#: The oldest torch whose stable ABI the native operators are built on (TORCH_TARGET_VERSION).
+STABLE_TORCH = (2, 10)
+#: The oldest Python of the abi3 module of a stable-ABI build (Py_LIMITED_API in CMakeLists.txt).
+STABLE_PY_API = "cp39"
 BUILD_REQUIREMENTS = "'scikit-build-core>=0.10' 'pybind11>=2.12' 'cmake>=3.26' ninja"
 #: The compilers CMake tries, in its order, when ``CXX`` is not set.
 _CXX_CANDIDATES = ("c++", "g++", "clang++")
@@ -82,6 +90,18 @@ def _mode() -> str:
     if mode not in ("auto", "on", "off"):
         raise _stop(f"PAC_NATIVE must be auto, on or off, got {mode!r}.", "")
     return mode
+
+
+def _stable_abi(torch_release: tuple[int, ...], version: str) -> bool:
+    """Whether the native operators are built on the stable ABI (``PAC_STABLE_ABI``)."""
+    mode = os.environ.get("PAC_STABLE_ABI", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "on", "off"):
+        raise _stop(f"PAC_STABLE_ABI must be auto, on or off, got {mode!r}.", "")
+    if mode == "on" and torch_release < STABLE_TORCH:
+        raise _stop(f"PAC_STABLE_ABI=on, but torch {version} predates the stable ABI "
+                    f"(torch >= {STABLE_TORCH[0]}.{STABLE_TORCH[1]}).",
+                    "Unset PAC_STABLE_ABI: older torch gets a build for its own release.")
+    return mode == "on" or (mode == "auto" and torch_release >= STABLE_TORCH)
 
 
 def _outside_env() -> dict[str, str]:
@@ -185,12 +205,18 @@ def _plan(config_settings: ConfigSettings) -> dict[str, Any]:
                     f"Install the build requirements, then build again:\n    pip install "
                     f"{BUILD_REQUIREMENTS}\n    pip install --no-build-isolation "
                     f"{shlex.quote(_source())}")
+    stable = _stable_abi(found, version)
     _note(f"building the native extension against torch {version}"
-          f"{' from ' + site if site else ''}")
-    defines = {"PAC_NATIVE": "ON"}
+          f"{' from ' + site if site else ''}"
+          + (f" on the stable ABI (for torch >= {STABLE_TORCH[0]}.{STABLE_TORCH[1]})" if stable
+             else f" (for torch {version} only)"))
+    defines = {"PAC_NATIVE": "ON", "PAC_STABLE_ABI": "ON" if stable else "OFF"}
     if site:
         defines["PAC_TORCH_SITE"] = site
-    return _settings(config_settings, **defines)
+    settings = _settings(config_settings, **defines)
+    if stable:
+        settings.setdefault("wheel.py-api", STABLE_PY_API)  # one abi3 module for every Python
+    return settings
 
 
 def _pure(config_settings: ConfigSettings, reason: str) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-// The pybind11 module pac_core._C: build information only. Importing it loads this shared
+// The pybind11 module pac_core._C of a per-release build: build information only (a stable-ABI
+// build has module_limited.cpp instead). Importing it loads this shared
 // library, which also holds the TORCH_LIBRARY registrations of the pac:: operators.
 #include <pybind11/pybind11.h>
-#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@ PYBIND11_MODULE(_C, m) {
     info["version"] = PAC_VERSION;
     info["torch_version"] = PAC_TORCH_VERSION;
     info["devices"] = compiled_devices();
+    info["stable_abi"] = false;
 #ifdef __VERSION__
     info["compiler"] = __VERSION__;
 #endif
@@ -50,11 +52,12 @@ PYBIND11_MODULE(_C, m) {
      "those of the compiled sets this processor runs), as a dict.");
   m.def("_set_cpu_isa", &pac::cpu::set_active_isa, pybind11::arg("name"),
         "Switch the CPU kernels to instruction set `name` (for tests); returns the previous one.");
-  using FloatArray = pybind11::array_t<float, pybind11::array::c_style | pybind11::array::forcecast>;
-  m.def("_exp_float", [](const FloatArray& x) {
-    FloatArray y(x.size());
-    pac::cpu::active_ops().exp_float(x.data(), y.mutable_data(), x.size());
-    return y;
-  }, pybind11::arg("x"), "exp of the CPU kernels (active instruction set) of a float32 array, "
-     "flattened, for tests.");
+  m.def("_exp_float", [](const pybind11::bytes& x) {
+    const std::string in = x;
+    std::vector<float> a(in.size() / sizeof(float)), b(a.size());
+    std::memcpy(a.data(), in.data(), a.size() * sizeof(float));
+    pac::cpu::active_ops().exp_float(a.data(), b.data(), static_cast<int64_t>(a.size()));
+    return pybind11::bytes(reinterpret_cast<const char*>(b.data()), b.size() * sizeof(float));
+  }, pybind11::arg("x"), "exp of the CPU kernels (active instruction set) of float32 values "
+     "given as bytes, as bytes, for tests.");
 }

@@ -1,4 +1,5 @@
-// TORCH_LIBRARY(pac, m): every operator schema of pac-core, in one place.
+// TORCH_LIBRARY(pac, m): every operator schema of pac-core, in one place (STABLE_TORCH_LIBRARY in
+// a stable-ABI build, see runtime/runtime.h).
 //
 // Device implementations: csrc/cpu/*.cpp (TORCH_LIBRARY_IMPL(pac, CPU, m)) and csrc/cuda/ (CUDA).
 // Autograd (register_autograd) and fake/meta kernels (register_fake) live in Python:
@@ -36,9 +37,13 @@
 //                   out channels max(C_in, C_K) (C_in and C_K are 1 or equal). With an input of
 //                   ones (or the mask) this is the normaliser N = Σ_t K·V·M of docs/semantics.md §2.4.
 //   conv2d_kernel / pool2d_kernel: the same with a precomputed kernel [B, C_K, kh, kw, H', W'].
+#if defined(PAC_STABLE_ABI)
+#include <torch/csrc/stable/library.h>
+STABLE_TORCH_LIBRARY(pac, m) {
+#else
 #include <torch/library.h>
-
 TORCH_LIBRARY(pac, m) {
+#endif
   // -- fused ops: kernel computed from the guidance, tile by tile -------------------------------
   m.def(
       "conv2d_guided(Tensor input, Tensor guidance, Tensor phi, Tensor weight, Tensor? bias, "

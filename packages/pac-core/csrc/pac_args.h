@@ -1,5 +1,5 @@
 // Argument checking and unpacking shared by the device implementations of the pac:: operators
-// (csrc/cpu, csrc/cuda). Every input is checked with TORCH_CHECK before any memory is touched;
+// (csrc/cpu, csrc/cuda). Every input is checked (PAC_CHECK) before any memory is touched;
 // the returned Problem holds contiguous tensors and the sizes every driver needs.
 //
 // The same checks, in the same order and with the same messages, are written once more in
@@ -17,9 +17,9 @@
 // nothing downstream can overflow. The products here use checked arithmetic.
 #pragma once
 
-#include <ATen/ATen.h>
-#include <c10/util/Optional.h>
+#ifdef __CUDACC__
 #include <c10/util/safe_numerics.h>
+#endif
 
 #include <array>
 #include <initializer_list>
@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "kernels/geometry.h"
+#include "runtime/runtime.h"
 
 namespace pac {
 
@@ -49,7 +50,7 @@ struct Geometry {
 // A checked op call. Tensors are contiguous (made so by finish_problem, after every check, so
 // that no check is preceded by a copy); absent optionals are undefined tensors.
 struct Problem {
-  at::Tensor input, guidance, phi, kernel, weight, bias, alpha, lambda;
+  rt::Tensor input, guidance, phi, kernel, weight, bias, alpha, lambda;
   bool guided = false;        // kernel from (guidance, phi) rather than `kernel`
   bool pool = false;          // depthwise pool path (optional per-tap weight) vs conv GEMM path
   bool channel_wise = false;  // C_K = C_f (guided pool only)
@@ -65,7 +66,7 @@ struct Problem {
 };
 
 // Error messages are built here from strings only (integers through std::to_string, shapes and
-// devices by hand) and handed to TORCH_CHECK as one std::string. Streaming a number into the
+// devices by hand) and handed to the check as one std::string. Streaming a number into the
 // std::ostringstream that TORCH_CHECK's own formatting uses crashed the process (SIGSEGV in
 // std::ostream::_M_insert<long>) for builds on the GPU machine's toolchain (g++ 13.3 from
 // /opt/gcc, torch 2.11), whose extension carried its own copy of parts of libstdc++ whose locale
@@ -77,7 +78,7 @@ inline void msg_append(std::string& s, const std::string& v) { s += v; }
 inline void msg_append(std::string& s, bool v) { s += v ? "true" : "false"; }
 template <typename I, typename = std::enable_if_t<std::is_integral_v<I>>>
 inline void msg_append(std::string& s, I v) { s += std::to_string(v); }
-inline void msg_append(std::string& s, at::IntArrayRef v) {
+inline void msg_append(std::string& s, rt::IntArr v) {
   s += '[';
   for (size_t i = 0; i < v.size(); ++i) {
     if (i) s += ", ";
@@ -85,28 +86,28 @@ inline void msg_append(std::string& s, at::IntArrayRef v) {
   }
   s += ']';
 }
-inline void msg_append(std::string& s, const c10::Device& v) { s += v.str(); }
+inline void msg_append(std::string& s, const rt::Device& v) { s += rt::device_str(v); }
 // dtypes as Python prints them (torch.float32), so that the messages read like the Python
 // layer's and match the fake kernels' word for word.
-inline const char* dtype_name(c10::ScalarType v) {
+inline std::string dtype_name(rt::ScalarType v) {
   switch (v) {
-    case at::kByte: return "torch.uint8";
-    case at::kChar: return "torch.int8";
-    case at::kShort: return "torch.int16";
-    case at::kInt: return "torch.int32";
-    case at::kLong: return "torch.int64";
-    case at::kHalf: return "torch.float16";
-    case at::kFloat: return "torch.float32";
-    case at::kDouble: return "torch.float64";
-    case at::kComplexHalf: return "torch.complex32";
-    case at::kComplexFloat: return "torch.complex64";
-    case at::kComplexDouble: return "torch.complex128";
-    case at::kBool: return "torch.bool";
-    case at::kBFloat16: return "torch.bfloat16";
-    default: return c10::toString(v);
+    case rt::ScalarType::Byte: return "torch.uint8";
+    case rt::ScalarType::Char: return "torch.int8";
+    case rt::ScalarType::Short: return "torch.int16";
+    case rt::ScalarType::Int: return "torch.int32";
+    case rt::ScalarType::Long: return "torch.int64";
+    case rt::ScalarType::Half: return "torch.float16";
+    case rt::ScalarType::Float: return "torch.float32";
+    case rt::ScalarType::Double: return "torch.float64";
+    case rt::ScalarType::ComplexHalf: return "torch.complex32";
+    case rt::ScalarType::ComplexFloat: return "torch.complex64";
+    case rt::ScalarType::ComplexDouble: return "torch.complex128";
+    case rt::ScalarType::Bool: return "torch.bool";
+    case rt::ScalarType::BFloat16: return "torch.bfloat16";
+    default: return rt::scalar_type_str(v);
   }
 }
-inline void msg_append(std::string& s, c10::ScalarType v) { s += dtype_name(v); }
+inline void msg_append(std::string& s, rt::ScalarType v) { s += dtype_name(v); }
 
 template <typename... Args>
 std::string msg(const Args&... args) {
@@ -117,8 +118,12 @@ std::string msg(const Args&... args) {
 
 }  // namespace detail
 
-// TORCH_CHECK with a message made by detail::msg (evaluated only when the check fails).
-#define PAC_CHECK(cond, ...) TORCH_CHECK(cond, ::pac::detail::msg(__VA_ARGS__))
+// A check with a message made by detail::msg (evaluated only when the check fails); a failure
+// raises RuntimeError(message) in Python.
+#define PAC_CHECK(cond, ...)                                \
+  do {                                                      \
+    if (!(cond)) ::pac::rt::fail(::pac::detail::msg(__VA_ARGS__)); \
+  } while (0)
 
 namespace detail {
 
@@ -153,23 +158,23 @@ inline void check_range(const char* op, const char* name, int64_t v0, int64_t v1
                         int64_t hi) {
   const int64_t v[2] = {v0, v1};
   PAC_CHECK(v0 >= lo && v0 <= hi && v1 >= lo && v1 <= hi, op, ": ", name, " must be in [", lo,
-            ", ", hi, "], got ", at::IntArrayRef(v, 2));
+            ", ", hi, "], got ", rt::IntArr(v, 2));
 }
 
 // A geometry pair (h, w) with each element in [minimum, kMaxGeometry].
-inline std::array<int64_t, 2> pair_arg(const char* op, at::IntArrayRef v, const char* name,
+inline std::array<int64_t, 2> pair_arg(const char* op, rt::IntArr v, const char* name,
                                        int64_t minimum) {
   PAC_CHECK(v.size() == 2, op, ": ", name, " must have 2 elements (h, w), got ", v.size());
   check_range(op, name, v[0], v[1], minimum, kMaxGeometry);
   return {v[0], v[1]};
 }
 
-inline void check_tensor(const char* op, const at::Tensor& t, const char* name, int64_t ndim,
-                         const at::Tensor& ref, c10::DeviceType device_type) {
+inline void check_tensor(const char* op, const rt::Tensor& t, const char* name, int64_t ndim,
+                         const rt::Tensor& ref, rt::DeviceType device_type) {
   PAC_CHECK(t.defined(), op, ": ", name, " is undefined");
   PAC_CHECK(t.device().type() == device_type, op, ": ", name, " must be a ",
-              c10::DeviceTypeName(device_type), " tensor, got device ", t.device());
-  PAC_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              rt::device_type_name(device_type), " tensor, got device ", t.device());
+  PAC_CHECK(t.scalar_type() == rt::ScalarType::Float || t.scalar_type() == rt::ScalarType::Double, op, ": ", name,
               " must be float32 or float64, got ", t.scalar_type());
   if (ref.defined()) {
     PAC_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
@@ -182,8 +187,8 @@ inline void check_tensor(const char* op, const at::Tensor& t, const char* name, 
   }
 }
 
-inline void check_inv_param(const char* op, const at::Tensor& t, const char* name, int64_t ck,
-                            const at::Tensor& ref, c10::DeviceType dt) {
+inline void check_inv_param(const char* op, const rt::Tensor& t, const char* name, int64_t ck,
+                            const rt::Tensor& ref, rt::DeviceType dt) {
   check_tensor(op, t, name, -1, ref, dt);
   PAC_CHECK(t.dim() <= 1, op, ": ", name, " must be 0-D or 1-D, got shape ", t.sizes());
   if (ck == 1) {
@@ -209,11 +214,11 @@ inline void check_guidance_extent(const char* op, const char* axis, int64_t in, 
 }  // namespace detail
 
 // Checks the common (input, geometry) part; fills p.geo (except kernel size), p.B/C/H/W.
-inline void check_input_geometry(const char* op, Problem& p, const at::Tensor& input,
-                                 at::IntArrayRef stride, at::IntArrayRef padding,
-                                 at::IntArrayRef dilation, at::IntArrayRef upsample,
-                                 c10::DeviceType dt) {
-  detail::check_tensor(op, input, "input", 4, at::Tensor(), dt);
+inline void check_input_geometry(const char* op, Problem& p, const rt::Tensor& input,
+                                 rt::IntArr stride, rt::IntArr padding,
+                                 rt::IntArr dilation, rt::IntArr upsample,
+                                 rt::DeviceType dt) {
+  detail::check_tensor(op, input, "input", 4, rt::Tensor(), dt);
   auto s = detail::pair_arg(op, stride, "stride", 1);
   auto pd = detail::pair_arg(op, padding, "padding", -kMaxGeometry);
   auto d = detail::pair_arg(op, dilation, "dilation", 1);
@@ -227,13 +232,13 @@ inline void check_input_geometry(const char* op, Problem& p, const at::Tensor& i
 }
 
 // Guidance, phi and the kernel function parameters of the guided ops. Needs p.geo.kh/kw set.
-inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidance,
-                           const at::Tensor& phi, const c10::optional<at::Tensor>& alpha,
-                           const c10::optional<at::Tensor>& lambda,
-                           at::IntArrayRef guidance_stride, at::IntArrayRef guidance_padding,
+inline void check_guidance(const char* op, Problem& p, const rt::Tensor& guidance,
+                           const rt::Tensor& phi, const rt::OptTensor& alpha,
+                           const rt::OptTensor& lambda,
+                           rt::IntArr guidance_stride, rt::IntArr guidance_padding,
                            int64_t kernel_type, bool asym, bool channel_wise,
-                           c10::DeviceType dt) {
-  const at::Tensor& ref = p.input;
+                           rt::DeviceType dt) {
+  const rt::Tensor& ref = p.input;
   detail::check_tensor(op, guidance, "guidance", 4, ref, dt);
   detail::check_tensor(op, phi, "phi", 4, ref, dt);
   auto gs = detail::pair_arg(op, guidance_stride, "guidance_stride", 1);
@@ -277,8 +282,8 @@ inline void check_guidance(const char* op, Problem& p, const at::Tensor& guidanc
 }
 
 // Precomputed kernel [B, C_K, kh, kw, H', W']; sets kernel size, CK and the output size.
-inline void check_kernel(const char* op, Problem& p, const at::Tensor& kernel,
-                         c10::DeviceType dt) {
+inline void check_kernel(const char* op, Problem& p, const rt::Tensor& kernel,
+                         rt::DeviceType dt) {
   detail::check_tensor(op, kernel, "kernel", 6, p.input, dt);
   PAC_CHECK(kernel.size(0) == p.B, op, ": kernel batch ", kernel.size(0), " != input batch ",
               p.B);
@@ -295,9 +300,9 @@ inline void check_kernel(const char* op, Problem& p, const at::Tensor& kernel,
 }
 
 // Conv weight [O, C/groups, kh, kw] and bias [O].
-inline void check_conv_weight(const char* op, Problem& p, const at::Tensor& weight,
-                              const c10::optional<at::Tensor>& bias, int64_t groups,
-                              c10::DeviceType dt) {
+inline void check_conv_weight(const char* op, Problem& p, const rt::Tensor& weight,
+                              const rt::OptTensor& bias, int64_t groups,
+                              rt::DeviceType dt) {
   detail::check_tensor(op, weight, "weight", 4, p.input, dt);
   PAC_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
   PAC_CHECK(p.C % groups == 0 && weight.size(0) % groups == 0, op, ": input channels ", p.C,
@@ -321,8 +326,8 @@ inline void check_conv_weight(const char* op, Problem& p, const at::Tensor& weig
 }
 
 // Optional per-tap weight [1, 1, kh, kw] of the pool path (shared filters).
-inline void check_pool_weight(const char* op, Problem& p, const c10::optional<at::Tensor>& weight,
-                              c10::DeviceType dt) {
+inline void check_pool_weight(const char* op, Problem& p, const rt::OptTensor& weight,
+                              rt::DeviceType dt) {
   if (weight.has_value() && weight->defined()) {
     detail::check_tensor(op, *weight, "weight", 4, p.input, dt);
     PAC_CHECK(weight->size(0) == 1 && weight->size(1) == 1 && weight->size(2) == p.geo.kh &&
@@ -370,7 +375,7 @@ inline void check_extents(const char* op, const Problem& p) {
 // Last step of every *_problem function: the size limits, then contiguous copies of the inputs.
 inline void finish_problem(const char* op, Problem& p) {
   check_extents(op, p);
-  for (at::Tensor* t : {&p.input, &p.guidance, &p.phi, &p.kernel, &p.weight, &p.bias, &p.alpha,
+  for (rt::Tensor* t : {&p.input, &p.guidance, &p.phi, &p.kernel, &p.weight, &p.bias, &p.alpha,
                         &p.lambda}) {
     if (t->defined()) *t = t->contiguous();
   }
@@ -379,19 +384,19 @@ inline void finish_problem(const char* op, Problem& p) {
 // Length of a backward op's output_mask (which gradients to compute).
 // N = 6 for the guided ops, 3 for the precomputed-kernel ops.
 template <size_t N>
-inline std::array<bool, N> output_mask_arg(const char* op, const c10::List<bool>& mask) {
+inline std::array<bool, N> output_mask_arg(const char* op, const rt::BoolList& mask) {
   static_assert(N == 6 || N == 3, "output_mask has 6 or 3 flags");
   const char* names = N == 6 ? "input, guidance, phi, weight, inv_alpha, inv_lambda"
                              : "input, kernel, weight";
   PAC_CHECK(mask.size() == N, op, ": output_mask must have ", static_cast<int64_t>(N),
             " elements (", names, "), got ", static_cast<int64_t>(mask.size()));
   std::array<bool, N> m{};
-  for (size_t i = 0; i < N; ++i) m[i] = mask.get(i);
+  for (size_t i = 0; i < N; ++i) m[i] = static_cast<bool>(mask[i]);
   return m;
 }
 
-inline void check_grad_out(const char* op, const Problem& p, const at::Tensor& grad,
-                           c10::DeviceType dt) {
+inline void check_grad_out(const char* op, const Problem& p, const rt::Tensor& grad,
+                           rt::DeviceType dt) {
   detail::check_tensor(op, grad, "grad_out", 4, p.input, dt);
   PAC_CHECK(grad.size(0) == p.B && grad.size(1) == p.O && grad.size(2) == p.Ho &&
                   grad.size(3) == p.Wo,
@@ -402,15 +407,15 @@ inline void check_grad_out(const char* op, const Problem& p, const at::Tensor& g
 // Whole-call checks of the four operator families, shared by the CPU and CUDA entry points
 // (DT: the device type every tensor must have).
 
-template <c10::DeviceType DT>
-inline Problem conv_guided_problem(const char* op, const at::Tensor& input,
-                                   const at::Tensor& guidance, const at::Tensor& phi,
-                                   const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                                   const c10::optional<at::Tensor>& alpha,
-                                   const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
-                                   at::IntArrayRef padding, at::IntArrayRef dilation,
-                                   at::IntArrayRef upsample, at::IntArrayRef gstride,
-                                   at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+template <rt::DeviceType DT>
+inline Problem conv_guided_problem(const char* op, const rt::Tensor& input,
+                                   const rt::Tensor& guidance, const rt::Tensor& phi,
+                                   const rt::Tensor& weight, const rt::OptTensor& bias,
+                                   const rt::OptTensor& alpha,
+                                   const rt::OptTensor& lambda, rt::IntArr stride,
+                                   rt::IntArr padding, rt::IntArr dilation,
+                                   rt::IntArr upsample, rt::IntArr gstride,
+                                   rt::IntArr gpadding, int64_t groups, int64_t kernel_type,
                                    bool asym) {
   Problem p;
   check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
@@ -421,13 +426,13 @@ inline Problem conv_guided_problem(const char* op, const at::Tensor& input,
   return p;
 }
 
-template <c10::DeviceType DT>
+template <rt::DeviceType DT>
 inline Problem pool_guided_problem(
-    const char* op, const at::Tensor& input, const at::Tensor& guidance, const at::Tensor& phi,
-    const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& alpha,
-    const c10::optional<at::Tensor>& lambda, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, at::IntArrayRef upsample,
-    at::IntArrayRef gstride, at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
+    const char* op, const rt::Tensor& input, const rt::Tensor& guidance, const rt::Tensor& phi,
+    const rt::OptTensor& weight, const rt::OptTensor& alpha,
+    const rt::OptTensor& lambda, rt::IntArr kernel_size, rt::IntArr stride,
+    rt::IntArr padding, rt::IntArr dilation, rt::IntArr upsample,
+    rt::IntArr gstride, rt::IntArr gpadding, int64_t kernel_type, bool asym,
     bool channel_wise) {
   Problem p;
   check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
@@ -442,12 +447,12 @@ inline Problem pool_guided_problem(
   return p;
 }
 
-template <c10::DeviceType DT>
-inline Problem conv_kernel_problem(const char* op, const at::Tensor& input,
-                                   const at::Tensor& kernel, const at::Tensor& weight,
-                                   const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                   at::IntArrayRef padding, at::IntArrayRef dilation,
-                                   at::IntArrayRef upsample, int64_t groups) {
+template <rt::DeviceType DT>
+inline Problem conv_kernel_problem(const char* op, const rt::Tensor& input,
+                                   const rt::Tensor& kernel, const rt::Tensor& weight,
+                                   const rt::OptTensor& bias, rt::IntArr stride,
+                                   rt::IntArr padding, rt::IntArr dilation,
+                                   rt::IntArr upsample, int64_t groups) {
   Problem p;
   check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
   check_kernel(op, p, kernel, DT);
@@ -460,12 +465,12 @@ inline Problem conv_kernel_problem(const char* op, const at::Tensor& input,
   return p;
 }
 
-template <c10::DeviceType DT>
-inline Problem pool_kernel_problem(const char* op, const at::Tensor& input,
-                                   const at::Tensor& kernel,
-                                   const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
-                                   at::IntArrayRef padding, at::IntArrayRef dilation,
-                                   at::IntArrayRef upsample) {
+template <rt::DeviceType DT>
+inline Problem pool_kernel_problem(const char* op, const rt::Tensor& input,
+                                   const rt::Tensor& kernel,
+                                   const rt::OptTensor& weight, rt::IntArr stride,
+                                   rt::IntArr padding, rt::IntArr dilation,
+                                   rt::IntArr upsample) {
   Problem p;
   check_input_geometry(op, p, input, stride, padding, dilation, upsample, DT);
   check_kernel(op, p, kernel, DT);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 import types
 import warnings
@@ -14,6 +15,16 @@ import torch
 from pac_core import _ext, backends
 
 BACKEND_FILE = Path(__file__).resolve().parents[1] / "build_backend" / "pac_build.py"
+
+
+def _installed_build_config() -> types.ModuleType | None:
+    try:
+        return importlib.import_module("pac_core._build_config")
+    except ImportError:
+        return None
+
+
+_STABLE_BUILD = bool(getattr(_installed_build_config(), "STABLE_ABI", False))
 
 
 @pytest.fixture
@@ -70,6 +81,21 @@ def test_incompatibility_cxx11_abi():
     assert _ext.incompatibility("2.1.2", None, "2.1.2", 1) is None  # unknown: not checked
 
 
+@pytest.mark.parametrize(("built", "running", "target", "ok"), [
+    ("2.13.0+cpu", "2.13.0+cpu", "2.10", True),
+    ("2.13.0+cpu", "2.15.0+cu132", "2.10", True),  # one stable-ABI build, later releases
+    ("2.13.0+cpu", "2.10.0", "2.10", True),
+    ("2.13.0+cpu", "2.9.1", "2.10", False),  # before the target
+    ("2.13.0+cpu", "2.11.0", "2.12", False),
+    ("2.13.0+cpu", "2.9.1", "2.8", False),  # never before the first stable ABI used (2.10)
+])
+def test_incompatibility_stable_abi(built, running, target, ok):
+    why = _ext.incompatibility(built, 1, running, 0, stable_target=target)  # C++ ABI flag: moot
+    assert (why is None) == ok
+    if not ok:
+        assert "stable ABI" in why and running in why
+
+
 # -- what pac_core does with each build record -------------------------------------------------
 def test_extension_for_another_torch_is_not_loaded(monkeypatch, fresh_ext):
     _fake_config(monkeypatch, TORCH_VERSION="1.99.0+cu999")
@@ -85,6 +111,18 @@ def test_extension_for_another_torch_is_not_loaded(monkeypatch, fresh_ext):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _ext.load() is None  # one warning, then quiet
+
+
+@pytest.mark.skipif(not _STABLE_BUILD, reason="the installed extension is not a stable-ABI build")
+def test_stable_abi_build_loads_into_a_later_torch(monkeypatch, fresh_ext):
+    # recorded as built with an older torch than the running one: a stable-ABI build still loads
+    _fake_config(monkeypatch, TORCH_VERSION="2.10.0+cpu", STABLE_ABI=True, TORCH_TARGET="2.10",
+                 CUDA_LIBRARY="")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _ext.load() is not None
+    assert _ext.error() is None
+    assert "cpu" in _ext.devices()
 
 
 def test_pure_install_without_compiler_warns_with_the_fix(monkeypatch, fresh_ext):
@@ -143,6 +181,33 @@ def test_backend_native_off_and_bad_mode(pac_build, monkeypatch):
     monkeypatch.setenv("PAC_NATIVE", "maybe")
     with pytest.raises(SystemExit, match="PAC_NATIVE must be auto, on or off, got 'maybe'"):
         pac_build._plan(None)
+
+
+def test_backend_stable_abi_choice(pac_build, monkeypatch):
+    monkeypatch.delenv("PAC_STABLE_ABI", raising=False)
+    assert pac_build._stable_abi((2, 10), "2.10.0")
+    assert not pac_build._stable_abi((2, 9), "2.9.1")
+    monkeypatch.setenv("PAC_STABLE_ABI", "off")
+    assert not pac_build._stable_abi((2, 15), "2.15.0")
+    monkeypatch.setenv("PAC_STABLE_ABI", "on")
+    with pytest.raises(SystemExit, match=r"PAC_STABLE_ABI=on, but torch 2\.9\.1 predates"):
+        pac_build._stable_abi((2, 9), "2.9.1")
+    monkeypatch.setenv("PAC_STABLE_ABI", "always")
+    with pytest.raises(SystemExit, match="PAC_STABLE_ABI must be auto, on or off"):
+        pac_build._stable_abi((2, 15), "2.15.0")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pybind11") is None
+                    or (shutil.which("cmake") is None and importlib.util.find_spec("cmake") is None),
+                    reason="the build tools are not installed here")
+def test_backend_stable_abi_build_is_abi3(pac_build, quick_torch, monkeypatch):
+    monkeypatch.delenv("PAC_STABLE_ABI", raising=False)
+    monkeypatch.delenv("PAC_NATIVE", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    settings = pac_build._plan(None)
+    stable = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 10)
+    assert settings["cmake.define.PAC_STABLE_ABI"] == ("ON" if stable else "OFF")
+    assert settings.get("wheel.py-api") == ("cp39" if stable else None)
 
 
 def test_backend_finds_torch(pac_build):

@@ -1,5 +1,9 @@
 // Registration of the pac:: CPU kernels and the choice of their instruction set (see isa.h).
+#if defined(PAC_STABLE_ABI)
+#include <torch/csrc/stable/library.h>
+#else
 #include <torch/library.h>
+#endif
 
 #include <cstdlib>
 #include <string>
@@ -71,8 +75,8 @@ const CpuOps* choose() {
       }
     std::string names;
     for (const IsaEntry& e : entries()) names += std::string(names.empty() ? "" : ", ") + e.name;
-    TORCH_WARN("pac_core: PAC_CPU_ISA=", env, " is not a compiled instruction set that this "
-               "processor supports (compiled: ", names, "); using ", best->name);
+    rt::warn(std::string("pac_core: PAC_CPU_ISA=") + env + " is not a compiled instruction set "
+             "that this processor supports (compiled: " + names + "); using " + best->name);
   }
   return best;
 }
@@ -105,99 +109,128 @@ std::string set_active_isa(const std::string& name) {
   const std::string previous = active_isa();
   for (const IsaEntry& e : entries())
     if (name == e.name) {
-      TORCH_CHECK(e.supported(), "pac_core: instruction set '", name,
-                  "' is compiled in but this processor does not support it");
+      if (!e.supported())
+        rt::fail("pac_core: instruction set '" + name +
+                 "' is compiled in but this processor does not support it");
       active() = &e.ops();
       return previous;
     }
-  TORCH_CHECK(false, "pac_core: instruction set '", name, "' is not compiled in");
-  return previous;
+  rt::fail("pac_core: instruction set '" + name + "' is not compiled in");
 }
 
 namespace {
 
+// The argument and result types of the registered kernels: those of the tensor API the
+// registration uses (the stable ABI's boxed calling convention, TORCH_BOX, knows
+// torch::stable::Tensor, not pac::rt::Tensor).
+#if defined(PAC_STABLE_ABI)
+using ArgTensor = torch::stable::Tensor;
+using ArgOptTensor = std::optional<torch::stable::Tensor>;
+OptTensor opt(const ArgOptTensor& t) { return rt::to_opt(t); }
+#else
+using ArgTensor = Tensor;
+using ArgOptTensor = OptTensor;
+const OptTensor& opt(const OptTensor& t) { return t; }
+#endif
+using ArgGrad6 = std::tuple<ArgTensor, ArgTensor, ArgTensor, ArgTensor, ArgTensor, ArgTensor>;
+using ArgGrad3 = std::tuple<ArgTensor, ArgTensor, ArgTensor>;
+
 // Forwarders with the operators' exact signatures: the dispatcher sees one kernel per op.
-Tensor conv2d_guided(const Tensor& input, const Tensor& guidance, const Tensor& phi,
-                     const Tensor& weight, const OptTensor& bias, const OptTensor& alpha,
-                     const OptTensor& lambda, IntArr stride, IntArr padding, IntArr dilation,
-                     IntArr upsample, IntArr gstride, IntArr gpadding, int64_t groups,
-                     int64_t kernel_type, bool asym) {
-  return active_ops().conv2d_guided(input, guidance, phi, weight, bias, alpha, lambda, stride,
-                                    padding, dilation, upsample, gstride, gpadding, groups,
-                                    kernel_type, asym);
+ArgTensor conv2d_guided(const ArgTensor& input, const ArgTensor& guidance, const ArgTensor& phi,
+                        const ArgTensor& weight, const ArgOptTensor& bias,
+                        const ArgOptTensor& alpha, const ArgOptTensor& lambda, IntArr stride,
+                        IntArr padding, IntArr dilation, IntArr upsample, IntArr gstride,
+                        IntArr gpadding, int64_t groups, int64_t kernel_type, bool asym) {
+  return active_ops().conv2d_guided(input, guidance, phi, weight, opt(bias), opt(alpha),
+                                    opt(lambda), stride, padding, dilation, upsample, gstride,
+                                    gpadding, groups, kernel_type, asym);
 }
 
-Grad6 conv2d_guided_backward(const Tensor& grad, const Tensor& input, const Tensor& guidance,
-                             const Tensor& phi, const Tensor& weight, const OptTensor& alpha,
-                             const OptTensor& lambda, IntArr stride, IntArr padding,
-                             IntArr dilation, IntArr upsample, IntArr gstride, IntArr gpadding,
-                             int64_t groups, int64_t kernel_type, bool asym,
-                             const c10::List<bool>& output_mask) {
-  return active_ops().conv2d_guided_backward(grad, input, guidance, phi, weight, alpha, lambda,
-                                             stride, padding, dilation, upsample, gstride,
-                                             gpadding, groups, kernel_type, asym, output_mask);
-}
-
-Tensor pool2d_guided(const Tensor& input, const Tensor& guidance, const Tensor& phi,
-                     const OptTensor& weight, const OptTensor& alpha, const OptTensor& lambda,
-                     IntArr kernel_size, IntArr stride, IntArr padding, IntArr dilation,
-                     IntArr upsample, IntArr gstride, IntArr gpadding, int64_t kernel_type,
-                     bool asym, bool channel_wise) {
-  return active_ops().pool2d_guided(input, guidance, phi, weight, alpha, lambda, kernel_size,
-                                    stride, padding, dilation, upsample, gstride, gpadding,
-                                    kernel_type, asym, channel_wise);
-}
-
-Grad6 pool2d_guided_backward(const Tensor& grad, const Tensor& input, const Tensor& guidance,
-                             const Tensor& phi, const OptTensor& weight, const OptTensor& alpha,
-                             const OptTensor& lambda, IntArr kernel_size, IntArr stride,
-                             IntArr padding, IntArr dilation, IntArr upsample, IntArr gstride,
-                             IntArr gpadding, int64_t kernel_type, bool asym, bool channel_wise,
-                             const c10::List<bool>& output_mask) {
-  return active_ops().pool2d_guided_backward(grad, input, guidance, phi, weight, alpha, lambda,
-                                             kernel_size, stride, padding, dilation, upsample,
-                                             gstride, gpadding, kernel_type, asym, channel_wise,
+ArgGrad6 conv2d_guided_backward(const ArgTensor& grad, const ArgTensor& input,
+                                const ArgTensor& guidance, const ArgTensor& phi,
+                                const ArgTensor& weight, const ArgOptTensor& alpha,
+                                const ArgOptTensor& lambda, IntArr stride, IntArr padding,
+                                IntArr dilation, IntArr upsample, IntArr gstride,
+                                IntArr gpadding, int64_t groups, int64_t kernel_type, bool asym,
+                                const BoolList& output_mask) {
+  return active_ops().conv2d_guided_backward(grad, input, guidance, phi, weight, opt(alpha),
+                                             opt(lambda), stride, padding, dilation, upsample,
+                                             gstride, gpadding, groups, kernel_type, asym,
                                              output_mask);
 }
 
-Tensor conv2d_kernel(const Tensor& input, const Tensor& kernel, const Tensor& weight,
-                     const OptTensor& bias, IntArr stride, IntArr padding, IntArr dilation,
-                     IntArr upsample, int64_t groups) {
-  return active_ops().conv2d_kernel(input, kernel, weight, bias, stride, padding, dilation,
+ArgTensor pool2d_guided(const ArgTensor& input, const ArgTensor& guidance, const ArgTensor& phi,
+                        const ArgOptTensor& weight, const ArgOptTensor& alpha,
+                        const ArgOptTensor& lambda, IntArr kernel_size, IntArr stride,
+                        IntArr padding, IntArr dilation, IntArr upsample, IntArr gstride,
+                        IntArr gpadding, int64_t kernel_type, bool asym, bool channel_wise) {
+  return active_ops().pool2d_guided(input, guidance, phi, opt(weight), opt(alpha), opt(lambda),
+                                    kernel_size, stride, padding, dilation, upsample, gstride,
+                                    gpadding, kernel_type, asym, channel_wise);
+}
+
+ArgGrad6 pool2d_guided_backward(const ArgTensor& grad, const ArgTensor& input,
+                                const ArgTensor& guidance, const ArgTensor& phi,
+                                const ArgOptTensor& weight, const ArgOptTensor& alpha,
+                                const ArgOptTensor& lambda, IntArr kernel_size, IntArr stride,
+                                IntArr padding, IntArr dilation, IntArr upsample, IntArr gstride,
+                                IntArr gpadding, int64_t kernel_type, bool asym,
+                                bool channel_wise, const BoolList& output_mask) {
+  return active_ops().pool2d_guided_backward(grad, input, guidance, phi, opt(weight), opt(alpha),
+                                             opt(lambda), kernel_size, stride, padding, dilation,
+                                             upsample, gstride, gpadding, kernel_type, asym,
+                                             channel_wise, output_mask);
+}
+
+ArgTensor conv2d_kernel(const ArgTensor& input, const ArgTensor& kernel, const ArgTensor& weight,
+                        const ArgOptTensor& bias, IntArr stride, IntArr padding, IntArr dilation,
+                        IntArr upsample, int64_t groups) {
+  return active_ops().conv2d_kernel(input, kernel, weight, opt(bias), stride, padding, dilation,
                                     upsample, groups);
 }
 
-Grad3 conv2d_kernel_backward(const Tensor& grad, const Tensor& input, const Tensor& kernel,
-                             const Tensor& weight, IntArr stride, IntArr padding, IntArr dilation,
-                             IntArr upsample, int64_t groups, const c10::List<bool>& output_mask) {
+ArgGrad3 conv2d_kernel_backward(const ArgTensor& grad, const ArgTensor& input,
+                                const ArgTensor& kernel, const ArgTensor& weight, IntArr stride,
+                                IntArr padding, IntArr dilation, IntArr upsample, int64_t groups,
+                                const BoolList& output_mask) {
   return active_ops().conv2d_kernel_backward(grad, input, kernel, weight, stride, padding,
                                              dilation, upsample, groups, output_mask);
 }
 
-Tensor pool2d_kernel(const Tensor& input, const Tensor& kernel, const OptTensor& weight,
-                     IntArr stride, IntArr padding, IntArr dilation, IntArr upsample) {
-  return active_ops().pool2d_kernel(input, kernel, weight, stride, padding, dilation, upsample);
+ArgTensor pool2d_kernel(const ArgTensor& input, const ArgTensor& kernel,
+                        const ArgOptTensor& weight, IntArr stride, IntArr padding,
+                        IntArr dilation, IntArr upsample) {
+  return active_ops().pool2d_kernel(input, kernel, opt(weight), stride, padding, dilation,
+                                    upsample);
 }
 
-Grad3 pool2d_kernel_backward(const Tensor& grad, const Tensor& input, const Tensor& kernel,
-                             const OptTensor& weight, IntArr stride, IntArr padding,
-                             IntArr dilation, IntArr upsample, const c10::List<bool>& output_mask) {
-  return active_ops().pool2d_kernel_backward(grad, input, kernel, weight, stride, padding,
+ArgGrad3 pool2d_kernel_backward(const ArgTensor& grad, const ArgTensor& input,
+                                const ArgTensor& kernel, const ArgOptTensor& weight,
+                                IntArr stride, IntArr padding, IntArr dilation, IntArr upsample,
+                                const BoolList& output_mask) {
+  return active_ops().pool2d_kernel_backward(grad, input, kernel, opt(weight), stride, padding,
                                              dilation, upsample, output_mask);
 }
 
 }  // namespace
 
+#if defined(PAC_STABLE_ABI)
+#define PAC_KERNEL(fn) TORCH_BOX(&fn)
+STABLE_TORCH_LIBRARY_IMPL(pac, CPU, m) {
+#else
+#define PAC_KERNEL(fn) &fn
 TORCH_LIBRARY_IMPL(pac, CPU, m) {
-  m.impl("conv2d_guided", &conv2d_guided);
-  m.impl("conv2d_guided_backward", &conv2d_guided_backward);
-  m.impl("pool2d_guided", &pool2d_guided);
-  m.impl("pool2d_guided_backward", &pool2d_guided_backward);
-  m.impl("conv2d_kernel", &conv2d_kernel);
-  m.impl("conv2d_kernel_backward", &conv2d_kernel_backward);
-  m.impl("pool2d_kernel", &pool2d_kernel);
-  m.impl("pool2d_kernel_backward", &pool2d_kernel_backward);
+#endif
+  m.impl("conv2d_guided", PAC_KERNEL(conv2d_guided));
+  m.impl("conv2d_guided_backward", PAC_KERNEL(conv2d_guided_backward));
+  m.impl("pool2d_guided", PAC_KERNEL(pool2d_guided));
+  m.impl("pool2d_guided_backward", PAC_KERNEL(pool2d_guided_backward));
+  m.impl("conv2d_kernel", PAC_KERNEL(conv2d_kernel));
+  m.impl("conv2d_kernel_backward", PAC_KERNEL(conv2d_kernel_backward));
+  m.impl("pool2d_kernel", PAC_KERNEL(pool2d_kernel));
+  m.impl("pool2d_kernel_backward", PAC_KERNEL(pool2d_kernel_backward));
 }
+#undef PAC_KERNEL
 
 }  // namespace cpu
 }  // namespace pac

@@ -9,7 +9,7 @@
 // or the set named by the environment variable PAC_CPU_ISA (baseline, avx2, avx512).
 #pragma once
 
-#include <ATen/ATen.h>
+#include "runtime/runtime.h"
 
 #include <array>
 #include <string>
@@ -19,9 +19,10 @@
 namespace pac {
 namespace cpu {
 
-using Tensor = at::Tensor;
-using OptTensor = c10::optional<at::Tensor>;
-using IntArr = at::IntArrayRef;
+using Tensor = rt::Tensor;
+using OptTensor = rt::OptTensor;
+using IntArr = rt::IntArr;
+using BoolList = rt::BoolList;
 using Grad6 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 using Grad3 = std::tuple<Tensor, Tensor, Tensor>;
 
@@ -34,22 +35,22 @@ struct CpuOps {
   Grad6 (*conv2d_guided_backward)(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                   const Tensor&, const OptTensor&, const OptTensor&, IntArr,
                                   IntArr, IntArr, IntArr, IntArr, IntArr, int64_t, int64_t, bool,
-                                  const c10::List<bool>&);
+                                  const BoolList&);
   Tensor (*pool2d_guided)(const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
                           const OptTensor&, const OptTensor&, IntArr, IntArr, IntArr, IntArr,
                           IntArr, IntArr, IntArr, int64_t, bool, bool);
   Grad6 (*pool2d_guided_backward)(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                   const OptTensor&, const OptTensor&, const OptTensor&, IntArr,
                                   IntArr, IntArr, IntArr, IntArr, IntArr, IntArr, int64_t, bool,
-                                  bool, const c10::List<bool>&);
+                                  bool, const BoolList&);
   Tensor (*conv2d_kernel)(const Tensor&, const Tensor&, const Tensor&, const OptTensor&, IntArr,
                           IntArr, IntArr, IntArr, int64_t);
   Grad3 (*conv2d_kernel_backward)(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                  IntArr, IntArr, IntArr, IntArr, int64_t, const c10::List<bool>&);
+                                  IntArr, IntArr, IntArr, IntArr, int64_t, const BoolList&);
   Tensor (*pool2d_kernel)(const Tensor&, const Tensor&, const OptTensor&, IntArr, IntArr, IntArr,
                           IntArr);
   Grad3 (*pool2d_kernel_backward)(const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
-                                  IntArr, IntArr, IntArr, IntArr, const c10::List<bool>&);
+                                  IntArr, IntArr, IntArr, IntArr, const BoolList&);
   // Vectorised exp(x) of n floats (the one the gaussian kernel uses), for tests.
   void (*exp_float)(const float* x, float* y, int64_t n);
 };

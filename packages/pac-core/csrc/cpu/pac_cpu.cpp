@@ -7,15 +7,11 @@
 // (at::mm per group, written straight into the output). Nothing image-sized besides the output
 // is allocated; the backward pass recomputes K and the columns per tile.
 //
-// Parallelism: at::parallel_for over tiles. Forward tiles write disjoint outputs. In the
+// Parallelism: rt::parallel_for over tiles. Forward tiles write disjoint outputs. In the
 // backward pass, the scatters into the input and guidance gradients overlap between neighbouring
 // tiles only: tiles are processed in two phases (even bands, then odd bands) with bands at least
 // as tall as the kernel's reach, so tiles running concurrently never touch the same sample.
 // Weight / alpha / lambda gradients are summed per thread and reduced at the end.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
 #include <algorithm>
 #include <mutex>
 #include <type_traits>
@@ -28,6 +24,7 @@
 #include "kernels/im2col.h"
 #include "kernels/kernel_fn.h"
 #include "pac_args.h"
+#include "runtime/runtime.h"
 #include "subpixel.h"
 
 #ifndef PAC_CPU_ISA
@@ -43,7 +40,7 @@ namespace {
 using namespace pac::kernels;
 using pac::cpu::exp_scaled_array;
 
-constexpr c10::DeviceType kCPU = c10::DeviceType::CPU;
+constexpr rt::DeviceType kCPU = rt::DeviceType::CPU;
 // Target working-set of a tile's column / kernel buffers (bytes; about L2-sized, so that they
 // are reused from cache) and pixel bounds of a tile.
 constexpr int64_t kTileBytes = 512 << 10;
@@ -109,7 +106,7 @@ int64_t rows_per_tile(const Problem& p, int64_t col_rows, int64_t elem_size, boo
   pixels = std::min(std::max(pixels, kMinTilePixels), kMaxTilePixels);
   int64_t rows = std::max<int64_t>(1, pixels / std::max<int64_t>(1, p.Wo));
   // Enough tiles to keep every thread busy.
-  const int64_t want_tiles = 2 * static_cast<int64_t>(at::get_num_threads());
+  const int64_t want_tiles = 2 * static_cast<int64_t>(rt::get_num_threads());
   if (p.B * ((p.Ho + rows - 1) / rows) < want_tiles) {
     const int64_t bands = (want_tiles + p.B - 1) / p.B;
     rows = std::max<int64_t>(1, (p.Ho + bands - 1) / bands);
@@ -160,7 +157,7 @@ struct Ptrs {
 };
 
 // Index of channel ck into a 1- or C_K-element parameter.
-inline int64_t param_index(const at::Tensor& t, int64_t ck) {
+inline int64_t param_index(const rt::Tensor& t, int64_t ck) {
   return t.defined() && t.numel() > 1 ? ck : 0;
 }
 
@@ -570,7 +567,7 @@ void scaled_im2col_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
 
 // Per-thread scratch buffers of a parallel_for chunk.
 struct Scratch {
-  at::Tensor K, D, gK, col, dcol, dw, dalpha, dlambda;
+  rt::Tensor K, D, gK, col, dcol, dw, dalpha, dlambda;
 };
 
 std::vector<Tile> make_tiles(const Problem& p, int64_t rows, int parity) {
@@ -668,7 +665,7 @@ void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st
 }
 
 template <typename T>
-void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
+void forward_impl(const Problem& p, const SourceTables& st, rt::Tensor& out) {
   const Geometry& g = p.geo;
   const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo;
   const Ptrs<T> P(p);
@@ -682,7 +679,7 @@ void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
   const auto opts = p.input.options();
   T* outp = out.data_ptr<T>();
   const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
-  at::Tensor wdirect;  // direct: weights as [groups][Cg][k*k][Og]
+  rt::Tensor wdirect;  // direct: weights as [groups][Cg][k*k][Og]
   int64_t xpad_rows = 0;
   if (direct) {
     wdirect = p.weight.view({p.groups, Og, Cg * kk}).permute({0, 2, 1}).contiguous();
@@ -771,18 +768,18 @@ void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
     }
   };
 
-  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+  rt::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
     // Plain tensor math on buffers: no autograd (also on the worker threads).
-    at::AutoDispatchBelowADInplaceOrView no_autograd;
-    at::Tensor Kbuf, Dbuf, colbuf, xpad;
+    rt::NoAutogradGuard no_autograd;
+    rt::Tensor Kbuf, Dbuf, colbuf, xpad;
     if (p.guided) {
-      Kbuf = at::empty({p.CK * kk * nmax}, opts);
-      Dbuf = at::empty({p.CK * kk * nmax}, opts);
+      Kbuf = rt::empty({p.CK * kk * nmax}, opts);
+      Dbuf = rt::empty({p.CK * kk * nmax}, opts);
     }
     if (direct) {
-      xpad = at::empty({std::max<int64_t>(1, p.C * xpad_rows * wp)}, opts);
+      xpad = rt::empty({std::max<int64_t>(1, p.C * xpad_rows * wp)}, opts);
     } else if (!p.pool) {
-      colbuf = at::empty({p.C * kk * nmax}, opts);
+      colbuf = rt::empty({p.C * kk * nmax}, opts);
     }
     for (int64_t ti = begin; ti < end; ++ti) {
       const Tile& tile = tiles[ti];
@@ -814,18 +811,18 @@ void forward_impl(const Problem& p, const SourceTables& st, at::Tensor& out) {
         continue;
       }
       // Conv: scaled columns, then one GEMM per group straight into the output.
-      at::Tensor col = colbuf.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
+      rt::Tensor col = colbuf.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
       scaled_im2col_tile<T>(p, P, st, tile, K, col.data_ptr<T>());
-      at::Tensor out_b = out.select(0, tile.b).view({p.O, plane_o}).narrow(1, tile.y0 * Wo, n);
-      at::Tensor w2 = p.weight.view({p.O, Cg * kk});
+      rt::Tensor out_b = out.select(0, tile.b).view({p.O, plane_o}).narrow(1, tile.y0 * Wo, n);
+      rt::Tensor w2 = p.weight.view({p.O, Cg * kk});
       for (int64_t gi = 0; gi < p.groups; ++gi) {
-        at::Tensor og = out_b.narrow(0, gi * Og, Og);
-        at::Tensor wg = w2.narrow(0, gi * Og, Og);
-        at::Tensor cg = col.narrow(0, gi * Cg * kk, Cg * kk);
+        rt::Tensor og = out_b.narrow(0, gi * Og, Og);
+        rt::Tensor wg = w2.narrow(0, gi * Og, Og);
+        rt::Tensor cg = col.narrow(0, gi * Cg * kk, Cg * kk);
         if (p.bias.defined()) {
-          at::addmm_out(og, p.bias.narrow(0, gi * Og, Og).unsqueeze(1).expand({Og, n}), wg, cg);
+          rt::addmm_out(og, p.bias.narrow(0, gi * Og, Og).unsqueeze(1).expand({Og, n}), wg, cg);
         } else {
-          at::mm_out(og, wg, cg);
+          rt::mm_out(og, wg, cg);
         }
       }
     }
@@ -880,7 +877,7 @@ bool class_affine(const std::vector<int64_t>& col, int64_t taps, int64_t Wc, int
 }
 
 // A strided slice along dim of the indices idx (an arithmetic progression, see make_class_plans).
-at::Tensor take_taps(const at::Tensor& t, int64_t dim, const std::vector<int64_t>& idx) {
+rt::Tensor take_taps(const rt::Tensor& t, int64_t dim, const std::vector<int64_t>& idx) {
   const int64_t step = idx.size() > 1 ? idx[1] - idx[0] : 1;
   return t.slice(dim, idx.front(), idx.back() + 1, step);
 }
@@ -933,21 +930,21 @@ ClassProblem make_class_problem(const Problem& p, const ClassPlan& c, const Sour
     st.g_col = class_table(full.g_col, p.Wo, c.e, c.px, g.uw, c.Wc);
     // guided_kernel_tile always takes the affine guidance path: it must hold.
     const bool ok = class_affine(st.g_col, ne, c.Wc, q.geo.gsw, st.g_lo, st.g_hi, st.g_base);
-    TORCH_CHECK(ok, "pac: internal error: guidance columns of a sub-pixel class are not affine");
+    PAC_CHECK(ok, "pac: internal error: guidance columns of a sub-pixel class are not affine");
   }
   return cp;
 }
 
 // View of the class's output pixels in a [B, O, Ho, Wo] tensor.
-at::Tensor class_view(const at::Tensor& t, const Geometry& g, const ClassPlan& c) {
+rt::Tensor class_view(const rt::Tensor& t, const Geometry& g, const ClassPlan& c) {
   return t.slice(2, c.py, t.size(2), g.uh).slice(3, c.px, t.size(3), g.uw);
 }
 
 template <typename T>
-void forward_classes(const Problem& p, const std::vector<ClassPlan>& plans, at::Tensor& out) {
+void forward_classes(const Problem& p, const std::vector<ClassPlan>& plans, rt::Tensor& out) {
   const SourceTables full = make_tables(p);
   for (const ClassPlan& c : plans) {
-    at::Tensor ov = class_view(out, p.geo, c);
+    rt::Tensor ov = class_view(out, p.geo, c);
     if (c.a.empty() || c.e.empty()) {  // every tap reads an inserted zero: the bias, or 0
       if (p.bias.defined()) {
         ov.copy_(p.bias.view({1, p.O, 1, 1}).expand_as(ov));
@@ -957,15 +954,15 @@ void forward_classes(const Problem& p, const std::vector<ClassPlan>& plans, at::
       continue;
     }
     const ClassProblem cp = make_class_problem(p, c, full);
-    at::Tensor oc = at::empty({p.B, p.O, c.Hc, c.Wc}, p.input.options());
+    rt::Tensor oc = rt::empty({p.B, p.O, c.Hc, c.Wc}, p.input.options());
     forward_impl<T>(cp.q, cp.st, oc);
     ov.copy_(oc);
   }
 }
 
-at::Tensor run_forward(const Problem& p) {
-  at::AutoDispatchBelowADInplaceOrView no_autograd;
-  at::Tensor out = at::empty({p.B, p.O, p.Ho, p.Wo}, p.input.options());
+rt::Tensor run_forward(const Problem& p) {
+  rt::NoAutogradGuard no_autograd;
+  rt::Tensor out = rt::empty({p.B, p.O, p.Ho, p.Wo}, p.input.options());
   if (out.numel() == 0) return out;
   if (p.C == 0 || (p.pool && p.CK == 0)) {
     // Nothing to sum over.
@@ -974,7 +971,7 @@ at::Tensor run_forward(const Problem& p) {
     return out;
   }
   const std::vector<ClassPlan> plans = make_class_plans(p);
-  AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cpu", [&] {
+  PAC_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_forward_cpu", [&] {
     if (plans.empty()) {
       forward_impl<scalar_t>(p, make_tables(p), out);
     } else {
@@ -988,11 +985,11 @@ at::Tensor run_forward(const Problem& p) {
 // Backward
 // -------------------------------------------------------------------------------------------
 struct Grads {
-  at::Tensor dx, dg, dphi, dw, dalpha, dlambda, dkernel;
+  rt::Tensor dx, dg, dphi, dw, dalpha, dlambda, dkernel;
 };
 
 template <typename T>
-void backward_impl(const Problem& p, const SourceTables& st, const at::Tensor& grad, Grads& gr) {
+void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& grad, Grads& gr) {
   const Geometry& g = p.geo;
   const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo, plane_i = p.H * p.W;
   const Ptrs<T> P(p);
@@ -1016,28 +1013,28 @@ void backward_impl(const Problem& p, const SourceTables& st, const at::Tensor& g
   struct Partial {
     int phase;
     int64_t begin;
-    at::Tensor dw, dalpha, dlambda;
+    rt::Tensor dw, dalpha, dlambda;
   };
   std::vector<Partial> partials;
   std::mutex reduce_mutex;
 
   for (int phase = phased ? 0 : -1; phase < (phased ? 2 : 0); ++phase) {
     const std::vector<Tile> tiles = make_tiles(p, rows, phase);
-    at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
-      at::AutoDispatchBelowADInplaceOrView no_autograd;
+    rt::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+      rt::NoAutogradGuard no_autograd;
       Scratch s;
       if (p.guided) {
-        s.K = at::empty({p.CK * kk * nmax}, opts);
-        s.D = at::empty({p.CK * kk * nmax}, opts);
-        if (need_gK) s.gK = at::empty({p.CK * kk * nmax}, opts);
+        s.K = rt::empty({p.CK * kk * nmax}, opts);
+        s.D = rt::empty({p.CK * kk * nmax}, opts);
+        if (need_gK) s.gK = rt::empty({p.CK * kk * nmax}, opts);
       }
       if (!p.pool) {
-        if (need_dw) s.col = at::empty({p.C * kk * nmax}, opts);
-        if (need_dx || need_gK) s.dcol = at::empty({p.C * kk * nmax}, opts);
+        if (need_dw) s.col = rt::empty({p.C * kk * nmax}, opts);
+        if (need_dx || need_gK) s.dcol = rt::empty({p.C * kk * nmax}, opts);
       }
-      if (need_dw) s.dw = at::zeros(gr.dw.sizes(), opts);
-      if (need_da) s.dalpha = at::zeros({gr.dalpha.numel()}, opts);
-      if (need_dl) s.dlambda = at::zeros({gr.dlambda.numel()}, opts);
+      if (need_dw) s.dw = rt::zeros(gr.dw.sizes(), opts);
+      if (need_da) s.dalpha = rt::zeros({gr.dalpha.numel()}, opts);
+      if (need_dl) s.dlambda = rt::zeros({gr.dlambda.numel()}, opts);
       T* dwp = need_dw ? s.dw.data_ptr<T>() : nullptr;
 
       for (int64_t ti = begin; ti < end; ++ti) {
@@ -1090,21 +1087,21 @@ void backward_impl(const Problem& p, const SourceTables& st, const at::Tensor& g
             }
           }
         } else {
-          at::Tensor g_b = grad.select(0, tile.b).view({p.O, plane_o}).narrow(1, tile.y0 * Wo, n);
-          at::Tensor w2 = p.weight.view({p.O, Cg * kk});
+          rt::Tensor g_b = grad.select(0, tile.b).view({p.O, plane_o}).narrow(1, tile.y0 * Wo, n);
+          rt::Tensor w2 = p.weight.view({p.O, Cg * kk});
           if (need_dw) {
-            at::Tensor col = s.col.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
+            rt::Tensor col = s.col.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
             scaled_im2col_tile<T>(p, P, st, tile, K, col.data_ptr<T>());
-            at::Tensor dw2 = s.dw.view({p.O, Cg * kk});
+            rt::Tensor dw2 = s.dw.view({p.O, Cg * kk});
             for (int64_t gi = 0; gi < p.groups; ++gi)
               dw2.narrow(0, gi * Og, Og)
                   .addmm_(g_b.narrow(0, gi * Og, Og), col.narrow(0, gi * Cg * kk, Cg * kk).t());
           }
           if (need_dx || need_gK) {
-            at::Tensor dcol = s.dcol.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
+            rt::Tensor dcol = s.dcol.narrow(0, 0, p.C * kk * n).view({p.C * kk, n});
             for (int64_t gi = 0; gi < p.groups; ++gi) {
-              at::Tensor dg = dcol.narrow(0, gi * Cg * kk, Cg * kk);
-              at::mm_out(dg, w2.narrow(0, gi * Og, Og).t(), g_b.narrow(0, gi * Og, Og));
+              rt::Tensor dg = dcol.narrow(0, gi * Cg * kk, Cg * kk);
+              rt::mm_out(dg, w2.narrow(0, gi * Og, Og).t(), g_b.narrow(0, gi * Og, Og));
             }
             const T* dc = dcol.data_ptr<T>();
             for (int64_t c = 0; c < p.C; ++c) {
@@ -1177,22 +1174,22 @@ void backward_impl(const Problem& p, const SourceTables& st, const at::Tensor& g
 // dphi, dweight and dkernel go through class-sized buffers into their slices.
 template <typename T>
 void backward_classes(const Problem& p, const std::vector<ClassPlan>& plans,
-                      const at::Tensor& grad, Grads& gr) {
+                      const rt::Tensor& grad, Grads& gr) {
   const SourceTables full = make_tables(p);
   const auto opts = p.input.options();
   for (const ClassPlan& c : plans) {
     if (c.a.empty() || c.e.empty()) continue;  // the class's outputs depend on nothing
     const ClassProblem cp = make_class_problem(p, c, full);
     const Problem& q = cp.q;
-    const at::Tensor gq = class_view(grad, p.geo, c).contiguous();
+    const rt::Tensor gq = class_view(grad, p.geo, c).contiguous();
     Grads cg;
     cg.dx = gr.dx;
     cg.dg = gr.dg;
     cg.dalpha = gr.dalpha;
     cg.dlambda = gr.dlambda;
-    if (gr.dphi.defined()) cg.dphi = at::zeros({p.B, p.Cf, c.Hc, c.Wc}, opts);
-    if (gr.dw.defined()) cg.dw = at::zeros(q.weight.sizes(), opts);
-    if (gr.dkernel.defined()) cg.dkernel = at::zeros(q.kernel.sizes(), opts);
+    if (gr.dphi.defined()) cg.dphi = rt::zeros({p.B, p.Cf, c.Hc, c.Wc}, opts);
+    if (gr.dw.defined()) cg.dw = rt::zeros(q.weight.sizes(), opts);
+    if (gr.dkernel.defined()) cg.dkernel = rt::zeros(q.kernel.sizes(), opts);
     backward_impl<T>(q, cp.st, gq, cg);
     if (cg.dphi.defined()) class_view(gr.dphi, p.geo, c).copy_(cg.dphi);
     if (cg.dw.defined()) take_taps(take_taps(gr.dw, 2, c.a), 3, c.e).add_(cg.dw);
@@ -1203,29 +1200,29 @@ void backward_classes(const Problem& p, const std::vector<ClassPlan>& plans,
   }
 }
 
-at::Tensor empty_grad(const Problem& p) { return at::empty({0}, p.input.options()); }
+rt::Tensor empty_grad(const Problem& p) { return rt::empty({0}, p.input.options()); }
 
 // Allocates the requested gradients (zeros), runs the backward pass, returns
 // (dx, dguidance, dphi, dweight, dalpha, dlambda, dkernel) with empty [0] tensors where absent.
-Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bool want_dg,
+Grads run_backward(const Problem& p, const rt::Tensor& grad_in, bool want_dx, bool want_dg,
                    bool want_dphi, bool want_dw, bool want_da, bool want_dl, bool want_dk) {
-  at::AutoDispatchBelowADInplaceOrView no_autograd;
+  rt::NoAutogradGuard no_autograd;
   const auto opts = p.input.options();
   Grads gr;
-  if (want_dx) gr.dx = at::zeros({p.B, p.C, p.H, p.W}, opts);
-  if (want_dg && p.guided) gr.dg = at::zeros({p.B, p.Cf, p.Hg, p.Wg}, opts);
-  if (want_dphi && p.guided) gr.dphi = at::zeros({p.B, p.Cf, p.Ho, p.Wo}, opts);
-  if (want_dw && p.weight.defined()) gr.dw = at::zeros(p.weight.sizes(), opts);
-  if (want_da && p.alpha.defined()) gr.dalpha = at::zeros(p.alpha.sizes(), opts);
-  if (want_dl && p.lambda.defined()) gr.dlambda = at::zeros(p.lambda.sizes(), opts);
-  if (want_dk && !p.guided) gr.dkernel = at::zeros(p.kernel.sizes(), opts);
+  if (want_dx) gr.dx = rt::zeros({p.B, p.C, p.H, p.W}, opts);
+  if (want_dg && p.guided) gr.dg = rt::zeros({p.B, p.Cf, p.Hg, p.Wg}, opts);
+  if (want_dphi && p.guided) gr.dphi = rt::zeros({p.B, p.Cf, p.Ho, p.Wo}, opts);
+  if (want_dw && p.weight.defined()) gr.dw = rt::zeros(p.weight.sizes(), opts);
+  if (want_da && p.alpha.defined()) gr.dalpha = rt::zeros(p.alpha.sizes(), opts);
+  if (want_dl && p.lambda.defined()) gr.dlambda = rt::zeros(p.lambda.sizes(), opts);
+  if (want_dk && !p.guided) gr.dkernel = rt::zeros(p.kernel.sizes(), opts);
   const bool any = gr.dx.defined() || gr.dg.defined() || gr.dphi.defined() || gr.dw.defined() ||
                    gr.dalpha.defined() || gr.dlambda.defined() || gr.dkernel.defined();
   const bool empty = p.B == 0 || p.O == 0 || p.Ho == 0 || p.Wo == 0 || p.C == 0;
   if (any && !empty) {
-    at::Tensor grad = grad_in.contiguous();
+    rt::Tensor grad = grad_in.contiguous();
     const std::vector<ClassPlan> plans = make_class_plans(p);
-    AT_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cpu", [&] {
+    PAC_DISPATCH_FLOATING_TYPES(p.input.scalar_type(), "pac_backward_cpu", [&] {
       if (plans.empty()) {
         backward_impl<scalar_t>(p, make_tables(p), grad, gr);
       } else {
@@ -1233,7 +1230,7 @@ Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bo
       }
     });
   }
-  auto fill = [&](at::Tensor& t) {
+  auto fill = [&](rt::Tensor& t) {
     if (!t.defined()) t = empty_grad(p);
   };
   fill(gr.dx); fill(gr.dg); fill(gr.dphi); fill(gr.dw); fill(gr.dalpha); fill(gr.dlambda);
@@ -1245,14 +1242,14 @@ Grads run_backward(const Problem& p, const at::Tensor& grad_in, bool want_dx, bo
 // Op entry points
 // -------------------------------------------------------------------------------------------
 
-at::Tensor conv2d_guided_cpu(const at::Tensor& input, const at::Tensor& guidance,
-                             const at::Tensor& phi, const at::Tensor& weight,
-                             const c10::optional<at::Tensor>& bias,
-                             const c10::optional<at::Tensor>& alpha,
-                             const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
-                             at::IntArrayRef padding, at::IntArrayRef dilation,
-                             at::IntArrayRef upsample, at::IntArrayRef gstride,
-                             at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
+rt::Tensor conv2d_guided_cpu(const rt::Tensor& input, const rt::Tensor& guidance,
+                             const rt::Tensor& phi, const rt::Tensor& weight,
+                             const rt::OptTensor& bias,
+                             const rt::OptTensor& alpha,
+                             const rt::OptTensor& lambda, rt::IntArr stride,
+                             rt::IntArr padding, rt::IntArr dilation,
+                             rt::IntArr upsample, rt::IntArr gstride,
+                             rt::IntArr gpadding, int64_t groups, int64_t kernel_type,
                              bool asym) {
   Problem p = conv_guided_problem<kCPU>("pac::conv2d_guided", input, guidance, phi, weight, bias,
                                         alpha, lambda, stride, padding, dilation, upsample, gstride,
@@ -1260,17 +1257,17 @@ at::Tensor conv2d_guided_cpu(const at::Tensor& input, const at::Tensor& guidance
   return run_forward(p);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-conv2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
-                           const at::Tensor& guidance, const at::Tensor& phi,
-                           const at::Tensor& weight, const c10::optional<at::Tensor>& alpha,
-                           const c10::optional<at::Tensor>& lambda, at::IntArrayRef stride,
-                           at::IntArrayRef padding, at::IntArrayRef dilation,
-                           at::IntArrayRef upsample, at::IntArrayRef gstride,
-                           at::IntArrayRef gpadding, int64_t groups, int64_t kernel_type,
-                           bool asym, const c10::List<bool>& output_mask) {
+std::tuple<rt::Tensor, rt::Tensor, rt::Tensor, rt::Tensor, rt::Tensor, rt::Tensor>
+conv2d_guided_backward_cpu(const rt::Tensor& grad, const rt::Tensor& input,
+                           const rt::Tensor& guidance, const rt::Tensor& phi,
+                           const rt::Tensor& weight, const rt::OptTensor& alpha,
+                           const rt::OptTensor& lambda, rt::IntArr stride,
+                           rt::IntArr padding, rt::IntArr dilation,
+                           rt::IntArr upsample, rt::IntArr gstride,
+                           rt::IntArr gpadding, int64_t groups, int64_t kernel_type,
+                           bool asym, const rt::BoolList& output_mask) {
   const char* op = "pac::conv2d_guided_backward";
-  Problem p = conv_guided_problem<kCPU>(op, input, guidance, phi, weight, c10::nullopt, alpha,
+  Problem p = conv_guided_problem<kCPU>(op, input, guidance, phi, weight, rt::nullopt, alpha,
                                         lambda, stride, padding, dilation, upsample, gstride,
                                         gpadding, groups, kernel_type, asym);
   check_grad_out(op, p, grad, kCPU);
@@ -1279,14 +1276,14 @@ conv2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
   return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
 }
 
-at::Tensor pool2d_guided_cpu(const at::Tensor& input, const at::Tensor& guidance,
-                             const at::Tensor& phi, const c10::optional<at::Tensor>& weight,
-                             const c10::optional<at::Tensor>& alpha,
-                             const c10::optional<at::Tensor>& lambda,
-                             at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                             at::IntArrayRef padding, at::IntArrayRef dilation,
-                             at::IntArrayRef upsample, at::IntArrayRef gstride,
-                             at::IntArrayRef gpadding, int64_t kernel_type, bool asym,
+rt::Tensor pool2d_guided_cpu(const rt::Tensor& input, const rt::Tensor& guidance,
+                             const rt::Tensor& phi, const rt::OptTensor& weight,
+                             const rt::OptTensor& alpha,
+                             const rt::OptTensor& lambda,
+                             rt::IntArr kernel_size, rt::IntArr stride,
+                             rt::IntArr padding, rt::IntArr dilation,
+                             rt::IntArr upsample, rt::IntArr gstride,
+                             rt::IntArr gpadding, int64_t kernel_type, bool asym,
                              bool channel_wise) {
   Problem p = pool_guided_problem<kCPU>("pac::pool2d_guided", input, guidance, phi, weight, alpha,
                                         lambda, kernel_size, stride, padding, dilation, upsample,
@@ -1294,17 +1291,17 @@ at::Tensor pool2d_guided_cpu(const at::Tensor& input, const at::Tensor& guidance
   return run_forward(p);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-pool2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
-                           const at::Tensor& guidance, const at::Tensor& phi,
-                           const c10::optional<at::Tensor>& weight,
-                           const c10::optional<at::Tensor>& alpha,
-                           const c10::optional<at::Tensor>& lambda, at::IntArrayRef kernel_size,
-                           at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, at::IntArrayRef upsample,
-                           at::IntArrayRef gstride, at::IntArrayRef gpadding,
+std::tuple<rt::Tensor, rt::Tensor, rt::Tensor, rt::Tensor, rt::Tensor, rt::Tensor>
+pool2d_guided_backward_cpu(const rt::Tensor& grad, const rt::Tensor& input,
+                           const rt::Tensor& guidance, const rt::Tensor& phi,
+                           const rt::OptTensor& weight,
+                           const rt::OptTensor& alpha,
+                           const rt::OptTensor& lambda, rt::IntArr kernel_size,
+                           rt::IntArr stride, rt::IntArr padding,
+                           rt::IntArr dilation, rt::IntArr upsample,
+                           rt::IntArr gstride, rt::IntArr gpadding,
                            int64_t kernel_type, bool asym, bool channel_wise,
-                           const c10::List<bool>& output_mask) {
+                           const rt::BoolList& output_mask) {
   const char* op = "pac::pool2d_guided_backward";
   Problem p = pool_guided_problem<kCPU>(op, input, guidance, phi, weight, alpha, lambda,
                                         kernel_size, stride, padding, dilation, upsample, gstride,
@@ -1315,22 +1312,22 @@ pool2d_guided_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
   return {gr.dx, gr.dg, gr.dphi, gr.dw, gr.dalpha, gr.dlambda};
 }
 
-at::Tensor conv2d_kernel_cpu(const at::Tensor& input, const at::Tensor& kernel,
-                             const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                             at::IntArrayRef stride, at::IntArrayRef padding,
-                             at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups) {
+rt::Tensor conv2d_kernel_cpu(const rt::Tensor& input, const rt::Tensor& kernel,
+                             const rt::Tensor& weight, const rt::OptTensor& bias,
+                             rt::IntArr stride, rt::IntArr padding,
+                             rt::IntArr dilation, rt::IntArr upsample, int64_t groups) {
   Problem p = conv_kernel_problem<kCPU>("pac::conv2d_kernel", input, kernel, weight, bias, stride,
                                         padding, dilation, upsample, groups);
   return run_forward(p);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_kernel_backward_cpu(
-    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
-    const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
-    at::IntArrayRef dilation, at::IntArrayRef upsample, int64_t groups,
-    const c10::List<bool>& output_mask) {
+std::tuple<rt::Tensor, rt::Tensor, rt::Tensor> conv2d_kernel_backward_cpu(
+    const rt::Tensor& grad, const rt::Tensor& input, const rt::Tensor& kernel,
+    const rt::Tensor& weight, rt::IntArr stride, rt::IntArr padding,
+    rt::IntArr dilation, rt::IntArr upsample, int64_t groups,
+    const rt::BoolList& output_mask) {
   const char* op = "pac::conv2d_kernel_backward";
-  Problem p = conv_kernel_problem<kCPU>(op, input, kernel, weight, c10::nullopt, stride, padding,
+  Problem p = conv_kernel_problem<kCPU>(op, input, kernel, weight, rt::nullopt, stride, padding,
                                         dilation, upsample, groups);
   check_grad_out(op, p, grad, kCPU);
   const auto m = output_mask_arg<3>(op, output_mask);
@@ -1338,19 +1335,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_kernel_backward_cpu(
   return {gr.dx, gr.dkernel, gr.dw};
 }
 
-at::Tensor pool2d_kernel_cpu(const at::Tensor& input, const at::Tensor& kernel,
-                             const c10::optional<at::Tensor>& weight, at::IntArrayRef stride,
-                             at::IntArrayRef padding, at::IntArrayRef dilation,
-                             at::IntArrayRef upsample) {
+rt::Tensor pool2d_kernel_cpu(const rt::Tensor& input, const rt::Tensor& kernel,
+                             const rt::OptTensor& weight, rt::IntArr stride,
+                             rt::IntArr padding, rt::IntArr dilation,
+                             rt::IntArr upsample) {
   Problem p = pool_kernel_problem<kCPU>("pac::pool2d_kernel", input, kernel, weight, stride,
                                         padding, dilation, upsample);
   return run_forward(p);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> pool2d_kernel_backward_cpu(
-    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& kernel,
-    const c10::optional<at::Tensor>& weight, at::IntArrayRef stride, at::IntArrayRef padding,
-    at::IntArrayRef dilation, at::IntArrayRef upsample, const c10::List<bool>& output_mask) {
+std::tuple<rt::Tensor, rt::Tensor, rt::Tensor> pool2d_kernel_backward_cpu(
+    const rt::Tensor& grad, const rt::Tensor& input, const rt::Tensor& kernel,
+    const rt::OptTensor& weight, rt::IntArr stride, rt::IntArr padding,
+    rt::IntArr dilation, rt::IntArr upsample, const rt::BoolList& output_mask) {
   const char* op = "pac::pool2d_kernel_backward";
   Problem p =
       pool_kernel_problem<kCPU>(op, input, kernel, weight, stride, padding, dilation, upsample);

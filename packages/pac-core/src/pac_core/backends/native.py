@@ -581,4 +581,4 @@ def make_backend() -> Optional[NativeBackend]:
     if mod is None:
         return None
     _register_ops()
-    return NativeBackend(list(mod.compiled_devices()))
+    return NativeBackend(_ext.devices())
