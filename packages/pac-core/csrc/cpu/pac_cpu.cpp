@@ -695,32 +695,65 @@ void forward_impl(const Problem& p, const SourceTables& st, rt::Tensor& out) {
   auto pool_tile = [&](const Tile& tile, const KView<T>& K) {
     const int64_t n = tile.n;
     if (st.in_affine && g.sw == 1) {
-      // Each output vector sums its taps in registers (in tap order, as the general path).
+      // Each output vector sums its taps in registers (in tap order, as the general path). Per
+      // output row, the taps that read a real row are listed once; vectors inside every tap's
+      // column range [lo, hi) take the unchecked loop.
       using V = cpu::Vec<T>;
       constexpr int64_t VL = sizeof(V) / sizeof(T);
+      std::vector<int64_t> tap(kk), xoff(kk), lo(kk), hi(kk);
+      std::vector<T> wts(kk);
       for (int64_t y = tile.y0; y < tile.y1; ++y) {
         const int64_t off = (y - tile.y0) * Wo;
+        int64_t nt = 0, in_lo = 0, in_hi = Wo;
+        for (int64_t t = 0; t < kk; ++t) {
+          const int64_t a = t / g.kw, e = t % g.kw;
+          const int64_t r = st.in_row[a * p.Ho + y];
+          if (r < 0) continue;
+          tap[nt] = t;
+          xoff[nt] = r * p.W + st.in_base[e];
+          lo[nt] = st.in_lo[e];
+          hi[nt] = st.in_hi[e];
+          wts[nt] = P.w ? P.w[t] : T(1);
+          in_lo = std::max(in_lo, lo[nt]);
+          in_hi = std::min(in_hi, hi[nt]);
+          ++nt;
+        }
         for (int64_t c = 0; c < p.O; ++c) {
           const int64_t ck = p.CK == 1 ? 0 : c, cx = p.C == 1 ? 0 : c;
           const T* Xc = P.x + (tile.b * p.C + cx) * p.H * p.W;
+          const T* Kc = K.at(ck, 0) + off;
           T* Yr = outp + (tile.b * p.O + c) * plane_o + y * Wo;
-          for (int64_t x0 = 0; x0 < Wo; x0 += VL) {
+          int64_t x0 = 0;
+          // Interior blocks of four vectors: four independent sums hide the add latency.
+          constexpr int64_t U = 4;
+          for (; x0 < Wo; x0 += VL) {
+            if (x0 >= in_lo && x0 + U * VL <= in_hi) {
+              V acc[U] = {};
+              for (int64_t i = 0; i < nt; ++i) {
+                const T* Kr = Kc + tap[i] * K.ld_t + x0;
+                const T* Xs = Xc + xoff[i] + x0;
+#pragma GCC unroll 4
+                for (int64_t u = 0; u < U; ++u)
+                  acc[u] += wts[i] * (cpu::load_as<V>(Kr + u * VL) * cpu::load_as<V>(Xs + u * VL));
+              }
+#pragma GCC unroll 4
+              for (int64_t u = 0; u < U; ++u) cpu::store_as(Yr + x0 + u * VL, acc[u]);
+              x0 += (U - 1) * VL;
+              continue;
+            }
             const int64_t len = std::min(VL, Wo - x0);
             V acc{};
-            for (int64_t t = 0; t < kk; ++t) {
-              const int64_t a = t / g.kw, e = t % g.kw;
-              const int64_t r = st.in_row[a * p.Ho + y];
-              if (r < 0) continue;
-              const int64_t lo = st.in_lo[e], hi = st.in_hi[e];
-              const T wt = P.w ? P.w[t] : T(1);
-              const T* Xs = Xc + r * p.W + st.in_base[e];
-              const T* Kr = K.at(ck, t) + off;
-              if (len == VL && x0 >= lo && x0 + VL <= hi) {
-                acc += wt * (cpu::load_as<V>(Kr + x0) * cpu::load_as<V>(Xs + x0));
-              } else {
+            if (len == VL && x0 >= in_lo && x0 + VL <= in_hi) {
+              for (int64_t i = 0; i < nt; ++i)
+                acc += wts[i] * (cpu::load_as<V>(Kc + tap[i] * K.ld_t + x0) *
+                                 cpu::load_as<V>(Xc + xoff[i] + x0));
+            } else {
+              for (int64_t i = 0; i < nt; ++i) {
+                const T* Kr = Kc + tap[i] * K.ld_t;
+                const T* Xs = Xc + xoff[i];
                 for (int64_t l = 0; l < len; ++l) {
                   const int64_t x = x0 + l;
-                  if (x >= lo && x < hi) acc[l] += wt * (Kr[x] * Xs[x]);
+                  if (x >= lo[i] && x < hi[i]) acc[l] += wts[i] * (Kr[x] * Xs[x]);
                 }
               }
             }
