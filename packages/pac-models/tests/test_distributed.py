@@ -76,6 +76,7 @@ def _worker(rank: int, folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
                             world_size=WORLD)
     torch.set_num_threads(1)
+    finished = False
     try:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
         from torch.distributed.device_mesh import init_device_mesh
@@ -111,7 +112,12 @@ def _worker(rank: int, folder: str) -> None:
         res["crf"] = (crf.losses, crf.model.state_dict())
         if rank == 0:
             torch.save(res, Path(folder) / "res.pt")
+        finished = True
     finally:
+        # Both ranks leave together: a rank that tears gloo down while its peer is still in a
+        # collective aborts the peer ("terminate called without an active exception").
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

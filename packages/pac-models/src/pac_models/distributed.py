@@ -102,14 +102,20 @@ def process_group(device: Union[str, torch.device] = "cpu", *,
             dist.init_process_group("gloo")
         started = True
     ctx = context()
+    finished = False
     try:
         if quiet_others and not ctx.is_main:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield ctx, dev
         else:
             yield ctx, dev
+        finished = True
     finally:
         if started:
+            if finished:
+                # Leave together: a process that tears its process group down while a peer is
+                # still working aborts that peer.
+                dist.barrier()
             dist.destroy_process_group()
 
 
