@@ -189,9 +189,12 @@ inline void add_sq_delta_row(T* Dr, const T* phir, const T* Fr, int64_t Wo, int6
 // contiguous (F̄ at Fs[x]) or strided (F̄ at Fs[x * gs]).
 enum class GSrc { kZero, kUnit, kStrided };
 
-// Dr[x] = Σ_c Δ(F̄_c(tap of x), φ_c[x])² over all guidance channels c, for x in [x0, x1): the
-// channel sum is kept in a register (one vector of pixels at a time), so each distance is
-// written once. Channel c of the guidance row is Fs + c * ldF, of φ: phir + c * ldphi.
+// Offset from Fs of the guidance sample F̄_c(tap of x) (SRC kUnit or kStrided).
+template <GSrc SRC>
+inline int64_t guidance_offset(int64_t c, int64_t ldF, int64_t x, int64_t gs) {
+  return c * ldF + (SRC == GSrc::kUnit ? x : x * gs);
+}
+
 // Guidance samples F̄_c of one vector of pixels starting at x (SRC as in sq_dist_span).
 template <typename T, typename V, GSrc SRC>
 inline V guidance_vec(const T* Fc, int64_t x, int64_t gs) {
@@ -250,8 +253,7 @@ inline void sq_dist_span(T* Dr, const T* phir, int64_t ldphi, const T* Fs, int64
     T acc = 0;
     for (int64_t c = 0; c < Cf; ++c) {
       T f = 0;
-      if constexpr (SRC == GSrc::kUnit) f = Fs[c * ldF + x];
-      if constexpr (SRC == GSrc::kStrided) f = Fs[c * ldF + x * gs];
+      if constexpr (SRC != GSrc::kZero) f = Fs[guidance_offset<SRC>(c, ldF, x, gs)];
       const T d = guidance_delta(f, phir[c * ldphi + x], ASYM);
       acc += d * d;
     }
@@ -403,14 +405,10 @@ inline void guidance_grad_span(const T* gDr, const T* phir, T* dphir, int64_t ld
     const T gd2 = gDr[x] * T(2);
     for (int64_t c = 0; c < Cf; ++c) {
       T f = 0;
-      if constexpr (SRC == GSrc::kUnit) f = Fs[c * ldF + x];
-      if constexpr (SRC == GSrc::kStrided) f = Fs[c * ldF + x * gs];
+      if constexpr (SRC != GSrc::kZero) f = Fs[guidance_offset<SRC>(c, ldF, x, gs)];
       const T g2 = guidance_delta(f, phir[c * ldphi + x], ASYM) * gd2;
-      if constexpr (SRC == GSrc::kUnit) {
-        if (dFs) dFs[c * ldF + x] += g2;
-      }
-      if constexpr (SRC == GSrc::kStrided) {
-        if (dFs) dFs[c * ldF + x * gs] += g2;
+      if constexpr (SRC != GSrc::kZero) {
+        if (dFs) dFs[guidance_offset<SRC>(c, ldF, x, gs)] += g2;
       }
       if (dphir) dphir[c * ldphi + x] -= g2;
     }
