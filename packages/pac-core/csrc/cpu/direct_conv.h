@@ -1,4 +1,5 @@
-// Register-blocked direct PAC convolution (forward, input stride 1): no column matrix.
+// Register-blocked direct PAC convolution (forward and backward, input stride 1): no column
+// matrix.
 //
 // For one output row and a block of VL consecutive pixels (one vector of the instruction set
 // this file is compiled for), OB output channels are accumulated in registers over every
@@ -8,8 +9,10 @@
 // zero-padded copy of the rows a tile needs, so the inner loop has no bounds checks.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace pac {
 namespace cpu {
@@ -112,6 +115,208 @@ void direct_row(const DirectRow<T>& R, int64_t Wo) {
     for (int64_t x0 = 0; x0 < xv; x0 += VL) direct_block<T, V, 1>(R, o0, x0);
   for (int64_t x0 = xv; x0 < Wo; ++x0)
     for (int64_t o = 0; o < R.Og; ++o) direct_block<T, T, 1>(R, o, x0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward, input stride 1, no column matrix.
+// ---------------------------------------------------------------------------------------------
+
+// Operands of the weight gradient of one group over the rows of a tile:
+// dW[o][c][t] += Σ_(rows, pixels) G[o](pixel) · K(tap t, pixel) · X̄[c](tap t of pixel).
+// For a vector of pixels, K·X̄ is formed once per (channel, tap) and multiplied into OB per-lane
+// accumulators (one per output channel), which live in `acc` between row chunks; their lanes are
+// added up into dW once per tile. The output gradient of the OB channels is first packed
+// vector-interleaved (the OB vectors of one pixel vector adjacent), so that the inner loop reads
+// one contiguous stream instead of OB streams a channel plane apart (which alias in L1).
+template <typename T>
+struct DirectDw {
+  const T* K;            // kernel values: tap t, tile row yy at K + t * ldK + yy * Wo
+  int64_t ldK;
+  const T* X;            // padded input rows of the group's first channel
+  int64_t ldXc, ldXr;
+  const int64_t* xrow;   // [rows][kh]: padded row read by kernel row a from tile row yy, or -1
+  const int64_t* xcol;   // kw entries: column offset of kernel column e in the padded row
+  int64_t kh, kw, Cg, Wo;
+  const T* G;            // output gradient of the group's first channel at tile row 0
+  int64_t ldG;           // its channel stride (rows of Wo inside a channel)
+  T* dw;                 // [Og][Cg][kh*kw] gradient of the group (accumulated)
+  int64_t Og;
+  T* acc;                // dw_acc_numel elements: per-lane partial sums of dW (see direct_dw_tile)
+  T* gpack;              // rows*Wo*kOutBlock elements of scratch
+};
+
+// Output channels [o0, o0 + OB), tile rows [yy0, yy1). Pixels past the last full vector of a
+// row are summed in scalars straight into dW. gp: the packed output gradient of the tile's
+// rows, pixel vector v of row yy at gp + ((yy * nv + v) * OB + o) * lanes.
+template <typename T, typename V, int OB>
+inline void direct_dw_chunk(const DirectDw<T>& R, const T* gp, int64_t o0, int64_t yy0,
+                            int64_t yy1) {
+  constexpr int64_t VL = sizeof(V) / sizeof(T);
+  const int64_t kk = R.kh * R.kw, nv = R.Wo / VL, xv = nv * VL;
+  // Kernel row a outermost: its K rows are reused by every channel, each channel's input rows by
+  // every kernel column.
+  for (int64_t a = 0; a < R.kh; ++a) {
+    for (int64_t c = 0; c < R.Cg; ++c) {
+      for (int64_t e = 0; e < R.kw; ++e) {
+        const int64_t t = a * R.kw + e;
+        T* accp = R.acc + (c * kk + t) * OB * VL;
+        V acc[OB];
+#pragma GCC unroll 16
+        for (int o = 0; o < OB; ++o) acc[o] = load_as<V>(accp + o * VL);
+        T tail[OB] = {};
+        for (int64_t yy = yy0; yy < yy1; ++yy) {
+          const int64_t r = R.xrow[yy * R.kh + a];
+          if (r < 0) continue;
+          const T* Kr = R.K + t * R.ldK + yy * R.Wo;
+          const T* Xr = R.X + c * R.ldXc + r * R.ldXr + R.xcol[e];
+          const T* Gv = gp + yy * nv * OB * VL;
+          for (int64_t x0 = 0; x0 < xv; x0 += VL, Gv += OB * VL) {
+            const V kx = load_as<V>(Kr + x0) * load_as<V>(Xr + x0);
+#pragma GCC unroll 16
+            for (int o = 0; o < OB; ++o) acc[o] += load_as<V>(Gv + o * VL) * kx;
+          }
+          const T* Gr = R.G + o0 * R.ldG + yy * R.Wo;
+          for (int64_t x = xv; x < R.Wo; ++x) {
+            const T kx = Kr[x] * Xr[x];
+            for (int o = 0; o < OB; ++o) tail[o] += Gr[o * R.ldG + x] * kx;
+          }
+        }
+#pragma GCC unroll 16
+        for (int o = 0; o < OB; ++o) store_as(accp + o * VL, acc[o]);
+        for (int o = 0; o < OB; ++o) R.dw[((o0 + o) * R.Cg + c) * kk + t] += tail[o];
+      }
+    }
+  }
+}
+
+// Calls f(integral_constant<int, OB>, o0) for the blocks of output channels the weight gradient
+// runs in: kOutBlock at a time, then 4, then 1.
+template <typename F>
+inline void for_each_out_block(int64_t Og, F&& f) {
+  int64_t o0 = 0;
+  for (; o0 + kOutBlock <= Og; o0 += kOutBlock) f(std::integral_constant<int, kOutBlock>{}, o0);
+  for (; o0 + 4 <= Og; o0 += 4) f(std::integral_constant<int, 4>{}, o0);
+  for (; o0 < Og; ++o0) f(std::integral_constant<int, 1>{}, o0);
+}
+
+// Number of elements of the per-lane accumulators of a group's weight gradient.
+template <typename T>
+constexpr int64_t dw_acc_numel(int64_t Og, int64_t Cg, int64_t kk) {
+  return Og * Cg * kk * int64_t(sizeof(Vec<T>) / sizeof(T));
+}
+
+// Weight gradient of one group over `rows` tile rows, into the per-lane accumulators: per block
+// of OB output channels (accumulators at acc + o0 * Cg * k*k lanes), packs their output gradient,
+// then runs it in row chunks that stay in L1 while every (channel, tap) reads them.
+template <typename T>
+void direct_dw_tile(const DirectDw<T>& R, int64_t rows) {
+  using V = Vec<T>;
+  constexpr int64_t VL = sizeof(V) / sizeof(T);
+  const int64_t kk = R.kh * R.kw, nv = R.Wo / VL;
+  for_each_out_block(R.Og, [&](auto ob, int64_t o0) {
+    constexpr int OB = decltype(ob)::value;
+    for (int64_t yy = 0; yy < rows; ++yy)
+      for (int64_t v = 0; v < nv; ++v)
+        for (int o = 0; o < OB; ++o)
+          std::memcpy(R.gpack + ((yy * nv + v) * OB + o) * VL,
+                      R.G + (o0 + o) * R.ldG + yy * R.Wo + v * VL, VL * sizeof(T));
+    const int64_t chunk = std::max<int64_t>(
+        1, (int64_t{24} << 10) / std::max<int64_t>(1, OB * nv * VL * int64_t(sizeof(T))));
+    DirectDw<T> B = R;
+    B.acc = R.acc + o0 * R.Cg * kk * VL;
+    for (int64_t yy = 0; yy < rows; yy += chunk)
+      direct_dw_chunk<T, V, OB>(B, R.gpack, o0, yy, std::min(rows, yy + chunk));
+  });
+}
+
+// Adds the lanes of the per-lane accumulators into dW (lanes in order) and zeroes them.
+template <typename T>
+void direct_dw_flush(const DirectDw<T>& R) {
+  constexpr int64_t VL = sizeof(Vec<T>) / sizeof(T);
+  const int64_t kk = R.kh * R.kw;
+  for_each_out_block(R.Og, [&](auto ob, int64_t o0) {
+    constexpr int OB = decltype(ob)::value;
+    T* acc = R.acc + o0 * R.Cg * kk * VL;
+    for (int64_t ct = 0; ct < R.Cg * kk; ++ct)
+      for (int o = 0; o < OB; ++o) {
+        T* accp = acc + (ct * OB + o) * VL;
+        T sum = 0;
+        for (int64_t l = 0; l < VL; ++l) sum += accp[l];
+        std::memset(accp, 0, VL * sizeof(T));
+        R.dw[(o0 + o) * R.Cg * kk + ct] += sum;
+      }
+  });
+}
+
+// Operands of the input gradient of one input row of one group:
+// dX̄[c](q) += Σ_o Σ_(a,e) W[o][c][a,e] · K(a,e; y_a, q − b_e) · G[o](y_a, q − b_e),
+// over the kernel rows a through which an output row y_a of the tile reads this input row, b_e
+// being the column offset of kernel column e (input column q = output column + b_e). K and G are
+// read from zero-padded copies (0 outside the output's columns), so the loop has no bounds checks;
+// for a vector of input pixels K·G is formed once per (output channel, tap) and multiplied into
+// CB input-channel accumulators.
+template <typename T>
+struct DirectDxRow {
+  const T* K;            // padded kernel values: tap t, tile row yy at K + t * ldKt + yy * ldKr
+  int64_t ldKt, ldKr;
+  const T* G;            // padded output gradient of the group's first channel
+  int64_t ldGo, ldGr;    // its channel and row strides
+  const int64_t* grow;   // kh entries: tile row reaching this input row through kernel row a, or -1
+  const int64_t* gcol;   // kw entries: padded column of input column 0 through kernel column e
+  int64_t kh, kw, Og;
+  const T* W;            // [Og][kh*kw][Cg] weights of the group
+  int64_t Cg;
+  T* dx;                 // the group's first channel of the input gradient at this row
+  int64_t ld_dx;         // its channel stride
+};
+
+// Input channels [c0, c0 + CB) at input pixels [q0, q0 + lanes of V).
+template <typename T, typename V, int CB>
+inline void direct_dx_block(const DirectDxRow<T>& R, int64_t c0, int64_t q0) {
+  V acc[CB];
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c) acc[c] = V{};
+  const int64_t kh = R.kh, kw = R.kw, kk = kh * kw, Cg = R.Cg, ldKt = R.ldKt;
+  const int64_t* gcol = R.gcol;
+  for (int64_t a = 0; a < kh; ++a) {
+    const int64_t yy = R.grow[a];
+    if (yy < 0) continue;
+    const T* Ka = R.K + yy * R.ldKr + q0 + a * kw * ldKt;
+    const T* Go = R.G + yy * R.ldGr + q0;
+    const T* Wa = R.W + a * kw * Cg + c0;
+    for (int64_t o = 0; o < R.Og; ++o, Go += R.ldGo, Wa += kk * Cg) {
+      const T* Kt = Ka;
+      const T* w = Wa;
+      for (int64_t e = 0; e < kw; ++e, Kt += ldKt, w += Cg) {
+        const int64_t col = gcol[e];
+        const V kg = load_as<V>(Kt + col) * load_as<V>(Go + col);
+#pragma GCC unroll 16
+        for (int c = 0; c < CB; ++c) acc[c] += kg * w[c];
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c) {
+    T* d = R.dx + (c0 + c) * R.ld_dx + q0;
+    store_as(d, load_as<V>(d) + acc[c]);
+  }
+}
+
+// One input row of W pixels: full vectors, then the remaining pixels one by one.
+template <typename T>
+void direct_dx_row(const DirectDxRow<T>& R, int64_t W) {
+  using V = Vec<T>;
+  constexpr int64_t VL = sizeof(V) / sizeof(T);
+  const int64_t qv = W - W % VL;
+  int64_t c0 = 0;
+  for (; c0 + kOutBlock <= R.Cg; c0 += kOutBlock)
+    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, kOutBlock>(R, c0, q0);
+  for (; c0 + 4 <= R.Cg; c0 += 4)
+    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, 4>(R, c0, q0);
+  for (; c0 < R.Cg; ++c0)
+    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, 1>(R, c0, q0);
+  for (int64_t q0 = qv; q0 < W; ++q0)
+    for (int64_t c = 0; c < R.Cg; ++c) direct_dx_block<T, T, 1>(R, c, q0);
 }
 
 }  // namespace

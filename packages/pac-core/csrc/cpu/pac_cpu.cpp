@@ -226,7 +226,8 @@ inline void sq_dist_span(T* Dr, const T* phir, int64_t ldphi, const T* Fs, int64
   using V = cpu::Vec<T>;
   constexpr int64_t VL = sizeof(V) / sizeof(T);
   constexpr int U = 4;
-  auto vectors = [&](int64_t x, auto u_const) {
+  // NU vectors of pixels at xs[0..NU), their channel sums in independent registers.
+  auto vectors = [&](const int64_t* xs, auto u_const) {
     constexpr int NU = decltype(u_const)::value;
     V acc[NU];
     for (int u = 0; u < NU; ++u) acc[u] = V{};
@@ -235,18 +236,28 @@ inline void sq_dist_span(T* Dr, const T* phir, int64_t ldphi, const T* Fs, int64
       const T* phc = phir + c * ldphi;
 #pragma GCC unroll 4
       for (int u = 0; u < NU; ++u) {
-        const V d = delta_vec<V, ASYM>(guidance_vec<T, V, SRC>(Fc, x + u * VL, gs),
-                                       cpu::load_as<V>(phc + x + u * VL));
+        const V d = delta_vec<V, ASYM>(guidance_vec<T, V, SRC>(Fc, xs[u], gs),
+                                       cpu::load_as<V>(phc + xs[u]));
         acc[u] += d * d;
       }
     }
-    for (int u = 0; u < NU; ++u) cpu::store_as(Dr + x + u * VL, acc[u]);
+    for (int u = 0; u < NU; ++u) cpu::store_as(Dr + xs[u], acc[u]);
   };
   int64_t x = x0;
   if (x1 - x0 >= VL) {
-    for (; x + U * VL <= x1; x += U * VL) vectors(x, std::integral_constant<int, U>{});
-    for (; x + VL <= x1; x += VL) vectors(x, std::integral_constant<int, 1>{});
-    if (x < x1) vectors(x1 - VL, std::integral_constant<int, 1>{});
+    int64_t xs[U];
+    for (; x + U * VL <= x1; x += U * VL) {
+      for (int u = 0; u < U; ++u) xs[u] = x + u * VL;
+      vectors(xs, std::integral_constant<int, U>{});
+    }
+    // The rest (fewer than U*VL pixels, so at most U vectors) in one group: whole vectors, the
+    // last one ending at x1 (overlapping the previous).
+    const int64_t m = (x1 - x + VL - 1) / VL;
+    for (int64_t u = 0; u < m; ++u) xs[u] = std::min(x + u * VL, x1 - VL);
+    if (m == 1) vectors(xs, std::integral_constant<int, 1>{});
+    if (m == 2) vectors(xs, std::integral_constant<int, 2>{});
+    if (m == 3) vectors(xs, std::integral_constant<int, 3>{});
+    if (m == 4) vectors(xs, std::integral_constant<int, 4>{});
     return;
   }
   for (; x < x1; ++x) {
@@ -263,20 +274,23 @@ inline void sq_dist_span(T* Dr, const T* phir, int64_t ldphi, const T* Fs, int64
 
 // One output row of one tap: the distances of columns [0, lo) and [hi, Wo) read F̄ = 0, those of
 // [lo, hi) the guidance row Fr (nullptr: the tap row is outside, F̄ = 0 everywhere) at x*gs + base.
+// A distance that reads F̄ = 0 does not depend on the tap: it is copied from zrow, the row's
+// distances to zero guidance (sq_dist_span with GSrc::kZero over the whole row).
 template <typename T, bool ASYM>
 inline void sq_dist_row(T* Dr, const T* phir, int64_t ldphi, const T* Fr, int64_t ldF,
-                        int64_t Cf, int64_t Wo, int64_t lo, int64_t hi, int64_t base, int64_t gs) {
+                        int64_t Cf, int64_t Wo, int64_t lo, int64_t hi, int64_t base, int64_t gs,
+                        const T* zrow) {
   if (Fr == nullptr) {
-    sq_dist_span<T, ASYM, GSrc::kZero>(Dr, phir, ldphi, nullptr, 0, 0, Cf, 0, Wo);
+    std::copy(zrow, zrow + Wo, Dr);
     return;
   }
-  sq_dist_span<T, ASYM, GSrc::kZero>(Dr, phir, ldphi, nullptr, 0, 0, Cf, 0, lo);
+  std::copy(zrow, zrow + lo, Dr);
   if (gs == 1) {
     sq_dist_span<T, ASYM, GSrc::kUnit>(Dr, phir, ldphi, Fr + base, ldF, 1, Cf, lo, hi);
   } else {
     sq_dist_span<T, ASYM, GSrc::kStrided>(Dr, phir, ldphi, Fr + base, ldF, gs, Cf, lo, hi);
   }
-  sq_dist_span<T, ASYM, GSrc::kZero>(Dr, phir, ldphi, nullptr, 0, 0, Cf, hi, Wo);
+  std::copy(zrow + hi, zrow + Wo, Dr + hi);
 }
 
 // K = kernel(D) over n values of kernel channel ck.
@@ -308,9 +322,16 @@ void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
   if (CK == 1) {
     // One kernel for all channels: D[t][j] over all guidance channels at once, then K over the
     // whole tile in one vectorised pass.
+    std::vector<T> zrow(Wo);
     for (int64_t y = tile.y0; y < tile.y1; ++y) {
       const T* phir = P.phi + tile.b * p.Cf * plane_o + y * Wo;
       const int64_t off = (y - tile.y0) * Wo;
+      T* z = zrow.data();
+      if (p.asym) {
+        sq_dist_span<T, true, GSrc::kZero>(z, phir, plane_o, nullptr, 0, 0, p.Cf, 0, Wo);
+      } else {
+        sq_dist_span<T, false, GSrc::kZero>(z, phir, plane_o, nullptr, 0, 0, p.Cf, 0, Wo);
+      }
       for (int64_t t = 0; t < kk; ++t) {
         const int64_t a = t / g.kw, e = t % g.kw;
         const int64_t r = st.g_row[a * p.Ho + y];
@@ -318,10 +339,10 @@ void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
         T* Dr = D + t * n + off;
         if (p.asym) {
           sq_dist_row<T, true>(Dr, phir, plane_o, Fr, plane_g, p.Cf, Wo, st.g_lo[e], st.g_hi[e],
-                               st.g_base[e], g.gsw);
+                               st.g_base[e], g.gsw, zrow.data());
         } else {
           sq_dist_row<T, false>(Dr, phir, plane_o, Fr, plane_g, p.Cf, Wo, st.g_lo[e],
-                                st.g_hi[e], st.g_base[e], g.gsw);
+                                st.g_hi[e], st.g_base[e], g.gsw, zrow.data());
         }
       }
     }
@@ -565,7 +586,7 @@ void scaled_im2col_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
 
 // Per-thread scratch buffers of a parallel_for chunk.
 struct Scratch {
-  rt::Tensor K, D, gK, col, dcol, dw, dalpha, dlambda;
+  rt::Tensor K, D, gK, col, dcol, dw, dalpha, dlambda, xpad, kpad, gpad, acc, gpack;
 };
 
 std::vector<Tile> make_tiles(const Problem& p, int64_t rows, int parity) {
@@ -620,19 +641,14 @@ void tile_input_rows(const Problem& p, const SourceTables& st, const Tile& tile,
   if (r1 <= r0) r0 = r1 = 0;
 }
 
-// Direct convolution of one tile: copies the tile's input rows, zero-padded to width wp, into
-// xpad (C channels × (r1 - r0) rows), then runs direct_row for every output row and group.
-// wt: weights as [groups][C/groups][k*k][O/groups].
+// Copies the input rows [r0, r1) that tile reads (tile_input_rows), zero-padded to width wp
+// with lpad zeros in front, into xpad: C channels × (r1 - r0) rows of wp.
 template <typename T>
-void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
-                      const Tile& tile, const KView<T>& K, const T* wt, int64_t lpad, int64_t wp,
-                      T* xpad, T* outp) {
-  const Geometry& g = p.geo;
-  const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo, plane_i = p.H * p.W;
-  const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
-  int64_t r0, r1;
+void pad_tile_input(const Problem& p, const Ptrs<T>& P, const SourceTables& st, const Tile& tile,
+                    int64_t lpad, int64_t wp, T* xpad, int64_t& r0, int64_t& r1) {
+  const int64_t plane_i = p.H * p.W;
   tile_input_rows(p, st, tile, r0, r1);
-  const int64_t nr = r1 - r0, ldXc = nr * wp;
+  const int64_t ldXc = (r1 - r0) * wp;
   for (int64_t c = 0; c < p.C; ++c)
     for (int64_t r = r0; r < r1; ++r) {
       T* dst = xpad + c * ldXc + (r - r0) * wp;
@@ -641,6 +657,21 @@ void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st
       std::copy(src, src + p.W, dst + lpad);
       std::fill(dst + lpad + p.W, dst + wp, T(0));
     }
+}
+
+// Direct convolution of one tile: copies the tile's input rows, zero-padded to width wp, into
+// xpad (C channels × (r1 - r0) rows), then runs direct_row for every output row and group.
+// wt: weights as [groups][C/groups][k*k][O/groups].
+template <typename T>
+void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
+                      const Tile& tile, const KView<T>& K, const T* wt, int64_t lpad, int64_t wp,
+                      T* xpad, T* outp) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo;
+  const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
+  int64_t r0, r1;
+  pad_tile_input(p, P, st, tile, lpad, wp, xpad, r0, r1);
+  const int64_t ldXc = (r1 - r0) * wp;
   std::vector<int64_t> xrow(g.kh), xcol(g.kw);
   for (int64_t e = 0; e < g.kw; ++e) xcol[e] = st.in_base[e] + lpad;
   const T* bias = p.bias.defined() ? p.bias.data_ptr<T>() : nullptr;
@@ -1019,6 +1050,79 @@ struct Grads {
   rt::Tensor dx, dg, dphi, dw, dalpha, dlambda, dkernel;
 };
 
+// Input and weight gradients of one tile, direct (cpu/direct_conv.h). The weight gradient reads
+// the tile's padded input rows; the input gradient is summed into the input rows the tile reads
+// (the backward's two phases keep concurrent tiles apart), from padded copies of the tile's
+// kernel values and output gradient. dwp: the thread's weight-gradient partial or nullptr;
+// dxp: the input gradient or nullptr. wdx: weights as [groups][Og][k*k][Cg]. flush: add the
+// per-lane weight-gradient sums (s.acc) into dwp after this tile.
+template <typename T>
+void direct_backward_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
+                          const Tile& tile, const KView<T>& K, const T* gp, int64_t lpad,
+                          int64_t wp, int64_t gpad_l, int64_t gpad_w, int64_t rows,
+                          const int64_t* gcol, const T* wdx, Scratch& s, T* dwp, T* dxp,
+                          bool flush) {
+  const Geometry& g = p.geo;
+  const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo, plane_i = p.H * p.W;
+  const int64_t Og = p.O / p.groups, Cg = p.C / p.groups, nrows = tile.y1 - tile.y0;
+  int64_t r0, r1;
+  tile_input_rows(p, st, tile, r0, r1);
+  const T* G = gp + tile.b * p.O * plane_o + tile.y0 * Wo;
+  if (dwp) {
+    T* xpad = s.xpad.data_ptr<T>();
+    pad_tile_input(p, P, st, tile, lpad, wp, xpad, r0, r1);
+    const int64_t ldXc = (r1 - r0) * wp;
+    std::vector<int64_t> xrow(nrows * g.kh), xcol(g.kw);
+    for (int64_t e = 0; e < g.kw; ++e) xcol[e] = st.in_base[e] + lpad;
+    for (int64_t yy = 0; yy < nrows; ++yy)
+      for (int64_t a = 0; a < g.kh; ++a) {
+        const int64_t r = st.in_row[a * p.Ho + tile.y0 + yy];
+        xrow[yy * g.kh + a] = r < 0 ? -1 : r - r0;
+      }
+    for (int64_t gi = 0; gi < p.groups; ++gi) {
+      cpu::DirectDw<T> R{K.base, K.ld_t, xpad + gi * Cg * ldXc, ldXc, wp, xrow.data(),
+                         xcol.data(), g.kh, g.kw, Cg, Wo, G + gi * Og * plane_o, plane_o,
+                         dwp + gi * Og * Cg * kk, Og,
+                         s.acc.data_ptr<T>() + gi * cpu::dw_acc_numel<T>(Og, Cg, kk),
+                         s.gpack.data_ptr<T>()};
+      cpu::direct_dw_tile<T>(R, nrows);
+      if (flush) cpu::direct_dw_flush<T>(R);
+    }
+  }
+  if (dxp && r1 > r0) {
+    // Zero-padded copies: kernel values [k*k][rows][gpad_w], output gradient [O][rows][gpad_w].
+    T* kpad = s.kpad.data_ptr<T>();
+    T* gpad = s.gpad.data_ptr<T>();
+    const int64_t ld_row = gpad_w, ld_plane = rows * gpad_w;
+    auto pad_rows = [&](T* dst, const T* src) {
+      for (int64_t yy = 0; yy < nrows; ++yy) {
+        T* d = dst + yy * ld_row;
+        std::fill(d, d + gpad_l, T(0));
+        std::copy(src + yy * Wo, src + yy * Wo + Wo, d + gpad_l);
+        std::fill(d + gpad_l + Wo, d + gpad_w, T(0));
+      }
+    };
+    for (int64_t t = 0; t < kk; ++t) pad_rows(kpad + t * ld_plane, K.at(0, t));
+    for (int64_t o = 0; o < p.O; ++o) pad_rows(gpad + o * ld_plane, G + o * plane_o);
+    // grow[(r - r0) * kh + a]: tile row that reads input row r through kernel row a, or -1 (for
+    // a fixed kernel row, distinct output rows read distinct input rows).
+    std::vector<int64_t> grow((r1 - r0) * g.kh, -1);
+    for (int64_t yy = 0; yy < nrows; ++yy)
+      for (int64_t a = 0; a < g.kh; ++a) {
+        const int64_t r = st.in_row[a * p.Ho + tile.y0 + yy];
+        if (r >= 0) grow[(r - r0) * g.kh + a] = yy;
+      }
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t gi = 0; gi < p.groups; ++gi) {
+        cpu::DirectDxRow<T> R{kpad, ld_plane, ld_row, gpad + gi * Og * ld_plane, ld_plane, ld_row,
+                              grow.data() + (r - r0) * g.kh, gcol, g.kh, g.kw, Og,
+                              wdx + gi * Og * kk * Cg, Cg,
+                              dxp + (tile.b * p.C + gi * Cg) * plane_i + r * p.W, plane_i};
+        cpu::direct_dx_row<T>(R, p.W);
+      }
+  }
+}
+
 template <typename T>
 void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& grad, Grads& gr) {
   const Geometry& g = p.geo;
@@ -1029,11 +1133,41 @@ void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& g
   const bool need_dl = gr.dlambda.defined(), need_dk = gr.dkernel.defined();
   const bool need_gK = need_dg || need_dphi || need_da || need_dl || need_dk;
   const bool phased = need_dx || need_dg;
-  const int64_t col_rows = p.pool ? p.CK * kk : p.C * kk;
+  // Direct backward (cpu/direct_conv.h) where the forward runs direct and only the input and
+  // weight gradients are asked for; otherwise kernel-scaled columns and GEMMs.
+  int64_t lpad = 0, wp = 0;
+  const bool direct = !p.pool && !need_gK && direct_applies(p, st, lpad, wp);
+  const int64_t col_rows = p.pool ? p.CK * kk : (direct ? 3 * kk + p.O : p.C * kk);
   const int64_t rows = rows_per_tile(p, col_rows, sizeof(T), phased);
   const int64_t nmax = rows * Wo;
   const auto opts = p.input.options();
   const int64_t Og = p.O / std::max<int64_t>(p.groups, 1), Cg = p.C / std::max<int64_t>(p.groups, 1);
+  // Direct: padded input rows (weight gradient), padded kernel values and output gradient of a
+  // tile (input gradient, zero columns around the output's), weights as [groups][Og][k*k][Cg].
+  int64_t xpad_rows = 0, gpad_l = 0, gpad_w = 0;
+  std::vector<int64_t> gcol(g.kw);
+  rt::Tensor wdx;
+  if (direct) {
+    for (const Tile& tile : make_tiles(p, rows, -1)) {
+      int64_t r0, r1;
+      tile_input_rows(p, st, tile, r0, r1);
+      xpad_rows = std::max(xpad_rows, r1 - r0);
+    }
+    int64_t min_base = 0, max_base = 0;
+    for (int64_t e = 0; e < g.kw; ++e) {
+      min_base = std::min(min_base, st.in_base[e]);
+      max_base = std::max(max_base, st.in_base[e]);
+    }
+    gpad_l = max_base;
+    gpad_w = std::max(p.W - min_base, Wo) + gpad_l;
+    for (int64_t e = 0; e < g.kw; ++e) gcol[e] = gpad_l - st.in_base[e];
+    if (need_dx)
+      wdx = p.weight.view({p.groups, Og, Cg, kk}).permute({0, 1, 3, 2}).contiguous();
+  }
+  // Per-lane weight-gradient accumulators: kept per thread across its tiles (their lanes added
+  // into the thread's partial once, at the end) unless that would take more than 8 MiB a thread.
+  const int64_t acc_numel = p.groups * cpu::dw_acc_numel<T>(Og, Cg, kk);
+  const bool acc_per_tile = acc_numel * int64_t(sizeof(T)) > (int64_t{8} << 20);
   const T* gp = grad.data_ptr<T>();
   T* dxp = need_dx ? gr.dx.data_ptr<T>() : nullptr;
   T* dgp = need_dg ? gr.dg.data_ptr<T>() : nullptr;
@@ -1059,7 +1193,17 @@ void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& g
         s.D = rt::empty({p.CK * kk * nmax}, opts);
         if (need_gK) s.gK = rt::empty({p.CK * kk * nmax}, opts);
       }
-      if (!p.pool) {
+      if (direct) {
+        if (need_dw) {
+          s.xpad = rt::empty({std::max<int64_t>(1, p.C * xpad_rows * wp)}, opts);
+          s.acc = rt::zeros({acc_numel}, opts);
+          s.gpack = rt::empty({std::max<int64_t>(1, nmax * cpu::kOutBlock)}, opts);
+        }
+        if (need_dx) {
+          s.kpad = rt::empty({kk * rows * gpad_w}, opts);
+          s.gpad = rt::empty({p.O * rows * gpad_w}, opts);
+        }
+      } else if (!p.pool) {
         if (need_dw) s.col = rt::empty({p.C * kk * nmax}, opts);
         if (need_dx || need_gK) s.dcol = rt::empty({p.C * kk * nmax}, opts);
       }
@@ -1085,7 +1229,11 @@ void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& g
           if (need_dk) gK = {dkp + off, plane_o, kk * plane_o};  // zero-initialised, disjoint
         }
 
-        if (p.pool) {
+        if (direct) {
+          direct_backward_tile<T>(p, P, st, tile, K, gp, lpad, wp, gpad_l, gpad_w, rows,
+                                  gcol.data(), wdx.defined() ? wdx.data_ptr<T>() : nullptr, s,
+                                  dwp, dxp, acc_per_tile || ti + 1 == end);
+        } else if (p.pool) {
           for (int64_t c = 0; c < p.O; ++c) {
             const int64_t ck = p.CK == 1 ? 0 : c, cx = p.C == 1 ? 0 : c;
             const T* Xc = P.x + (tile.b * p.C + cx) * plane_i;

@@ -69,7 +69,13 @@ def pair(
     def is_int(v: Any) -> bool:
         return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
-    if is_int(value):
+    kind = type(value)
+    if kind is int:  # fast paths for the common plain ints and pairs of them (no ABC checks)
+        out = (value, value)
+    elif (kind is tuple or kind is list) and len(value) == 2 and type(value[0]) is int \
+            and type(value[1]) is int:
+        out = (value[0], value[1])
+    elif is_int(value):
         out = (int(value), int(value))
     elif (
         isinstance(value, (tuple, list, torch.Size))
