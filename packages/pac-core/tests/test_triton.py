@@ -56,14 +56,15 @@ def _backend():
 _HAS_NATIVE = "native" in backends.available()
 
 
-@pytest.fixture(params=["torch", "native"])
+@pytest.fixture(params=["triton", "torch", "native"])
 def backward(request, monkeypatch):
-    """Each backward implementation in turn: plain-torch recomputation, native fused operators."""
+    """Each backward implementation in turn: the fused Triton kernels, the plain-torch
+    recomputation, the native fused operators."""
     from pac_core.backends import triton_ops
 
     if request.param == "native" and not _HAS_NATIVE:
         pytest.skip("the native extension is not built")
-    monkeypatch.setattr(triton_ops, "NATIVE_BACKWARD", request.param == "native")
+    monkeypatch.setattr(triton_ops, "BACKWARD", request.param)
     return request.param
 
 
