@@ -187,6 +187,114 @@ def test_bfloat16_forward_and_backward(backward):
         torch.testing.assert_close(gt.float(), gr.float(), atol=2e-2 * scale, rtol=0)
 
 
+# -- the fused backward ---------------------------------------------------------------------------
+FUSED_BWD_CASES = [
+    # op, k, stride, padding, dilation, normalize, kernel type, shared filters, guidance grad,
+    # (C_in, C_out)
+    ("conv", (3, 3), (1, 1), (1, 1), (1, 1), False, "gaussian", False, True, (5, 6)),
+    ("conv", (1, 1), (1, 1), (0, 0), (1, 1), True, "inv_", False, True, (5, 6)),
+    ("conv", (3, 5), (2, 1), (1, 2), (1, 1), True, "gaussian", False, False, (5, 6)),
+    ("conv", (3, 3), (2, 2), (2, 2), (2, 2), False, "inv_asym", False, True, (5, 6)),
+    ("conv", (3, 3), (1, 1), (1, 1), (1, 1), True, "gaussian", False, True, (40, 20)),
+    ("conv", (3, 3), (1, 2), (1, 1), (1, 1), True, "inv_asym", True, True, (5, 5)),
+    ("conv_t", (3, 3), (2, 2), (1, 1), (1, 1), True, "inv_", False, True, (4, 6)),
+    ("conv_t", (5, 3), (2, 3), (1, 0), (1, 1), False, "gaussian", False, True, (4, 6)),
+    ("conv_t", (3, 3), (2, 2), (1, 1), (2, 2), True, "gaussian", True, True, (4, 4)),
+    ("pool", (3, 3), (2, 2), (1, 1), (1, 1), True, "inv_asym", False, True, (4, 4)),
+    ("pool", (5, 3), (1, 1), (2, 1), (1, 2), False, "gaussian", False, False, (4, 4)),
+]
+
+
+def _fused_case(op, k, s, p, d, normalize, ktype, shared, guidance_grad, channels,
+                dtype=torch.float32):
+    """``(method, tensors, kwargs, differentiable inputs)`` of one case on tiny tensors."""
+    c_in, c_out = channels
+    kargs = _kernel_args(ktype, dtype=dtype)
+    if op == "conv_t":
+        h, w_ = 4, 3
+        q = tuple(min(si, di) - 1 for si, di in zip(s, d))
+        hw = tuple((n - 1) * si - 2 * pi + di * (ki - 1) + qi + 1
+                   for n, si, pi, di, ki, qi in zip((h, w_), s, p, d, k, q))
+        x, g = _rand(2, c_in, h, w_, dtype=dtype), _rand(2, 3, *hw, dtype=dtype)
+        w = _rand(*((1, 1) if shared else (c_in, c_out)), *k, dtype=dtype)
+        b = _rand(c_in if shared else c_out, dtype=dtype)
+        kw = dict(stride=s, padding=p, output_padding=q, dilation=d, shared_filters=shared,
+                  groups=1, normalize_kernel=normalize, **kargs)
+        method, tensors = "pacconv_transpose2d_guided", [x, g, None, w, b]
+    elif op == "conv":
+        x, g = _rand(2, c_in, 7, 6, dtype=dtype), _rand(2, 3, 7, 6, dtype=dtype)
+        w = _rand(*((1, 1) if shared else (c_out, c_in)), *k, dtype=dtype)
+        b = _rand(c_in if shared else c_out, dtype=dtype)
+        kw = dict(stride=s, padding=p, dilation=d, shared_filters=shared, groups=1,
+                  normalize_kernel=normalize, **kargs)
+        method, tensors = "pacconv2d_guided", [x, g, None, w, b]
+    else:
+        x, g = _rand(2, c_in, 7, 6, dtype=dtype), _rand(2, 3, 7, 6, dtype=dtype)
+        kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, channel_wise=False,
+                  normalize_kernel=normalize, **kargs)
+        method, tensors = "pacpool2d_guided", [x, g, None]
+    for t in tensors:
+        if t is not None and (t is not g or guidance_grad):
+            t.requires_grad_()
+    inputs = [t for t in tensors if t is not None] + [kargs["inv_alpha"], kargs["inv_lambda"]]
+    return method, tensors, kw, inputs
+
+
+@pytest.mark.parametrize("case", FUSED_BWD_CASES, ids=lambda c: "-".join(map(str, c[:9])))
+def test_fused_backward_matches_reference(case):
+    """The Triton backward kernels (the default) against the reference backend's autograd."""
+    method, tensors, kw, inputs = _fused_case(*case)
+    tri, ref = _both(method, tensors, kw)
+    torch.testing.assert_close(tri, ref, **F32_TOL)
+    grads_tri, grads_ref = _grads(tri, inputs, 6), _grads(ref, inputs, 6)
+    assert len(grads_tri) == len([t for t in inputs if t is not None and t.requires_grad])
+    for gt, gr in zip(grads_tri, grads_ref):
+        torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("case", [FUSED_BWD_CASES[6], FUSED_BWD_CASES[9]], ids=["conv_t", "pool"])
+def test_fused_backward_low_precision(case, dtype, monkeypatch):
+    """16-bit inputs: gradients in the input dtype, close (at the gradient's own scale) to the
+    exact plain-torch backward of the same forward. Both start from the saved 16-bit output, which
+    with ``normalize_kernel`` moves ``∂α``/``∂λ`` by several percent from a float32 run."""
+    from pac_core.backends import triton_ops
+
+    method, tensors, kw, inputs = _fused_case(*case, dtype=dtype)
+    out = getattr(backends.get(NAME), method)(*tensors, **kw)[0]
+    assert out.dtype == dtype
+    fused = _grads(out, inputs, 7)
+    monkeypatch.setattr(triton_ops, "BACKWARD", "torch")
+    out = getattr(backends.get(NAME), method)(*tensors, **kw)[0]
+    for gt, gr in zip(fused, _grads(out, inputs, 7)):
+        assert gt.dtype == gr.dtype
+        scale = gr.float().abs().max().item()
+        torch.testing.assert_close(gt.float(), gr.float(), atol=2e-2 * scale, rtol=0)
+
+
+@pytest.mark.parametrize("case", [FUSED_BWD_CASES[1], FUSED_BWD_CASES[6]], ids=["conv", "conv_t"])
+def test_fused_backward_is_deterministic(case):
+    """Two forward + backward runs give bit-identical gradients (no atomics; split partials are
+    summed in a fixed order)."""
+    method, tensors, kw, inputs = _fused_case(*case)
+    runs = []
+    for _ in range(2):
+        out = getattr(backends.get(NAME), method)(*tensors, **kw)[0]
+        runs.append(_grads(out, inputs, 8))
+    for g1, g2 in zip(*runs):
+        assert torch.equal(g1, g2)
+
+
+def test_fused_backward_rejects_float64():
+    from pac_core.backends.triton_ops import guided_backward
+
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64, device=DEVICE)
+    with pytest.raises(TypeError, match="float64"):
+        guided_backward(x, x.new_empty(0, dtype=torch.float32), x, x, x, None, None, None,
+                        [3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 0, False, True, False, False,
+                        [True] * 6)
+
+
 # -- selection and fallback -------------------------------------------------------------------------
 def test_modules_run_on_the_backend_and_match_reference():
     x, g, x_low = _rand(1, 4, 8, 8), _rand(1, 3, 8, 8), _rand(1, 4, 4, 4)

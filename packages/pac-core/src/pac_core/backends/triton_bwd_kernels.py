@@ -7,7 +7,9 @@ by exactly one program, and the split reductions write per-program partials that
 in a fixed order, so two runs give bit-identical gradients.
 
 ``G`` below is the gradient reaching the unnormalised output: ``∂L/∂out`` divided by
-``N + [N = 0]`` with ``normalize_kernel`` (docs/semantics.md §2.4), else ``∂L/∂out`` itself. With
+``N + [N = 0]`` with ``normalize_kernel`` (docs/semantics.md §2.4; then in float32), else
+``∂L/∂out`` itself (in the input dtype). GEMM operands are rounded to the input dtype, as in the
+forward; products accumulate in float32. With
 ``Wt[t, c, o]`` the weight of tap ``t``, ``X_t[m, c]`` the input sample read by output pixel ``m``
 through tap ``t`` (0 where it reads padding or an inserted zero) and ``V`` the validity pattern:
 
@@ -330,6 +332,7 @@ def pac_bwd_weight_kernel(
                     o_pix = b * C_OUT * HO * WO + oy * WO + ox
                     gt = tl.load(gr_ptr + o_pix[:, None] + offs_n[None, :] * HO * WO,
                                  mask=m_mask[:, None] & n_mask[None, :], other=0.0)
+                    gt = gt.to(x_ptr.dtype.element_ty)
                     if DOT_F32:
                         at = at.to(tl.float32)
                         gt = gt.to(tl.float32)

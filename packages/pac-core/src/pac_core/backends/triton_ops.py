@@ -57,6 +57,7 @@ def _guided_impl(
     pool: bool, normalize: bool, tf32: bool,
 ) -> tuple[Tensor, Tensor]:
     kh, kw, gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    _check_dtype(x)
     x = x.contiguous()
     guidance = guidance.contiguous()
     phi = phi.contiguous()
@@ -103,10 +104,26 @@ def _guided_impl(
         x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
         b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
         KIND=kind, ASYM=asym, HAS_BIAS=bias is not None, NORMALIZE=normalize,
-        PRECISION=precision, DOT_F32=x.device.type == "cpu", BLOCK_M=block_m, BLOCK_N=block_n,
+        PRECISION=precision, DOT_F32=_dot_f32(x), BLOCK_M=block_m, BLOCK_N=block_n,
         BLOCK_K=block_k, BLOCK_CF=block_cf,
     )
     return out, norm
+
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_dtype(x: Tensor) -> None:
+    """The kernels compute ``K`` and accumulate in float32: float64 is not theirs to run."""
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"pac_triton ops take float32, float16 or bfloat16 tensors; input has "
+                        f"dtype {x.dtype}")
+
+
+def _dot_f32(x: Tensor) -> bool:
+    """Whether the kernels widen 16-bit float ``tl.dot`` operands to float32 (the interpreter's
+    dot mishandles them; on a GPU they are multiplied natively)."""
+    return x.device.type == "cpu" and x.element_size() == 2
 
 
 def triton_cdiv(a: int, b: int) -> int:
@@ -204,7 +221,8 @@ def _fused_backward(
         if bias is not None:
             y_norm = y_norm - bias.to(torch.float32).reshape(1, -1, 1, 1)
         dnorm = -(g_raw * y_norm).sum(1)  # [B, H', W']: d/dN of Yraw / (N + [N = 0])
-        grad = g_raw.to(x.dtype)
+        # Kept in float32: ∂K sums it against the same values as ∂N, and the two nearly cancel.
+        grad = g_raw
     mask = [needs[0], needs[1], needs[2], needs[3] and weight is not None,
             needs[5] and alpha is not None, needs[6] and lam is not None]
     res = guided_backward(grad.contiguous(), dnorm, x, guidance, phi, weight, alpha, lam,
@@ -223,6 +241,7 @@ def _guided_backward_impl(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     kh, kw, gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
     need_x, need_g, need_phi, need_w, need_a, need_l = needs
+    _check_dtype(x)
     x = x.contiguous()
     guidance = guidance.contiguous()
     phi = phi.contiguous()
@@ -240,7 +259,7 @@ def _guided_backward_impl(
     block_cf = max(2, _next_pow2(c_f))
     block_m = 64
     precision = "tf32" if (tf32 and x.dtype == torch.float32) else "ieee"
-    dot_f32 = x.device.type == "cpu"
+    dot_f32 = _dot_f32(x)
     # Gradients not asked for are distinct empty tensors (outputs may not alias each other).
     dx, dg, dphi, dw, da, dl = (x.new_empty((0,)) for _ in range(6))
     if pool:
