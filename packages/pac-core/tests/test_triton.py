@@ -446,6 +446,44 @@ def test_kernels_compile_for_sm90():
     assert "compiled 20" in proc.stdout
 
 
+_FAKE_TRACE = """
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+from pac_core.backends.triton_ops import guided
+
+x, g = torch.randn(1, 4, 5, 6, requires_grad=True), torch.randn(1, 2, 5, 6, requires_grad=True)
+phi = torch.randn(1, 2, 5, 6, requires_grad=True)
+w, b = torch.randn(3, 4, 3, 3, requires_grad=True), torch.randn(3, requires_grad=True)
+alpha, lam = torch.tensor([0.2], requires_grad=True), torch.tensor([-1.0], requires_grad=True)
+geometry = [3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+
+def f(*args):
+    out, _ = guided(*args[:5], *args[5:], geometry, 1, True, False, True, False)
+    return torch.autograd.grad(out.sum(), args)
+
+args = (x, g, phi, w, b, alpha, lam)
+gm = make_fx(f, tracing_mode="fake")(*args)
+grads = [n for n in gm.graph.nodes if n.op == "output"][0].args[0]
+assert [tuple(a.meta["val"].shape) for a in grads] == [tuple(a.shape) for a in args]
+print(sorted({str(n.target) for n in gm.graph.nodes if "pac_triton" in str(n.target)}))
+"""
+
+
+def test_backward_traces_with_fake_tensors():
+    """Forward and backward trace with fake tensors into the two operators (as AOTAutograd does
+    under torch.compile), with gradients of the right shapes. A subprocess without
+    ``TRITON_INTERPRET``: the interpreter's kernels cannot be traced."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", _FAKE_TRACE], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pac_triton.guided.default" in proc.stdout
+    assert "pac_triton.guided_backward.default" in proc.stdout
+
+
 @pytest.mark.compile
 @pytest.mark.parametrize("layer_kind", ["conv", "conv_transpose", "pool", "conv_mask_fallback"])
 def test_backend_dispatch_traces_without_graph_break(layer_kind, monkeypatch):
