@@ -358,10 +358,30 @@ def test_opcheck_schema_and_autograd_registration():
                           test_utils=("test_schema", "test_autograd_registration"))
 
 
+@pytest.mark.skipif(not tv.HAS_OPCHECK, reason="torch.library.opcheck needs torch >= 2.4")
+@pytest.mark.parametrize("normalize", [False, True])
+def test_opcheck_backward_schema(normalize):
+    torch.library.opcheck(torch.ops.pac_triton.guided_backward.default, _bwd_op_args(normalize),
+                          test_utils=("test_schema",))
+
+
+def _bwd_op_args(normalize):
+    from pac_core.backends.triton_ops import guided_backward  # noqa: F401  (registers the op)
+
+    x, g, phi, w, _b, _a, _l, geometry, *_ = _op_args()
+    grad = torch.randn(1, 3, 5, 6, device=DEVICE)
+    dnorm = (torch.randn(1, 5, 6, device=DEVICE) if normalize
+             else x.new_empty((0,), dtype=torch.float32))
+    return (grad, dnorm, x.detach(), g.detach(), phi.detach(), w.detach(), None, None, geometry,
+            0, False, False, normalize, False, [True, True, True, True, False, False])
+
+
 @NEEDS_TRACEABLE_KERNELS
 @pytest.mark.skipif(not tv.HAS_OPCHECK, reason="torch.library.opcheck needs torch >= 2.4")
 def test_opcheck_fake_tensor():
     torch.library.opcheck(torch.ops.pac_triton.guided.default, _op_args(),
+                          test_utils=("test_faketensor", "test_aot_dispatch_dynamic"))
+    torch.library.opcheck(torch.ops.pac_triton.guided_backward.default, _bwd_op_args(True),
                           test_utils=("test_faketensor", "test_aot_dispatch_dynamic"))
 
 
