@@ -397,9 +397,10 @@ def test_compile_fullgraph_forward_and_backward(tmp_path, monkeypatch):
         compiled = torch.compile(layer, fullgraph=True)
         out = compiled(x, g)
     torch.testing.assert_close(out, eager, **F32_TOL)
-    (gx,) = torch.autograd.grad(out.sum(), [x])
-    (gx_eager,) = torch.autograd.grad(eager.sum(), [x])
-    torch.testing.assert_close(gx, gx_eager, **F32_TOL)
+    inputs = [x, g, layer.weight]
+    for gc, ge in zip(torch.autograd.grad(out.sum(), inputs),
+                      torch.autograd.grad(eager.sum(), inputs)):
+        torch.testing.assert_close(gc, ge, **F32_TOL)
 
 
 # -- the kernels compile for a GPU ------------------------------------------------------------------
