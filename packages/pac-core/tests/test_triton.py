@@ -200,6 +200,8 @@ FUSED_BWD_CASES = [
     ("conv_t", (3, 3), (2, 2), (1, 1), (1, 1), True, "inv_", False, True, (4, 6)),
     ("conv_t", (5, 3), (2, 3), (1, 0), (1, 1), False, "gaussian", False, True, (4, 6)),
     ("conv_t", (3, 3), (2, 2), (1, 1), (2, 2), True, "gaussian", True, True, (4, 4)),
+    ("conv", (3, 3), (2, 3), (3, 4), (1, 1), True, "inv_", False, True, (3, 17)),
+    ("conv_t", (3, 3), (3, 2), (0, 2), (1, 2), True, "inv_asym", False, True, (3, 5)),
     ("pool", (3, 3), (2, 2), (1, 1), (1, 1), True, "inv_asym", False, True, (4, 4)),
     ("pool", (5, 3), (1, 1), (2, 1), (1, 2), False, "gaussian", False, False, (4, 4)),
 ]
@@ -253,7 +255,7 @@ def test_fused_backward_matches_reference(case):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("case", [FUSED_BWD_CASES[6], FUSED_BWD_CASES[9]], ids=["conv_t", "pool"])
+@pytest.mark.parametrize("case", [FUSED_BWD_CASES[6], FUSED_BWD_CASES[11]], ids=["conv_t", "pool"])
 def test_fused_backward_low_precision(case, dtype, monkeypatch):
     """16-bit inputs: gradients in the input dtype, close (at the gradient's own scale) to the
     exact plain-torch backward of the same forward. Both start from the saved 16-bit output, which
