@@ -208,7 +208,7 @@ FUSED_BWD_CASES = [
 
 
 def _fused_case(op, k, s, p, d, normalize, ktype, shared, guidance_grad, channels,
-                dtype=torch.float32):
+                dtype=torch.float32, input_grad=True):
     """``(method, tensors, kwargs, differentiable inputs)`` of one case on tiny tensors."""
     c_in, c_out = channels
     kargs = _kernel_args(ktype, dtype=dtype)
@@ -236,7 +236,7 @@ def _fused_case(op, k, s, p, d, normalize, ktype, shared, guidance_grad, channel
                   normalize_kernel=normalize, **kargs)
         method, tensors = "pacpool2d_guided", [x, g, None]
     for t in tensors:
-        if t is not None and (t is not g or guidance_grad):
+        if t is not None and (t is not g or guidance_grad) and (t is not x or input_grad):
             t.requires_grad_()
     inputs = [t for t in tensors if t is not None] + [kargs["inv_alpha"], kargs["inv_lambda"]]
     return method, tensors, kw, inputs
@@ -251,6 +251,22 @@ def test_fused_backward_matches_reference(case):
     grads_tri, grads_ref = _grads(tri, inputs, 6), _grads(ref, inputs, 6)
     assert len(grads_tri) == len([t for t in inputs if t is not None and t.requires_grad])
     for gt, gr in zip(grads_tri, grads_ref):
+        torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("case", [
+    ("conv", (3, 3), (1, 1), (1, 1), (1, 1), True, "inv_asym", False, True, (3, 4)),
+    ("conv_t", (3, 3), (2, 2), (1, 1), (1, 1), True, "inv_", False, True, (3, 4)),
+    ("pool", (3, 3), (1, 1), (1, 1), (1, 1), True, "inv_", False, True, (3, 3)),
+    ("conv", (3, 3), (2, 1), (1, 1), (1, 1), True, "gaussian", False, True, (130, 3)),
+], ids=["conv", "conv_t", "pool", "conv-130-channels"])
+def test_fused_backward_without_the_input_gradient_or_with_many_channels(case):
+    """The kernel's gradient formed by its own kernel: when the input needs no gradient, or when
+    the input channels do not fit one block of the input-gradient kernel (more than 128)."""
+    many = case[-1][0] > 128
+    method, tensors, kw, inputs = _fused_case(*case, input_grad=many)
+    tri, ref = _both(method, tensors, kw)
+    for gt, gr in zip(_grads(tri, inputs, 9), _grads(ref, inputs, 9)):
         torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
 
 
@@ -426,9 +442,16 @@ variants = [
     for dt in ("fp32", "bf16") for w in (False, True)
 ] + [
     (KB.pac_bwd_input_kernel, dt, dict(KIND=kind, ASYM=kind == 1, POOL=pool, HAS_W=pool,
-                                       PRECISION=prec, DOT_F32=False, **conv))
-    for dt, kind, pool, prec in (("fp32", 0, False, "tf32"), ("bf16", 1, False, "ieee"),
-                                 ("fp16", 0, True, "ieee"))
+                                       NORMALIZE=fuse, FUSE_DK=fuse, PRECISION=prec,
+                                       DOT_F32=False, **conv))
+    for dt, kind, pool, fuse, prec in (("fp32", 0, False, True, "tf32"),
+                                       ("fp32", 1, False, False, "tf32"),
+                                       ("bf16", 1, False, True, "ieee"),
+                                       ("fp16", 0, True, True, "ieee"),
+                                       ("bf16", 1, True, False, "ieee"))
+] + [
+    (KB.pac_bwd_centre_kernel, dt, dict(ASYM=asym, BLOCK_M=64, BLOCK_CF=16))
+    for dt, asym in (("fp32", False), ("bf16", True))
 ] + [
     (KB.pac_bwd_kernel_grad_kernel, dt, dict(KIND=kind, ASYM=kind == 1, POOL=pool, HAS_W=pool,
                                              NORMALIZE=norm, STORE_DDIST=True, PRECISION=prec,
@@ -466,7 +489,7 @@ def test_kernels_compile_for_sm90():
     proc = subprocess.run([sys.executable, "-W", "ignore", "-c", _COMPILE_FOR_SM90], env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "compiled 20" in proc.stdout
+    assert "compiled 24" in proc.stdout
 
 
 _FAKE_TRACE = """

@@ -29,6 +29,7 @@ from torch import Tensor
 from ..compat import torch_version as tv
 from ..helpers import transposed_grid
 from .triton_bwd_kernels import (
+    pac_bwd_centre_kernel,
     pac_bwd_guidance_kernel,
     pac_bwd_input_kernel,
     pac_bwd_kernel_grad_kernel,
@@ -45,6 +46,8 @@ BACKWARD: str = "triton"
 GEOMETRY_FIELDS = ("KH", "KW", "GS_H", "GS_W", "GP_H", "GP_W", "XS_H", "XS_W", "XP_H", "XP_W",
                    "U_H", "U_W", "D_H", "D_W")
 _GAUSSIAN = 0
+#: Up to this many input channels, the input-gradient kernel also forms the kernel's gradient.
+_FUSE_MAX_CHANNELS = 128
 
 
 def _next_pow2(n: int) -> int:
@@ -220,9 +223,10 @@ def _fused_backward(
         y_norm = out.to(torch.float32)
         if bias is not None:
             y_norm = y_norm - bias.to(torch.float32).reshape(1, -1, 1, 1)
-        dnorm = -(g_raw * y_norm).sum(1)  # [B, H', W']: d/dN of Yraw / (N + [N = 0])
-        # Kept in float32: ∂K sums it against the same values as ∂N, and the two nearly cancel.
-        grad = g_raw
+        # G in the input dtype, and ∂L/∂N from the same rounded values: the two shares of ∂K
+        # (Σ_o G·XW and ∂N) nearly cancel, and must see the same G.
+        grad = g_raw.to(x.dtype)
+        dnorm = -(grad.to(torch.float32) * y_norm).sum(1)  # [B, H', W']: d/dN of Yraw / N
     mask = [needs[0], needs[1], needs[2], needs[3] and weight is not None,
             needs[5] and alpha is not None, needs[6] and lam is not None]
     res = guided_backward(grad.contiguous(), dnorm, x, guidance, phi, weight, alpha, lam,
@@ -269,6 +273,12 @@ def _guided_backward_impl(
         # [C_out, C_in, kh, kw] -> [kh·kw, C_in, C_out], the forward's layout, and its transpose.
         w_fwd = weight.permute(2, 3, 1, 0).reshape(taps, c_in, c_out).contiguous()
 
+    need_chain = need_g or need_phi or need_a or need_l or (pool and need_w)
+    # ∂K inside the input-gradient kernel when one channel block holds every input channel.
+    fuse = need_x and need_chain and c_in <= _FUSE_MAX_CHANNELS
+    if need_chain:
+        ddist = (torch.zeros((b, taps, ho, wo), dtype=torch.float32, device=x.device)
+                 if need_g or fuse else dummy)  # written only with STORE_DDIST or FUSE_DK
     if need_x:
         dx = torch.empty_like(x)
         if pool:
@@ -277,37 +287,48 @@ def _guided_backward_impl(
             block_n = min(64, max(16, _next_pow2(c_in)))
             block_k = 32 if c_out >= 32 else 16
             w_arg = w_fwd.transpose(1, 2).contiguous()  # [kh·kw, C_out, C_in]
-        grid = (triton_cdiv(b * triton_cdiv(h, xs_h) * triton_cdiv(w, xs_w), block_m),
-                triton_cdiv(c_in, block_n), xs_h * xs_w)
+        block_m_x = block_m
+        if fuse:
+            block_n = max(block_n, _next_pow2(c_in))
+            block_m_x = 64 if block_n <= 64 else 32  # three [pixels, C_in] tiles in registers
+        m_blocks_x = triton_cdiv(b * triton_cdiv(h, xs_h) * triton_cdiv(w, xs_w), block_m_x)
+        grid = (m_blocks_x, triton_cdiv(c_in, block_n), xs_h * xs_w)
+        part = (torch.zeros((m_blocks_x * xs_h * xs_w, taps + 2), dtype=torch.float32,
+                            device=x.device) if fuse else dummy)
         tv.wrap_triton(pac_bwd_input_kernel)[grid](
-            grad, guidance, phi, w_arg, alpha_t, lam_t, dx,
-            b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
-            KIND=kind, ASYM=asym, POOL=pool, HAS_W=weight is not None, PRECISION=precision,
-            DOT_F32=dot_f32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-            BLOCK_CF=block_cf,
-        )
-
-    if need_g or need_phi or need_a or need_l or (pool and need_w):
-        m_blocks = triton_cdiv(b * triton_cdiv(ho, u_h) * triton_cdiv(wo, u_w), block_m)
-        grid = (m_blocks, u_h * u_w)
-        dphi_t = torch.empty_like(phi)
-        ddist = (torch.zeros((b, taps, ho, wo), dtype=torch.float32, device=x.device)
-                 if need_g else dphi_t)  # written only with STORE_DDIST
-        part = torch.zeros((m_blocks * u_h * u_w, taps + 2), dtype=torch.float32,
-                           device=x.device)
-        if pool:
-            block_n, block_k = 16, min(64, max(2, _next_pow2(c_in)))
-        else:
-            block_n = min(64, max(16, _next_pow2(c_out)))
-            block_k = 32 if c_in >= 32 else 16
-        tv.wrap_triton(pac_bwd_kernel_grad_kernel)[grid](
-            grad, dnorm_t, x, guidance, phi, w_t if pool else w_fwd, alpha_t, lam_t,
-            ddist, dphi_t, part,
+            grad, dnorm_t, x, guidance, phi, w_arg, alpha_t, lam_t, dx,
+            ddist if fuse else dummy, part,
             b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
             KIND=kind, ASYM=asym, POOL=pool, HAS_W=weight is not None, NORMALIZE=normalize,
-            STORE_DDIST=need_g, PRECISION=precision, DOT_F32=dot_f32, BLOCK_M=block_m,
+            FUSE_DK=fuse, PRECISION=precision, DOT_F32=dot_f32, BLOCK_M=block_m_x,
             BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_CF=block_cf,
         )
+
+    if need_chain:
+        dphi_t = torch.empty_like(phi)
+        if fuse:
+            if need_phi:
+                tv.wrap_triton(pac_bwd_centre_kernel)[(triton_cdiv(b * ho * wo, block_m),)](
+                    ddist, guidance, phi, dphi_t, b, ho, wo, c_f, hg, wg, kh, kw, gs_h, gs_w,
+                    gp_h, gp_w, d_h, d_w, ASYM=asym, BLOCK_M=block_m, BLOCK_CF=block_cf,
+                )
+        else:
+            m_blocks = triton_cdiv(b * triton_cdiv(ho, u_h) * triton_cdiv(wo, u_w), block_m)
+            part = torch.zeros((m_blocks * u_h * u_w, taps + 2), dtype=torch.float32,
+                               device=x.device)
+            if pool:
+                block_n, block_k = 16, min(64, max(2, _next_pow2(c_in)))
+            else:
+                block_n = min(64, max(16, _next_pow2(c_out)))
+                block_k = 32 if c_in >= 32 else 16
+            tv.wrap_triton(pac_bwd_kernel_grad_kernel)[(m_blocks, u_h * u_w)](
+                grad, dnorm_t, x, guidance, phi, w_t if pool else w_fwd, alpha_t, lam_t,
+                ddist, dphi_t, part,
+                b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
+                KIND=kind, ASYM=asym, POOL=pool, HAS_W=weight is not None, NORMALIZE=normalize,
+                STORE_DDIST=need_g, PRECISION=precision, DOT_F32=dot_f32, BLOCK_M=block_m,
+                BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_CF=block_cf,
+            )
         sums = part.sum(0)  # a fixed-order reduction of the per-program partials
         if need_phi:
             dphi = dphi_t
