@@ -94,8 +94,9 @@ XDIST=""
 TRITON_RC=-1
 if [ "$(cap 150)" -ge 30 ] && "$PY" -c "import triton" 2>/dev/null; then
   stamp "pytest test_triton.py (triton backend on the GPU)"
+  # xdist workers compile the many kernel variants (forward and backward) in parallel.
   (cd "$W" && timeout "$(cap 150)" "$PY" -m pytest "$ROOT/packages/pac-core/tests/test_triton.py" -q \
-      -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-core" \
+      $XDIST -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-core" \
       > "$W/triton-tests.log" 2>&1)
   TRITON_RC=$?
   tail -n 4 "$W/triton-tests.log"
