@@ -270,6 +270,39 @@ def test_fused_backward_without_the_input_gradient_or_with_many_channels(case):
         torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
 
 
+def _random_case(rng):
+    """A random small configuration for :func:`_fused_case` (odd kernel sizes)."""
+    op = rng.choice(["conv", "conv_t", "pool"])
+    k = tuple(rng.choice([1, 3, 5]) for _ in range(2))
+    s = tuple(rng.choice([1, 2, 3]) for _ in range(2))
+    d = tuple(rng.choice([1, 2]) for _ in range(2))
+    p = tuple(rng.randint(0, (ki - 1) * di // 2 + 1) for ki, di in zip(k, d))
+    if op == "conv_t":  # the output must not be empty
+        p = tuple(min(pi, ((ki - 1) * di) // 2) for pi, ki, di in zip(p, k, d))
+    else:  # a window must fit the 7 x 6 input with its padding
+        d = tuple(di if di * (ki - 1) < n + 2 * pi else 1
+                  for di, ki, pi, n in zip(d, k, p, (7, 6)))
+    shared = op != "pool" and rng.random() < 0.3
+    c_in = rng.choice([1, 3, 17])
+    c_out = c_in if (shared or op == "pool") else rng.choice([1, 5, 20])
+    return (op, k, s, p, d, rng.random() < 0.5, rng.choice(["gaussian", "inv_", "inv_asym"]),
+            shared, rng.random() < 0.8, (c_in, c_out))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(24))
+def test_fused_backward_random_configurations(seed):
+    """Random small configurations: the fused backward against the reference, float32."""
+    import random
+
+    case = _random_case(random.Random(seed))
+    method, tensors, kw, inputs = _fused_case(*case, input_grad=seed % 4 != 3)
+    tri, ref = _both(method, tensors, kw)
+    torch.testing.assert_close(tri, ref, **F32_TOL)
+    for gt, gr in zip(_grads(tri, inputs, seed), _grads(ref, inputs, seed)):
+        torch.testing.assert_close(gt, gr, atol=1e-3, rtol=1e-3)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("case", [FUSED_BWD_CASES[6], FUSED_BWD_CASES[11]], ids=["conv_t", "pool"])
 def test_fused_backward_low_precision(case, dtype, monkeypatch):
