@@ -170,8 +170,8 @@ def triton(session: nox.Session) -> None:
 
     Installs the CUDA torch (which brings Triton), builds pac-core without CUDA, runs
     ``tests/test_triton.py`` with ``TRITON_INTERPRET=1`` against the reference backend, then
-    rehearses the GPU benchmark's code path on a tiny CPU case (``pac_bench.gpu --device cpu
-    --interpret``; its timings mean nothing).
+    rehearses the GPU benchmark's code path, forward and backward of every peer, on a tiny CPU
+    case (``pac_bench.gpu --device cpu --interpret``; its timings mean nothing).
     """
     session.install(_torch_spec(session, CUDA_TORCH), "numpy", "pytest", "hypothesis",
                     "expecttest", *BUILD_REQS)
@@ -183,9 +183,9 @@ def triton(session: nox.Session) -> None:
     out = _abs_tmp(session)
     for dtype in ("float32", "bfloat16"):
         session.run("python", "-m", "pac_bench.gpu", "--device", "cpu", "--interpret", "--cases",
-                    "tiny", "--peers", "cudnn", "triton", "reference", "--warmup", "0",
-                    "--iters", "1", "--dtype", dtype, "--tag", f"rehearsal-{dtype}", "--out",
-                    out, env=env)
+                    "tiny", "--peers", "cudnn", "triton", "triton-nativebwd", "reference",
+                    "--warmup", "0", "--iters", "1", "--dtype", dtype, "--tag",
+                    f"rehearsal-{dtype}", "--out", out, env=env)
 
 
 def _abs_tmp(session: nox.Session) -> str:

@@ -10,7 +10,9 @@
 #   2. check that every pac op has a CUDA kernel and that a bad argument raises a clear error
 #   3. the triton backend's tests (test_triton.py) on the GPU when Triton imports
 #   4. python3 -m pac_bench.gpu at three TF32 policies (strict, tf32, default) in float32, and in
-#      bfloat16 (default policy); peers cuDNN, triton, native (+ reference in strict)
+#      bfloat16 (default policy); peers cuDNN, triton (forward and backward fused), native
+#      (+ reference in strict, + triton-nativebwd in default float32: the triton forward with
+#      native's backward)
 #   5. pytest -m cuda: pac-core (4 xdist workers when available, so that a crash names its test
 #      and the others still run)
 #   6. a kernel-time profile of the native forward (1x64x512x512, scripts/gpu_profile.py)
@@ -92,8 +94,9 @@ XDIST=""
 TRITON_RC=-1
 if [ "$(cap 150)" -ge 30 ] && "$PY" -c "import triton" 2>/dev/null; then
   stamp "pytest test_triton.py (triton backend on the GPU)"
+  # xdist workers compile the many kernel variants (forward and backward) in parallel.
   (cd "$W" && timeout "$(cap 150)" "$PY" -m pytest "$ROOT/packages/pac-core/tests/test_triton.py" -q \
-      -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-core" \
+      $XDIST -p no:cacheprovider -rfEs --tb=short --rootdir="$ROOT/packages/pac-core" \
       > "$W/triton-tests.log" 2>&1)
   TRITON_RC=$?
   tail -n 4 "$W/triton-tests.log"
@@ -108,6 +111,8 @@ if [ "$BUILD_RC" -eq 0 ]; then
     [ "$(cap 100)" -lt 30 ] && { stamp "benchmark $run skipped: time budget"; continue; }
     peers="cudnn triton native"
     [ "$prec" = strict ] && peers="cudnn triton native reference"
+    # Once: the triton forward with native's backward, beside the fused Triton backward.
+    [ "$run" = default:float32 ] && peers="cudnn triton triton-nativebwd native"
     stamp "benchmark precision=$prec dtype=$dtype ($peers)"
     (cd "$W" && timeout "$(cap 120)" "$PY" -m pac_bench.gpu --out "$W" --warmup 3 --iters 10 \
         --precision "$prec" --dtype "$dtype" --tag "$tag" --peers $peers --time-budget 80 \

@@ -31,3 +31,16 @@ def test_main_writes_the_files(tmp_path):
     payload = json.loads((tmp_path / "gpu-bench-t.json").read_text())
     assert payload["dtype"] == "bfloat16" and len(payload["results"]) == 3
     assert "- dtype: bfloat16" in (tmp_path / "gpu-bench-t.md").read_text()
+
+
+def test_triton_peers_are_skipped_where_the_backend_does_not_run():
+    from pac_core import backends
+
+    if "triton" in backends.available() and backends.get("triton").supports(
+            torch.device("cpu"), torch.float32):
+        pytest.skip("a triton backend claims the CPU in this process")
+    meta, results = gpu.run_benchmarks((gpu.TINY,), ("cudnn", "triton", "triton-nativebwd"),
+                                       warmup=0, iters=1, device="cpu")
+    assert meta["skipped_peers"] == ["triton", "triton-nativebwd"]
+    assert meta["triton_backward"] is None
+    assert {r.peer for r in results} == {"cudnn"}

@@ -3,8 +3,9 @@
 For each case (a named shape) and each op it times, on the current CUDA device:
 
 * ``PacConv2d`` / ``PacConvTranspose2d`` / ``PacPool2d`` on the ``triton`` backend (fused Triton
-  kernels), the ``native`` backend (the fused ``torch.ops.pac`` kernels) and the ``reference``
-  backend (pure torch, materialises columns);
+  kernels, forward and backward; peer ``triton-nativebwd``: the same forward with the
+  ``native`` backend's backward operators), the ``native`` backend (the fused ``torch.ops.pac``
+  kernels) and the ``reference`` backend (pure torch, materialises columns);
 * the cuDNN op of the same shape: ``F.conv2d`` / ``F.conv_transpose2d`` / ``F.avg_pool2d``.
 
 Forward (under ``torch.no_grad``) and forward+backward (gradients of the input, the guidance and
@@ -21,6 +22,7 @@ timing, no peak memory); its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import platform
@@ -162,12 +164,34 @@ def _measure(
             torch.cuda.empty_cache()
 
 
-def _backend_ctx(name: Optional[str]):
-    import contextlib
+#: A peer running the ``triton`` backend's forward with the ``native`` backend's backward
+#: operators instead of the fused Triton backward kernels (the forward is the same as ``triton``).
+TRITON_NATIVE_BWD = "triton-nativebwd"
 
+
+def _backend_ctx(name: Optional[str]):
     import pac_core
 
-    return contextlib.nullcontext() if name is None else pac_core.backends.use(name)
+    if name is None:
+        return contextlib.nullcontext()
+    if name == TRITON_NATIVE_BWD:
+        return _triton_backward("native")
+    return pac_core.backends.use(name)
+
+
+@contextlib.contextmanager
+def _triton_backward(impl: str):
+    """The ``triton`` backend with its backward implementation set to ``impl``."""
+    import pac_core
+    from pac_core.backends import triton_ops
+
+    before = triton_ops.BACKWARD
+    triton_ops.BACKWARD = impl
+    try:
+        with pac_core.backends.use("triton"):
+            yield
+    finally:
+        triton_ops.BACKWARD = before
 
 
 def _bench_case(case: Case, peers: list[str], warmup: int, iters: int,
@@ -304,6 +328,15 @@ def set_precision(precision: str) -> None:
         torch.backends.cuda.matmul.allow_tf32 = on
 
 
+def _triton_backward_name(available: list[str]) -> Optional[str]:
+    """The backward the ``triton`` peer runs (``'triton'``: the fused kernels), if it runs."""
+    if "triton" not in available:
+        return None
+    from pac_core.backends import triton_ops
+
+    return triton_ops.BACKWARD
+
+
 def run_benchmarks(
     cases: tuple[Case, ...] = CASES,
     peers: tuple[str, ...] = ("cudnn", "triton", "native", "reference"),
@@ -318,7 +351,8 @@ def run_benchmarks(
 
     Args:
         cases: The shapes to run.
-        peers: Any of ``'cudnn'``, ``'native'``, ``'reference'``.
+        peers: Any of ``'cudnn'``, ``'triton'``, ``'native'``, ``'reference'`` and
+            ``'triton-nativebwd'`` (see :data:`TRITON_NATIVE_BWD`).
         warmup: Untimed calls before timing.
         iters: Timed calls (the median is reported).
         time_budget_s: Cases not started within this many seconds are skipped.
@@ -341,7 +375,12 @@ def run_benchmarks(
     torch.backends.cudnn.benchmark = True
     available = [n for n in pac_core.backends.available()
                  if pac_core.backends.get(n).supports(torch.device(device), dtype)]
-    use_peers = [p for p in peers if p == "cudnn" or p in available]
+    def runs(peer: str) -> bool:
+        if peer == TRITON_NATIVE_BWD:
+            return "triton" in available and "native" in available
+        return peer == "cudnn" or peer in available
+
+    use_peers = [p for p in peers if runs(p)]
     meta: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor()})",
         "capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None,
@@ -361,6 +400,7 @@ def run_benchmarks(
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "tile_elems": os.environ.get("PAC_CUDA_TILE_ELEMS"),
+        "triton_backward": _triton_backward_name(available),
     }
     results: list[Result] = []
     start = time.monotonic()

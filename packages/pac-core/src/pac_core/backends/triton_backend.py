@@ -1,4 +1,4 @@
-"""The ``triton`` backend: fused guided PAC forward passes as Triton kernels (CUDA).
+"""The ``triton`` backend: fused guided PAC forward and backward passes as Triton kernels (CUDA).
 
 PacConv2d, PacConvTranspose2d and PacPool2d from raw guidance run on the ``pac_triton::guided``
 operator (:mod:`.triton_ops`) when :func:`fused_supports` accepts the configuration; everything

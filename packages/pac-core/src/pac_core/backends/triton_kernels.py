@@ -39,16 +39,11 @@ _INV_EPS = tl.constexpr(INV_EPS)
 
 
 @triton.jit
-def _tap_kernel(
-    g_ptr, phi, alpha, lam, b, oy, ox, m_mask, a, e, cf, cf_mask,
-    C_F, HG, WG, H, W,
-    GS_H, GS_W, GP_H, GP_W, XS_H, XS_W, XP_H, XP_W, U_H, U_W, D_H, D_W,
-    KIND: tl.constexpr, ASYM: tl.constexpr,
-):
-    """``(K, V, input row, input col)`` of tap ``(a, e)`` for a block of output pixels."""
-    gy = oy * GS_H - GP_H + a * D_H
-    gx = ox * GS_W - GP_W + e * D_W
-    g_in = m_mask & (gy >= 0) & (gy < HG) & (gx >= 0) & (gx < WG)
+def _kernel_value(g_ptr, phi, alpha, lam, b, gy, gx, g_in, cf, cf_mask, C_F, HG, WG,
+                  KIND: tl.constexpr, ASYM: tl.constexpr):
+    """``(K, Δ, D)`` of docs/semantics.md §2.3 for a block of (pixel, tap) pairs whose tap reads
+    the guidance at ``(gy, gx)`` (0 where ``g_in`` is false: the padding) and whose centre feature
+    is ``phi`` (``[BLOCK, BLOCK_CF]``)."""
     g_off = ((b[:, None] * C_F + cf[None, :]) * HG + gy[:, None]) * WG + gx[:, None]
     g = tl.load(g_ptr + g_off, mask=g_in[:, None] & cf_mask[None, :], other=0.0).to(tl.float32)
     delta = g - phi
@@ -59,6 +54,22 @@ def _tap_kernel(
         kval = tl.exp(-0.5 * dist)
     else:
         kval = alpha + tl.exp2(0.5 * lam * tl.log2(dist + _INV_EPS))
+    return kval, delta, dist
+
+
+@triton.jit
+def _tap_kernel(
+    g_ptr, phi, alpha, lam, b, oy, ox, m_mask, a, e, cf, cf_mask,
+    C_F, HG, WG, H, W,
+    GS_H, GS_W, GP_H, GP_W, XS_H, XS_W, XP_H, XP_W, U_H, U_W, D_H, D_W,
+    KIND: tl.constexpr, ASYM: tl.constexpr,
+):
+    """``(K, Δ, D, V, input row, input col)`` of tap ``(a, e)`` for a block of output pixels."""
+    gy = oy * GS_H - GP_H + a * D_H
+    gx = ox * GS_W - GP_W + e * D_W
+    g_in = m_mask & (gy >= 0) & (gy < HG) & (gx >= 0) & (gx < WG)
+    kval, delta, dist = _kernel_value(g_ptr, phi, alpha, lam, b, gy, gx, g_in, cf, cf_mask, C_F,
+                                      HG, WG, KIND, ASYM)
 
     uy = oy * XS_H - XP_H + a * D_H
     ux = ox * XS_W - XP_W + e * D_W
@@ -66,7 +77,7 @@ def _tap_kernel(
     ix = tl.where(ux >= 0, ux, 0) // U_W
     valid = (m_mask & (uy >= 0) & (ux >= 0) & (iy * U_H == uy) & (ix * U_W == ux)
              & (iy < H) & (ix < W))
-    return kval, valid, iy, ix
+    return kval, delta, dist, valid, iy, ix
 
 
 @triton.jit
@@ -150,7 +161,7 @@ def pac_conv_fwd_kernel(
         if _tap_lands(ry, XS_H, XP_H, D_H, U_H, a):  # skip taps that read inserted zeros only
             for e in range(0, KW):
                 if _tap_lands(rx, XS_W, XP_W, D_W, U_W, e):
-                    kval, valid, iy, ix = _tap_kernel(
+                    kval, _delta, _dist, valid, iy, ix = _tap_kernel(
                         g_ptr, phi, alpha, lam, b, oy, ox, m_mask, a, e, cf, cf_mask,
                         C_F, HG, WG, H, W, GS_H, GS_W, GP_H, GP_W, XS_H, XS_W, XP_H, XP_W,
                         U_H, U_W, D_H, D_W, KIND, ASYM)
@@ -209,7 +220,7 @@ def pac_pool_fwd_kernel(
         if _tap_lands(ry, XS_H, XP_H, D_H, U_H, a):  # skip taps that read inserted zeros only
             for e in range(0, KW):
                 if _tap_lands(rx, XS_W, XP_W, D_W, U_W, e):
-                    kval, valid, iy, ix = _tap_kernel(
+                    kval, _delta, _dist, valid, iy, ix = _tap_kernel(
                         g_ptr, phi, alpha, lam, b, oy, ox, m_mask, a, e, cf, cf_mask,
                         C_F, HG, WG, H, W, GS_H, GS_W, GP_H, GP_W, XS_H, XS_W, XP_H, XP_W,
                         U_H, U_W, D_H, D_W, KIND, ASYM)

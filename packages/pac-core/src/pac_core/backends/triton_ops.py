@@ -5,15 +5,17 @@ The forward launches one of the kernels of :mod:`.triton_kernels` through
 it without a graph break; older releases with ``torch.library.custom_op`` get an opaque op.
 
 The backward recomputes ``K``; gradients flow to the input, the guidance, ``φ``, the weight,
-the bias and ``inv_alpha``/``inv_lambda``. Two implementations, chosen per call:
+the bias and ``inv_alpha``/``inv_lambda``. Three implementations, chosen by :data:`BACKWARD`:
 
-* where the ``native`` backend runs the device, its fused backward operators
+* ``"triton"`` (the default): the fused backward kernels of :mod:`.triton_bwd_kernels`, launched
+  by the ``pac_triton::guided_backward`` operator (also a ``triton_op``), with ``K`` recomputed on
+  chip and deterministic reductions;
+* ``"native"``: the ``native`` backend's fused backward operators
   (``pac::conv2d_guided_backward``, ``pac::pool2d_guided_backward``; the normaliser's share through
   the pool operator applied to ones), which never materialise the column tensors;
-* otherwise a recomputation in plain torch of the formulas of docs/semantics.md §2.3–§3.3 (``K``
+* ``"torch"``: a recomputation in plain torch of the formulas of docs/semantics.md §2.3–§3.3 (``K``
   and the windows rebuilt with ``unfold``): exact, but as memory-hungry as the reference backend.
 
-:data:`NATIVE_BACKWARD` forces one of them (None: automatic).
 """
 
 from __future__ import annotations
@@ -26,17 +28,26 @@ from torch import Tensor
 
 from ..compat import torch_version as tv
 from ..helpers import transposed_grid
+from .triton_bwd_kernels import (
+    pac_bwd_centre_kernel,
+    pac_bwd_guidance_kernel,
+    pac_bwd_input_kernel,
+    pac_bwd_kernel_grad_kernel,
+    pac_bwd_weight_kernel,
+)
 from .triton_kernels import INV_EPS, pac_conv_fwd_kernel, pac_pool_fwd_kernel
 
-__all__ = ["GEOMETRY_FIELDS", "NATIVE_BACKWARD", "guided"]
+__all__ = ["BACKWARD", "GEOMETRY_FIELDS", "guided", "guided_backward"]
 
-#: True/False forces the native / the plain-torch backward; None picks native where it runs.
-NATIVE_BACKWARD: Optional[bool] = None
+#: The backward implementation: ``"triton"`` (fused kernels), ``"native"`` or ``"torch"``.
+BACKWARD: str = "triton"
 
 #: The entries of the ``geometry`` list argument, in order (see :mod:`.triton_kernels`).
 GEOMETRY_FIELDS = ("KH", "KW", "GS_H", "GS_W", "GP_H", "GP_W", "XS_H", "XS_W", "XP_H", "XP_W",
                    "U_H", "U_W", "D_H", "D_W")
 _GAUSSIAN = 0
+#: Up to this many input channels, the input-gradient kernel also forms the kernel's gradient.
+_FUSE_MAX_CHANNELS = 128
 
 
 def _next_pow2(n: int) -> int:
@@ -49,6 +60,7 @@ def _guided_impl(
     pool: bool, normalize: bool, tf32: bool,
 ) -> tuple[Tensor, Tensor]:
     kh, kw, gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    _check_dtype(x)
     x = x.contiguous()
     guidance = guidance.contiguous()
     phi = phi.contiguous()
@@ -95,10 +107,26 @@ def _guided_impl(
         x, guidance, phi, w_t, bias_t, alpha_t, lam_t, out, norm_arg,
         b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
         KIND=kind, ASYM=asym, HAS_BIAS=bias is not None, NORMALIZE=normalize,
-        PRECISION=precision, DOT_F32=x.device.type == "cpu", BLOCK_M=block_m, BLOCK_N=block_n,
+        PRECISION=precision, DOT_F32=_dot_f32(x), BLOCK_M=block_m, BLOCK_N=block_n,
         BLOCK_K=block_k, BLOCK_CF=block_cf,
     )
     return out, norm
+
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_dtype(x: Tensor) -> None:
+    """The kernels compute ``K`` and accumulate in float32: float64 is not theirs to run."""
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"pac_triton ops take float32, float16 or bfloat16 tensors; input has "
+                        f"dtype {x.dtype}")
+
+
+def _dot_f32(x: Tensor) -> bool:
+    """Whether the kernels widen 16-bit float ``tl.dot`` operands to float32 (the interpreter's
+    dot mishandles them; on a GPU they are multiplied natively)."""
+    return x.device.type == "cpu" and x.element_size() == 2
 
 
 def triton_cdiv(a: int, b: int) -> int:
@@ -152,20 +180,191 @@ def _x_cols_adjoint(dcols: Tensor, geometry: list[int], in_hw: tuple[int, int],
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
-    x, guidance, phi, weight, bias, alpha, lam, geometry, kind, asym, pool, normalize, _ = inputs
+    x, guidance, phi, weight, bias, alpha, lam, geometry, kind, asym, pool, normalize, tf32 = inputs
     out, norm = output
     ctx.save_for_backward(x, guidance, phi, weight, bias, alpha, lam, out, norm)
-    ctx.params = (list(geometry), kind, asym, pool, normalize)
+    ctx.params = (list(geometry), kind, asym, pool, normalize, bool(tf32))
     ctx.mark_non_differentiable(norm)
 
 
 def _backward(ctx: Any, dout: Tensor, _dnorm: Optional[Tensor]) -> tuple[Any, ...]:
     x, guidance, phi, weight, bias, alpha, lam, out, norm = ctx.saved_tensors
-    geometry, kind, asym, pool, normalize = ctx.params
-    impl = _native_backward if _use_native(x) else _guided_backward
-    grads = impl(dout, x, guidance, phi, weight, bias, alpha, lam, out, norm,
-                             geometry, kind, asym, pool, normalize, ctx.needs_input_grad)
+    geometry, kind, asym, pool, normalize, tf32 = ctx.params
+    args = (dout, x, guidance, phi, weight, bias, alpha, lam, out, norm, geometry, kind, asym,
+            pool, normalize, ctx.needs_input_grad)
+    if BACKWARD == "triton":
+        grads = _fused_backward(*args, tf32=tf32)
+    elif BACKWARD == "native":
+        grads = _native_backward(*args)
+    elif BACKWARD == "torch":
+        grads = _guided_backward(*args)
+    else:
+        raise ValueError(f"triton_ops.BACKWARD must be 'triton', 'native' or 'torch', got "
+                         f"{BACKWARD!r}")
     return (*grads, None, None, None, None, None, None)
+
+
+def _fused_backward(
+    dout: Tensor, x: Tensor, guidance: Tensor, phi: Tensor, weight: Optional[Tensor],
+    bias: Optional[Tensor], alpha: Optional[Tensor], lam: Optional[Tensor], out: Tensor,
+    norm: Tensor, geometry: list[int], kind: int, asym: bool, pool: bool, normalize: bool,
+    needs: tuple[bool, ...], *, tf32: bool,
+) -> tuple[Optional[Tensor], ...]:
+    """The gradients through ``pac_triton::guided_backward`` (the fused Triton kernels).
+
+    Only elementwise work and one channel sum run in torch here: the gradient reaching the
+    unnormalised output and ``∂L/∂N`` (docs/semantics.md §2.4), and the bias gradient.
+    """
+    dnorm = x.new_empty((0,), dtype=torch.float32)
+    grad = dout
+    if normalize:
+        dy = dout.to(torch.float32)
+        g_raw = dy / (norm + (norm == 0).to(torch.float32))
+        y_norm = out.to(torch.float32)
+        if bias is not None:
+            y_norm = y_norm - bias.to(torch.float32).reshape(1, -1, 1, 1)
+        # G in the input dtype, and ∂L/∂N from the same rounded values: the two shares of ∂K
+        # (Σ_o G·XW and ∂N) nearly cancel, and must see the same G.
+        grad = g_raw.to(x.dtype)
+        dnorm = -(grad.to(torch.float32) * y_norm).sum(1)  # [B, H', W']: d/dN of Yraw / N
+    mask = [needs[0], needs[1], needs[2], needs[3] and weight is not None,
+            needs[5] and alpha is not None, needs[6] and lam is not None]
+    res = guided_backward(grad.contiguous(), dnorm, x, guidance, phi, weight, alpha, lam,
+                          geometry, kind, asym, pool, normalize, tf32, mask)
+    dx, dg, dphi, dw, da, dl = (t if m else None for t, m in zip(res, mask))
+    dbias = None
+    if bias is not None and needs[4]:
+        dbias = dout.to(torch.float32).sum((0, 2, 3)).to(bias.dtype)
+    return dx, dg, dphi, dw, dbias, da, dl
+
+
+def _guided_backward_impl(
+    grad: Tensor, dnorm: Tensor, x: Tensor, guidance: Tensor, phi: Tensor,
+    weight: Optional[Tensor], alpha: Optional[Tensor], lam: Optional[Tensor], geometry: list[int],
+    kind: int, asym: bool, pool: bool, normalize: bool, tf32: bool, needs: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    kh, kw, gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w = geometry
+    need_x, need_g, need_phi, need_w, need_a, need_l = needs
+    _check_dtype(x)
+    x = x.contiguous()
+    guidance = guidance.contiguous()
+    phi = phi.contiguous()
+    grad = grad.contiguous()
+    b, c_in, h, w = x.shape
+    c_f, hg, wg = guidance.shape[1], guidance.shape[2], guidance.shape[3]
+    ho, wo = phi.shape[2], phi.shape[3]
+    c_out = grad.shape[1]
+    taps = kh * kw
+    geo = (gs_h, gs_w, gp_h, gp_w, xs_h, xs_w, xp_h, xp_w, u_h, u_w, d_h, d_w)
+    dummy = x
+    alpha_t = alpha.contiguous() if alpha is not None else dummy
+    lam_t = lam.contiguous() if lam is not None else dummy
+    dnorm_t = dnorm.contiguous() if normalize else dummy
+    block_cf = max(2, _next_pow2(c_f))
+    block_m = 64
+    precision = "tf32" if (tf32 and x.dtype == torch.float32) else "ieee"
+    dot_f32 = _dot_f32(x)
+    # Gradients not asked for are distinct empty tensors (outputs may not alias each other).
+    dx, dg, dphi, dw, da, dl = (x.new_empty((0,)) for _ in range(6))
+    if pool:
+        w_t = weight.contiguous() if weight is not None else dummy
+    else:
+        assert weight is not None
+        # [C_out, C_in, kh, kw] -> [kh·kw, C_in, C_out], the forward's layout, and its transpose.
+        w_fwd = weight.permute(2, 3, 1, 0).reshape(taps, c_in, c_out).contiguous()
+
+    need_chain = need_g or need_phi or need_a or need_l or (pool and need_w)
+    # ∂K inside the input-gradient kernel when one channel block holds every input channel.
+    fuse = need_x and need_chain and c_in <= _FUSE_MAX_CHANNELS
+    if need_chain:
+        ddist = (torch.zeros((b, taps, ho, wo), dtype=torch.float32, device=x.device)
+                 if need_g or fuse else dummy)  # written only with STORE_DDIST or FUSE_DK
+    if need_x:
+        dx = torch.empty_like(x)
+        if pool:
+            block_n, block_k, w_arg = min(64, max(2, _next_pow2(c_in))), 16, w_t
+        else:
+            block_n = min(64, max(16, _next_pow2(c_in)))
+            block_k = 32 if c_out >= 32 else 16
+            w_arg = w_fwd.transpose(1, 2).contiguous()  # [kh·kw, C_out, C_in]
+        block_m_x = block_m
+        if fuse:
+            block_n = max(block_n, _next_pow2(c_in))
+            block_m_x = 64 if block_n <= 64 else 32  # three [pixels, C_in] tiles in registers
+        m_blocks_x = triton_cdiv(b * triton_cdiv(h, xs_h) * triton_cdiv(w, xs_w), block_m_x)
+        grid = (m_blocks_x, triton_cdiv(c_in, block_n), xs_h * xs_w)
+        part = (torch.zeros((m_blocks_x * xs_h * xs_w, taps + 2), dtype=torch.float32,
+                            device=x.device) if fuse else dummy)
+        tv.wrap_triton(pac_bwd_input_kernel)[grid](
+            grad, dnorm_t, x, guidance, phi, w_arg, alpha_t, lam_t, dx,
+            ddist if fuse else dummy, part,
+            b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
+            KIND=kind, ASYM=asym, POOL=pool, HAS_W=weight is not None, NORMALIZE=normalize,
+            FUSE_DK=fuse, PRECISION=precision, DOT_F32=dot_f32, BLOCK_M=block_m_x,
+            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_CF=block_cf,
+        )
+
+    if need_chain:
+        dphi_t = torch.empty_like(phi)
+        if fuse:
+            if need_phi:
+                tv.wrap_triton(pac_bwd_centre_kernel)[(triton_cdiv(b * ho * wo, block_m),)](
+                    ddist, guidance, phi, dphi_t, b, ho, wo, c_f, hg, wg, kh, kw, gs_h, gs_w,
+                    gp_h, gp_w, d_h, d_w, ASYM=asym, BLOCK_M=block_m, BLOCK_CF=block_cf,
+                )
+        else:
+            m_blocks = triton_cdiv(b * triton_cdiv(ho, u_h) * triton_cdiv(wo, u_w), block_m)
+            part = torch.zeros((m_blocks * u_h * u_w, taps + 2), dtype=torch.float32,
+                               device=x.device)
+            if pool:
+                block_n, block_k = 16, min(64, max(2, _next_pow2(c_in)))
+            else:
+                block_n = min(64, max(16, _next_pow2(c_out)))
+                block_k = 32 if c_in >= 32 else 16
+            tv.wrap_triton(pac_bwd_kernel_grad_kernel)[(m_blocks, u_h * u_w)](
+                grad, dnorm_t, x, guidance, phi, w_t if pool else w_fwd, alpha_t, lam_t,
+                ddist, dphi_t, part,
+                b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo,
+                KIND=kind, ASYM=asym, POOL=pool, HAS_W=weight is not None, NORMALIZE=normalize,
+                STORE_DDIST=need_g, PRECISION=precision, DOT_F32=dot_f32, BLOCK_M=block_m,
+                BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_CF=block_cf,
+            )
+        sums = part.sum(0)  # a fixed-order reduction of the per-program partials
+        if need_phi:
+            dphi = dphi_t
+        if pool and need_w:
+            assert weight is not None
+            dw = sums[:taps].reshape(weight.shape).to(weight.dtype, copy=True)
+        if need_a:
+            assert alpha is not None
+            da = sums[taps].reshape(alpha.shape).to(alpha.dtype, copy=True)
+        if need_l:
+            assert lam is not None
+            dl = sums[taps + 1].reshape(lam.shape).to(lam.dtype, copy=True)
+        if need_g:
+            dg = torch.empty_like(guidance)
+            tv.wrap_triton(pac_bwd_guidance_kernel)[(triton_cdiv(b * hg * wg, block_m),)](
+                ddist, guidance, phi, dg, b, ho, wo, c_f, hg, wg, kh, kw, gs_h, gs_w, gp_h, gp_w,
+                d_h, d_w, ASYM=asym, BLOCK_M=block_m, BLOCK_CF=block_cf,
+            )
+
+    if need_w and not pool:
+        assert weight is not None
+        block_n = min(64, max(16, _next_pow2(c_out)))
+        block_k = min(64, max(16, _next_pow2(c_in)))
+        # Pixel blocks of the largest sub-pixel class, shared out over at most 16 splits.
+        split = max(1, min(16, triton_cdiv(b * triton_cdiv(ho, u_h) * triton_cdiv(wo, u_w),
+                                           block_m)))
+        part_w = torch.empty((split, taps, c_in, c_out), dtype=torch.float32, device=x.device)
+        grid = (triton_cdiv(c_in, block_k) * triton_cdiv(c_out, block_n), taps, split)
+        tv.wrap_triton(pac_bwd_weight_kernel)[grid](
+            grad, x, guidance, phi, alpha_t, lam_t, part_w,
+            b, c_in, h, w, c_out, ho, wo, c_f, hg, wg, kh, kw, *geo, split,
+            KIND=kind, ASYM=asym, PRECISION=precision, DOT_F32=dot_f32, BLOCK_M=block_m,
+            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_CF=block_cf,
+        )
+        dw = part_w.sum(0).permute(2, 1, 0).reshape(weight.shape).to(weight.dtype)
+    return dx, dg, dphi, dw, da, dl
 
 
 def _guided_backward(
@@ -265,16 +464,6 @@ def _guided_backward(
             cast(dbias, bias), cast(dalpha, alpha), cast(dlam, lam))
 
 
-def _use_native(x: Tensor) -> bool:
-    if NATIVE_BACKWARD is not None:
-        return NATIVE_BACKWARD
-    from . import registry
-
-    if "native" not in registry.available():
-        return False
-    return registry.get("native").supports(x.device, torch.float32)
-
-
 def _native_backward(
     dout: Tensor, x: Tensor, guidance: Tensor, phi: Tensor, weight: Optional[Tensor],
     bias: Optional[Tensor], alpha: Optional[Tensor], lam: Optional[Tensor], out: Tensor,
@@ -347,6 +536,24 @@ def _register() -> Any:
     return op
 
 
+def _register_backward() -> Any:
+    op = tv.triton_op("pac_triton::guided_backward", mutates_args=())(_guided_backward_impl)
+    if not tv.HAS_TRITON_OP:
+
+        @op.register_fake
+        def _fake(grad, dnorm, x, guidance, phi, weight, alpha, lam, geometry, kind, asym, pool,
+                  normalize, tf32, needs):
+            refs = (x, guidance, phi, weight, alpha, lam)
+            return tuple(r.new_empty(r.shape) if m and r is not None else x.new_empty((0,))
+                         for r, m in zip(refs, needs))
+
+    return op
+
+
 #: ``guided(x, guidance, φ, weight, bias, α, λ, geometry, kind, asym, pool, normalize, tf32)``
 #: → ``(output, N)``; ``N`` (float32, ``[B, 1, H', W']``) only with ``normalize``, else empty.
 guided = _register()
+#: ``guided_backward(G, ∂L/∂N, x, guidance, φ, weight, α, λ, geometry, kind, asym, pool,
+#: normalize, tf32, needs)`` → ``(∂x, ∂guidance, ∂φ, ∂weight, ∂α, ∂λ)``; ``needs`` (six flags)
+#: picks the gradients computed, the others are empty tensors.
+guided_backward = _register_backward()
