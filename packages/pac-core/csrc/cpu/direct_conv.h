@@ -56,6 +56,28 @@ inline void store_as(T* p, V v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+// Calls f(integral_constant<int, OB>, o0) for the blocks of channels the register-blocked loops
+// run in: kOutBlock at a time, then 4, then 1.
+template <typename F>
+inline void for_each_out_block(int64_t Og, F&& f) {
+  int64_t o0 = 0;
+  for (; o0 + kOutBlock <= Og; o0 += kOutBlock) f(std::integral_constant<int, kOutBlock>{}, o0);
+  for (; o0 + 4 <= Og; o0 += 4) f(std::integral_constant<int, 4>{}, o0);
+  for (; o0 < Og; ++o0) f(std::integral_constant<int, 1>{}, o0);
+}
+
+// Packs the rows of a [n][m] matrix (n channels of m weights each) block by block as
+// for_each_out_block cuts the channels: block [o0, o0 + OB) goes to dst + o0 * m as [m][OB], so
+// that the OB weights of one (input channel, tap) are adjacent and consecutive taps OB apart.
+template <typename T>
+void pack_out_blocks(const T* w, int64_t n, int64_t m, T* dst) {
+  for_each_out_block(n, [&](auto ob, int64_t o0) {
+    constexpr int OB = decltype(ob)::value;
+    for (int64_t j = 0; j < m; ++j)
+      for (int o = 0; o < OB; ++o) dst[o0 * m + j * OB + o] = w[(o0 + o) * m + j];
+  });
+}
+
 // Operands of one output row of the direct convolution of one group.
 template <typename T>
 struct DirectRow {
@@ -64,35 +86,36 @@ struct DirectRow {
   const T* X;            // padded input of the group's first channel
   int64_t ldXc, ldXr;    // channel and row strides of the padded input
   const int64_t* xrow;   // kh entries: padded row read by kernel row a, or -1 (zero)
-  const int64_t* xcol;   // kw entries: column offset of kernel column e in the padded row
+  int64_t xcol0, xstep;  // column offset of kernel column e in the padded row: xcol0 + e * xstep
   int64_t kh, kw, Cg;
-  const T* W;            // [Cg][kh*kw][Og] weights of the group
+  const T* W;            // the group's weights, packed by pack_out_blocks ([Og][Cg*kh*kw])
   int64_t Og;
   const T* bias;         // Og entries or nullptr
   T* out;                // the group's first output channel at this row
   int64_t ld_out;        // output channel stride
 };
 
-// Output channels [o0, o0 + OB) at pixels [x0, x0 + lanes of V) of row R.
+// Output channels [o0, o0 + OB) at pixels [x0, x0 + lanes of V) of row R (V = T: one pixel).
+// The inner loop walks the kernel columns of one kernel row with three pointer increments.
 template <typename T, typename V, int OB>
 inline void direct_block(const DirectRow<T>& R, int64_t o0, int64_t x0) {
   V acc[OB];
 #pragma GCC unroll 16
   for (int o = 0; o < OB; ++o) acc[o] = V{} + (R.bias ? R.bias[o0 + o] : T(0));
-  const int64_t kk = R.kh * R.kw;
+  const int64_t kw = R.kw, kk = R.kh * kw, ldK = R.ldK, xstep = R.xstep;
+  const T* Wb = R.W + o0 * R.Cg * kk;
   for (int64_t c = 0; c < R.Cg; ++c) {
-    const T* Xc = R.X + c * R.ldXc + x0;
-    const T* Wc = R.W + c * kk * R.Og + o0;
+    const T* Xc = R.X + c * R.ldXc + R.xcol0 + x0;
     for (int64_t a = 0; a < R.kh; ++a) {
       const int64_t r = R.xrow[a];
       if (r < 0) continue;
-      const T* Xr = Xc + r * R.ldXr;
-      for (int64_t e = 0; e < R.kw; ++e) {
-        const int64_t t = a * R.kw + e;
-        const V kx = load_as<V>(R.K + t * R.ldK + x0) * load_as<V>(Xr + R.xcol[e]);
-        const T* w = Wc + t * R.Og;
+      const T* xp = Xc + r * R.ldXr;
+      const T* kp = R.K + a * kw * ldK + x0;
+      const T* wp = Wb + (c * kk + a * kw) * OB;
+      for (int64_t e = 0; e < kw; ++e, xp += xstep, kp += ldK, wp += OB) {
+        const V kx = load_as<V>(kp) * load_as<V>(xp);
 #pragma GCC unroll 16
-        for (int o = 0; o < OB; ++o) acc[o] += kx * w[o];
+        for (int o = 0; o < OB; ++o) acc[o] += kx * wp[o];
       }
     }
   }
@@ -106,15 +129,11 @@ void direct_row(const DirectRow<T>& R, int64_t Wo) {
   using V = Vec<T>;
   constexpr int64_t VL = sizeof(V) / sizeof(T);
   const int64_t xv = Wo - Wo % VL;
-  int64_t o0 = 0;
-  for (; o0 + kOutBlock <= R.Og; o0 += kOutBlock)
-    for (int64_t x0 = 0; x0 < xv; x0 += VL) direct_block<T, V, kOutBlock>(R, o0, x0);
-  for (; o0 + 4 <= R.Og; o0 += 4)
-    for (int64_t x0 = 0; x0 < xv; x0 += VL) direct_block<T, V, 4>(R, o0, x0);
-  for (; o0 < R.Og; ++o0)
-    for (int64_t x0 = 0; x0 < xv; x0 += VL) direct_block<T, V, 1>(R, o0, x0);
-  for (int64_t x0 = xv; x0 < Wo; ++x0)
-    for (int64_t o = 0; o < R.Og; ++o) direct_block<T, T, 1>(R, o, x0);
+  for_each_out_block(R.Og, [&](auto ob, int64_t o0) {
+    constexpr int OB = decltype(ob)::value;
+    for (int64_t x0 = 0; x0 < xv; x0 += VL) direct_block<T, V, OB>(R, o0, x0);
+    for (int64_t x0 = xv; x0 < Wo; ++x0) direct_block<T, T, OB>(R, o0, x0);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,16 +206,6 @@ inline void direct_dw_chunk(const DirectDw<T>& R, const T* gp, int64_t o0, int64
       }
     }
   }
-}
-
-// Calls f(integral_constant<int, OB>, o0) for the blocks of output channels the weight gradient
-// runs in: kOutBlock at a time, then 4, then 1.
-template <typename F>
-inline void for_each_out_block(int64_t Og, F&& f) {
-  int64_t o0 = 0;
-  for (; o0 + kOutBlock <= Og; o0 += kOutBlock) f(std::integral_constant<int, kOutBlock>{}, o0);
-  for (; o0 + 4 <= Og; o0 += 4) f(std::integral_constant<int, 4>{}, o0);
-  for (; o0 < Og; ++o0) f(std::integral_constant<int, 1>{}, o0);
 }
 
 // Number of elements of the per-lane accumulators of a group's weight gradient.

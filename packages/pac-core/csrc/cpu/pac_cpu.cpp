@@ -321,28 +321,52 @@ void guided_kernel_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& 
   const int64_t CK = p.CK;
   if (CK == 1) {
     // One kernel for all channels: D[t][j] over all guidance channels at once, then K over the
-    // whole tile in one vectorised pass.
-    std::vector<T> zrow(Wo);
+    // whole tile in one vectorised pass. The guidance rows the tile reads and the tile's φ rows
+    // are first copied channel after channel with a row stride that is not a multiple of 4 KiB
+    // (channel planes of a power-of-two size would map every channel's row onto the same L1 sets).
+    const int64_t Cf = p.Cf;
+    const int64_t ldg = (p.Wg + 15) / 16 * 16 + 16, ldp = (Wo + 15) / 16 * 16 + 16;
+    int64_t gr0 = p.Hg, gr1 = 0;
+    for (int64_t a = 0; a < g.kh; ++a)
+      for (int64_t y = tile.y0; y < tile.y1; ++y) {
+        const int64_t r = st.g_row[a * p.Ho + y];
+        if (r < 0) continue;
+        gr0 = std::min(gr0, r);
+        gr1 = std::max(gr1, r + 1);
+      }
+    thread_local std::vector<T> gbuf, phibuf, zrow;
+    gbuf.resize(std::max<int64_t>(gr1 - gr0, 0) * Cf * ldg);
+    phibuf.resize(Cf * ldp);
+    zrow.resize(Wo);
+    for (int64_t r = gr0; r < gr1; ++r)
+      for (int64_t c = 0; c < Cf; ++c) {
+        const T* src = P.g + (tile.b * Cf + c) * plane_g + r * p.Wg;
+        std::copy(src, src + p.Wg, gbuf.data() + ((r - gr0) * Cf + c) * ldg);
+      }
     for (int64_t y = tile.y0; y < tile.y1; ++y) {
-      const T* phir = P.phi + tile.b * p.Cf * plane_o + y * Wo;
+      for (int64_t c = 0; c < Cf; ++c) {
+        const T* src = P.phi + (tile.b * Cf + c) * plane_o + y * Wo;
+        std::copy(src, src + Wo, phibuf.data() + c * ldp);
+      }
+      const T* phir = phibuf.data();
       const int64_t off = (y - tile.y0) * Wo;
       T* z = zrow.data();
       if (p.asym) {
-        sq_dist_span<T, true, GSrc::kZero>(z, phir, plane_o, nullptr, 0, 0, p.Cf, 0, Wo);
+        sq_dist_span<T, true, GSrc::kZero>(z, phir, ldp, nullptr, 0, 0, Cf, 0, Wo);
       } else {
-        sq_dist_span<T, false, GSrc::kZero>(z, phir, plane_o, nullptr, 0, 0, p.Cf, 0, Wo);
+        sq_dist_span<T, false, GSrc::kZero>(z, phir, ldp, nullptr, 0, 0, Cf, 0, Wo);
       }
       for (int64_t t = 0; t < kk; ++t) {
         const int64_t a = t / g.kw, e = t % g.kw;
         const int64_t r = st.g_row[a * p.Ho + y];
-        const T* Fr = r >= 0 ? P.g + tile.b * p.Cf * plane_g + r * p.Wg : nullptr;
+        const T* Fr = r >= 0 ? gbuf.data() + (r - gr0) * Cf * ldg : nullptr;
         T* Dr = D + t * n + off;
         if (p.asym) {
-          sq_dist_row<T, true>(Dr, phir, plane_o, Fr, plane_g, p.Cf, Wo, st.g_lo[e], st.g_hi[e],
-                               st.g_base[e], g.gsw, zrow.data());
+          sq_dist_row<T, true>(Dr, phir, ldp, Fr, ldg, Cf, Wo, st.g_lo[e], st.g_hi[e],
+                               st.g_base[e], g.gsw, z);
         } else {
-          sq_dist_row<T, false>(Dr, phir, plane_o, Fr, plane_g, p.Cf, Wo, st.g_lo[e],
-                                st.g_hi[e], st.g_base[e], g.gsw, zrow.data());
+          sq_dist_row<T, false>(Dr, phir, ldp, Fr, ldg, Cf, Wo, st.g_lo[e], st.g_hi[e],
+                                st.g_base[e], g.gsw, z);
         }
       }
     }
@@ -621,6 +645,9 @@ bool direct_applies(const Problem& p, const SourceTables& st, int64_t& lpad, int
     min_base = std::min(min_base, b);
     max_base = std::max(max_base, b);
   }
+  // The kernel columns must be evenly spaced (direct_block walks them with one step).
+  for (int64_t e = 2; e < g.kw; ++e)
+    if (st.in_base[e] - st.in_base[e - 1] != st.in_base[1] - st.in_base[0]) return false;
   lpad = -min_base;
   wp = std::max(p.W, p.Wo + max_base) + lpad;
   return true;
@@ -661,7 +688,7 @@ void pad_tile_input(const Problem& p, const Ptrs<T>& P, const SourceTables& st, 
 
 // Direct convolution of one tile: copies the tile's input rows, zero-padded to width wp, into
 // xpad (C channels × (r1 - r0) rows), then runs direct_row for every output row and group.
-// wt: weights as [groups][C/groups][k*k][O/groups].
+// wt: each group's weights packed by cpu::pack_out_blocks.
 template <typename T>
 void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
                       const Tile& tile, const KView<T>& K, const T* wt, int64_t lpad, int64_t wp,
@@ -672,8 +699,9 @@ void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st
   int64_t r0, r1;
   pad_tile_input(p, P, st, tile, lpad, wp, xpad, r0, r1);
   const int64_t ldXc = (r1 - r0) * wp;
-  std::vector<int64_t> xrow(g.kh), xcol(g.kw);
-  for (int64_t e = 0; e < g.kw; ++e) xcol[e] = st.in_base[e] + lpad;
+  std::vector<int64_t> xrow(g.kh);
+  const int64_t xcol0 = st.in_base[0] + lpad;
+  const int64_t xstep = g.kw > 1 ? st.in_base[1] - st.in_base[0] : 0;  // even (direct_applies)
   const T* bias = p.bias.defined() ? p.bias.data_ptr<T>() : nullptr;
   for (int64_t y = tile.y0; y < tile.y1; ++y) {
     for (int64_t a = 0; a < g.kh; ++a) {
@@ -684,7 +712,7 @@ void direct_conv_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st
     for (int64_t gi = 0; gi < p.groups; ++gi) {
       cpu::DirectRow<T> R{K.base + off, K.ld_t,
                           xpad + gi * Cg * ldXc, ldXc, wp,
-                          xrow.data(), xcol.data(), g.kh, g.kw, Cg,
+                          xrow.data(), xcol0, xstep, g.kh, g.kw, Cg,
                           wt + gi * Cg * kk * Og, Og,
                           bias ? bias + gi * Og : nullptr,
                           outp + (tile.b * p.O + gi * Og) * plane_o + y * Wo, plane_o};
@@ -708,10 +736,14 @@ void forward_impl(const Problem& p, const SourceTables& st, rt::Tensor& out) {
   const auto opts = p.input.options();
   T* outp = out.data_ptr<T>();
   const int64_t Og = p.O / p.groups, Cg = p.C / p.groups;
-  rt::Tensor wdirect;  // direct: weights as [groups][Cg][k*k][Og]
+  rt::Tensor wdirect;  // direct: each group's weights packed by cpu::pack_out_blocks
   int64_t xpad_rows = 0;
   if (direct) {
-    wdirect = p.weight.view({p.groups, Og, Cg * kk}).permute({0, 2, 1}).contiguous();
+    const rt::Tensor w = p.weight.contiguous();
+    wdirect = rt::empty({p.O * Cg * kk}, opts);
+    for (int64_t gi = 0; gi < p.groups; ++gi)
+      cpu::pack_out_blocks<T>(w.data_ptr<T>() + gi * Og * Cg * kk, Og, Cg * kk,
+                              wdirect.data_ptr<T>() + gi * Og * Cg * kk);
     for (const Tile& tile : tiles) {
       int64_t r0, r1;
       tile_input_rows(p, st, tile, r0, r1);
