@@ -28,7 +28,7 @@ def test_list(capsys):
     out = capsys.readouterr().out
     assert "djif" not in out.split("pacnet_")[0] and "CC BY-NC-SA" in out
     assert "pac_jbu_refine.x8_synthetic_v7 [default at ×8]" in out
-    assert "pac_jbu_refine.x8_synthetic_area_v1 [default at ×8, sampling=area]" in out
+    assert "pac_jbu_refine.x8_synthetic_area_v2 [default at ×8, sampling=area]" in out
     with pytest.raises(SystemExit) as info:
         main(["list", "nothing_*"])
     assert info.value.code == 2

@@ -196,7 +196,10 @@ def test_area_sampling_averages_both_half_pixel_phases():
     yy, xx = np.mgrid[0:32, 0:48].astype(np.float64)
     plane = 2.0 + 0.05 * yy + 0.03 * xx
     rgb = np.full((32, 48, 3), 128, np.uint8)
-    out = upsample(area_lowres(plane, 8), rgb, 8, model="pac_refine", sampling="area")
+    # (the consistency step off: the views alone; it flattens the blocks whose mean is the
+    # input's min or max, since the output keeps to the input's range)
+    out = upsample(area_lowres(plane, 8), rgb, 8, model="pac_refine", sampling="area",
+                   consistency="none")
     assert np.abs(out.numpy() - plane)[8:-8, 8:-8].max() < 0.05
 
 

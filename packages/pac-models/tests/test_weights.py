@@ -131,8 +131,8 @@ def test_list_pretrained_and_list_models_filter():
     assert "pac_jbu_refine.x8_synthetic_v7" in names and "paccrf_refiner.synthetic_v5" in names
     assert names == sorted(names) and all("." in n for n in names)
     assert list_pretrained("pac_jbu_refine*") == [
-        "pac_jbu_refine.x16_synthetic_area_v1", "pac_jbu_refine.x16_synthetic_v11",
-        "pac_jbu_refine.x4_synthetic_v6", "pac_jbu_refine.x8_synthetic_area_v1",
+        "pac_jbu_refine.x16_synthetic_area_v2", "pac_jbu_refine.x16_synthetic_v11",
+        "pac_jbu_refine.x4_synthetic_v6", "pac_jbu_refine.x8_synthetic_area_v2",
         "pac_jbu_refine.x8_synthetic_v7"]
     assert "pac_jbu_refine.x16_synthetic_v11" in list_pretrained("*x16*")
     assert list_models(pretrained=True) == names

@@ -27,7 +27,7 @@ from . import demo as depth_demo
 from . import weights as _weights
 from ._keyvalue import parse_key_values, scene_config
 from .data import AssembleJointUpsamplingInputs, NYUDepthV2, SintelFlow, SyntheticScenes
-from .depth.api import DEFAULT_ENSEMBLE, DEFAULT_MODEL, upsample
+from .depth.api import CONSISTENCIES, DEFAULT_ENSEMBLE, DEFAULT_MODEL, upsample
 from .depth.evaluate import evaluate, evaluate_middlebury
 from .registry import create_model, get_model_entry, list_models, split_model_name_tag
 from .segmentation import SegmentationInputs, VOCSegmentation
@@ -425,7 +425,8 @@ def _cmd_upsample(args: argparse.Namespace) -> int:
     try:
         ensemble = args.ensemble or (DEFAULT_ENSEMBLE if default else "none")
         out = upsample(depth.astype(np.float64), rgb, f, model=model, ensemble=ensemble,
-                       progress=not args.quiet, sampling=args.sampling, valid=valid).numpy()
+                       progress=not args.quiet, sampling=args.sampling, valid=valid,
+                       consistency=args.consistency).numpy()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -613,6 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--sampling", choices=("center", "area"), default="center",
                     help="how --depth samples the image: 'center' (one pixel per block, a "
                          "decimated map) or 'area' (block means: a depth sensor)")
+    up.add_argument("--consistency", choices=CONSISTENCIES, default=None,
+                    help="with --sampling area: move the output's block means onto the input "
+                         "(bilinear: back-projection, box: one shift per block, none: off); "
+                         "default: depth.AREA_CONSISTENCY for area input, none otherwise")
     up.add_argument("--valid", default=None,
                     help="mask of the usable depth samples (.npy or .png, nonzero = valid); "
                          "NaN depth values are missing too")

@@ -16,7 +16,8 @@ and then the segmentation demo). Protocol, for each factor f in (4, 8, 16):
 4. RMSE over the valid ground-truth pixels, in disparity pixels.
 5. Sensor cases (ours and bilinear only, :func:`pac_models.depth.middlebury.sensor_report`): the
    same with ``sampling='area'`` (the block mean as input, as a depth sensor measures; the
-   default weights for area input where the factor has them), with the
+   default weights for area input where the factor has them, and the output's block means
+   moved onto the input: ``upsample``'s default consistency step for area input), with the
    crop shifted by (5, 3) pixels (the blocks fall on other content), and with 5 % of the
    low-resolution samples missing (passed as ``valid``; bilinear gets the complete map).
 
@@ -215,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(result.table())
     if result.sensors:
         print("Sensor cases (ours = upsample's default weights for sampling='center' or 'area', "
-              "the latter trained on block means where the factor has them; "
+              "the latter trained on block means where the factor has them, with the output's "
+              "block means moved onto the input; "
               "crop offset (top, left); missing = share of low-resolution samples passed as "
               "invalid, bilinear gets them all):")
         print(result.sensor_table())

@@ -26,7 +26,15 @@ from typing import Any, Optional
 from torch import nn
 
 from ..registry import register_model, register_name_resolver
-from .api import DEFAULT_ENSEMBLE, DEFAULT_FALLBACK, DEFAULT_MODEL, ENSEMBLES, upsample
+from .api import (
+    AREA_CONSISTENCY,
+    CONSISTENCIES,
+    DEFAULT_ENSEMBLE,
+    DEFAULT_FALLBACK,
+    DEFAULT_MODEL,
+    ENSEMBLES,
+    upsample,
+)
 from .models import (
     DJIF,
     LITE_CONFIGS,
@@ -43,6 +51,8 @@ from .models import (
 from .protocol import apply_model, denormalize, epe, normalize_lowres, rmse
 
 __all__ = [
+    "AREA_CONSISTENCY",
+    "CONSISTENCIES",
     "DEFAULT_ENSEMBLE",
     "DEFAULT_FALLBACK",
     "DEFAULT_MODEL",

@@ -12,11 +12,13 @@ from tqdm.auto import tqdm
 
 from .. import weights
 from ..registry import create_model
+from .consistency import SPREADS, project_block_means
 from .models import fill_missing
 from .protocol import denormalize, normalize_lowres
 
-__all__ = ["DEFAULT_ENSEMBLE", "DEFAULT_FALLBACK", "DEFAULT_MODEL", "ENSEMBLES", "SAMPLINGS",
-           "SUPPORTED_FACTORS", "select_model", "upsample"]
+__all__ = ["AREA_CONSISTENCY", "CONSISTENCIES", "DEFAULT_ENSEMBLE", "DEFAULT_FALLBACK",
+           "DEFAULT_MODEL", "ENSEMBLES", "SAMPLINGS", "SUPPORTED_FACTORS", "select_model",
+           "upsample"]
 
 SAMPLINGS = ("center", "area")
 """How the low-resolution grid of :func:`upsample` sits on the RGB grid: ``'center'``
@@ -26,6 +28,16 @@ a depth sensor's pixel, or ``F.interpolate(mode='area')``)."""
 
 SUPPORTED_FACTORS = (4, 8, 16)
 """Factors :func:`upsample` accepts (those of the paper's models)."""
+
+CONSISTENCIES = ("none", *SPREADS)
+"""Values of :func:`upsample`'s ``consistency``: ``'none'`` or a spread of
+:func:`~pac_models.depth.consistency.project_block_means`."""
+
+AREA_CONSISTENCY = {4: "bilinear", 8: "bilinear", 16: "bilinear"}
+"""The consistency step :func:`upsample` applies by default with ``sampling='area'``, per factor
+(chosen on the held-out synthetic scenes; docs/models.md has the figures)."""
+
+_CONSISTENCY_ITERATIONS = 30
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
@@ -84,8 +96,8 @@ def _as_tensor(x: Any, what: str) -> Tensor:
 def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray], factor: int,
              model: Optional[Union[nn.Module, str]] = None, *,
              ensemble: Optional[str] = None, progress: bool = False,
-             sampling: str = "center", valid: Optional[Union[Tensor, np.ndarray]] = None
-             ) -> Tensor:
+             sampling: str = "center", valid: Optional[Union[Tensor, np.ndarray]] = None,
+             consistency: Optional[str] = None) -> Tensor:
     """Upsample a low-resolution depth map to the resolution of its RGB image.
 
     The depth is normalised inside (its min/max mapped to [0, 1] in float64, as in training),
@@ -137,6 +149,16 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
             inside the model for models that take missing samples,
             :class:`~pac_models.depth.PacJBURefine`, else before it). The output is clipped to
             the range of the valid samples.
+        consistency: With ``sampling='area'``, how the result is made to agree with the input:
+            each valid sample is the mean of the true depth over its block, so the output's
+            block means are moved onto the valid samples
+            (:func:`~pac_models.depth.consistency.project_block_means`, within the range of the
+            valid samples; blocks of missing samples are left as the model made them).
+            ``'bilinear'``: the residuals spread by bilinear upsampling, 30 rounds (iterative
+            back-projection); ``'box'``: each block shifted by one constant and clipped (the
+            exact smallest change); ``'none'``: off. None (default) means
+            :data:`AREA_CONSISTENCY` for the factor with ``'area'`` and ``'none'`` with
+            ``'center'`` (point samples are not block means).
 
     Returns:
         ``float32 [H, W]`` tensor on the CPU, in the unit of ``depth_lr``.
@@ -144,8 +166,9 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     Raises:
         ValueError: unsupported factor, wrong shapes or dtype, sizes that do not match the
             factor, infinite depth values or valid values beyond float32's range, no valid
-            sample, a ``valid`` mask of another shape or dtype, or an unknown ensemble or
-            sampling.
+            sample, a ``valid`` mask of another shape or dtype, an unknown ensemble,
+            sampling or consistency, or a consistency other than ``'none'`` with
+            ``sampling='center'``.
     """
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or (
         int(factor) not in SUPPORTED_FACTORS
@@ -164,6 +187,14 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
         raise ValueError(f"depth_lr must hold real numbers, got dtype {d.dtype}")
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if consistency is not None and consistency not in CONSISTENCIES:
+        raise ValueError(f"consistency must be None or one of {CONSISTENCIES}, got "
+                         f"{consistency!r}")
+    if consistency not in (None, "none") and sampling != "area":
+        raise ValueError(f"consistency={consistency!r} needs sampling='area' (block means), got "
+                         f"sampling={sampling!r}")
+    if consistency is None:
+        consistency = AREA_CONSISTENCY.get(factor, "none") if sampling == "area" else "none"
     d = d.to(torch.float64)
     mask = ~torch.isnan(d)
     if valid is not None:
@@ -218,6 +249,7 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     low, rng = normalize_lowres(d[None, None])
+    low_known = low
     if missing and not getattr(net, "accepts_missing", False):
         rgb_low = F.avg_pool2d(img.permute(2, 0, 1)[None].to(torch.float64) / 255.0, factor)
         low = fill_missing(low, mask[None, None], rgb_low)
@@ -236,7 +268,11 @@ def upsample(depth_lr: Union[Tensor, np.ndarray], rgb: Union[Tensor, np.ndarray]
             out = out / len(views)
     finally:
         net.train(was_training)
-    out = denormalize(out.to("cpu", torch.float64), rng)[0, 0]
+    out = out.to("cpu", torch.float64)
+    if consistency != "none":  # low is NaN where a sample is missing
+        out = project_block_means(out, low_known, factor, spread=consistency,
+                                  iterations=_CONSISTENCY_ITERATIONS)
+    out = denormalize(out, rng)[0, 0]
     return out.clamp(lo, hi).clamp(-_FLOAT32_MAX, _FLOAT32_MAX).to(torch.float32)
 
 
