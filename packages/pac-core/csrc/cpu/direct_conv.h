@@ -271,36 +271,35 @@ struct DirectDxRow {
   const T* G;            // padded output gradient of the group's first channel
   int64_t ldGo, ldGr;    // its channel and row strides
   const int64_t* grow;   // kh entries: tile row reaching this input row through kernel row a, or -1
-  const int64_t* gcol;   // kw entries: padded column of input column 0 through kernel column e
+  int64_t gcol0, gstep;  // padded column of input column 0 through kernel column e: gcol0 + e*gstep
   int64_t kh, kw, Og;
-  const T* W;            // [Og][kh*kw][Cg] weights of the group
+  const T* W;            // the group's weights as [Cg][Og*kh*kw], packed by pack_out_blocks
   int64_t Cg;
   T* dx;                 // the group's first channel of the input gradient at this row
   int64_t ld_dx;         // its channel stride
 };
 
-// Input channels [c0, c0 + CB) at input pixels [q0, q0 + lanes of V).
+// Input channels [c0, c0 + CB) at input pixels [q0, q0 + lanes of V) (V = T: one pixel).
 template <typename T, typename V, int CB>
 inline void direct_dx_block(const DirectDxRow<T>& R, int64_t c0, int64_t q0) {
   V acc[CB];
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c) acc[c] = V{};
-  const int64_t kh = R.kh, kw = R.kw, kk = kh * kw, Cg = R.Cg, ldKt = R.ldKt;
-  const int64_t* gcol = R.gcol;
+  const int64_t kh = R.kh, kw = R.kw, kk = kh * kw, ldKt = R.ldKt, gstep = R.gstep;
+  const T* Wb = R.W + c0 * R.Og * kk;
   for (int64_t a = 0; a < kh; ++a) {
     const int64_t yy = R.grow[a];
     if (yy < 0) continue;
-    const T* Ka = R.K + yy * R.ldKr + q0 + a * kw * ldKt;
-    const T* Go = R.G + yy * R.ldGr + q0;
-    const T* Wa = R.W + a * kw * Cg + c0;
-    for (int64_t o = 0; o < R.Og; ++o, Go += R.ldGo, Wa += kk * Cg) {
-      const T* Kt = Ka;
-      const T* w = Wa;
-      for (int64_t e = 0; e < kw; ++e, Kt += ldKt, w += Cg) {
-        const int64_t col = gcol[e];
-        const V kg = load_as<V>(Kt + col) * load_as<V>(Go + col);
+    const T* Ka = R.K + yy * R.ldKr + a * kw * ldKt + R.gcol0 + q0;
+    const T* Go = R.G + yy * R.ldGr + R.gcol0 + q0;
+    for (int64_t o = 0; o < R.Og; ++o, Go += R.ldGo) {
+      const T* kp = Ka;
+      const T* gp = Go;
+      const T* wp = Wb + (o * kk + a * kw) * CB;
+      for (int64_t e = 0; e < kw; ++e, kp += ldKt + gstep, gp += gstep, wp += CB) {
+        const V kg = load_as<V>(kp) * load_as<V>(gp);
 #pragma GCC unroll 16
-        for (int c = 0; c < CB; ++c) acc[c] += kg * w[c];
+        for (int c = 0; c < CB; ++c) acc[c] += kg * wp[c];
       }
     }
   }
@@ -317,15 +316,11 @@ void direct_dx_row(const DirectDxRow<T>& R, int64_t W) {
   using V = Vec<T>;
   constexpr int64_t VL = sizeof(V) / sizeof(T);
   const int64_t qv = W - W % VL;
-  int64_t c0 = 0;
-  for (; c0 + kOutBlock <= R.Cg; c0 += kOutBlock)
-    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, kOutBlock>(R, c0, q0);
-  for (; c0 + 4 <= R.Cg; c0 += 4)
-    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, 4>(R, c0, q0);
-  for (; c0 < R.Cg; ++c0)
-    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, 1>(R, c0, q0);
-  for (int64_t q0 = qv; q0 < W; ++q0)
-    for (int64_t c = 0; c < R.Cg; ++c) direct_dx_block<T, T, 1>(R, c, q0);
+  for_each_out_block(R.Cg, [&](auto cb, int64_t c0) {
+    constexpr int CB = decltype(cb)::value;
+    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, CB>(R, c0, q0);
+    for (int64_t q0 = qv; q0 < W; ++q0) direct_dx_block<T, T, CB>(R, c0, q0);
+  });
 }
 
 }  // namespace

@@ -1086,13 +1086,15 @@ struct Grads {
 // the tile's padded input rows; the input gradient is summed into the input rows the tile reads
 // (the backward's two phases keep concurrent tiles apart), from padded copies of the tile's
 // kernel values and output gradient. dwp: the thread's weight-gradient partial or nullptr;
-// dxp: the input gradient or nullptr. wdx: weights as [groups][Og][k*k][Cg]. flush: add the
-// per-lane weight-gradient sums (s.acc) into dwp after this tile.
+// dxp: the input gradient or nullptr. wdx: each group's weights as [Cg][Og*k*k], packed by
+// cpu::pack_out_blocks; gcol0 + e * gstep: padded column of input column 0 through kernel
+// column e. flush: add the per-lane weight-gradient sums (s.acc) into dwp after this tile.
 template <typename T>
 void direct_backward_tile(const Problem& p, const Ptrs<T>& P, const SourceTables& st,
                           const Tile& tile, const KView<T>& K, const T* gp, int64_t lpad,
                           int64_t wp, int64_t gpad_l, int64_t gpad_w, int64_t rows,
-                          const int64_t* gcol, const T* wdx, Scratch& s, T* dwp, T* dxp,
+                          int64_t gcol0, int64_t gstep, const T* wdx, Scratch& s, T* dwp,
+                          T* dxp,
                           bool flush) {
   const Geometry& g = p.geo;
   const int64_t kk = g.kh * g.kw, Wo = p.Wo, plane_o = p.Ho * p.Wo, plane_i = p.H * p.W;
@@ -1147,7 +1149,7 @@ void direct_backward_tile(const Problem& p, const Ptrs<T>& P, const SourceTables
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t gi = 0; gi < p.groups; ++gi) {
         cpu::DirectDxRow<T> R{kpad, ld_plane, ld_row, gpad + gi * Og * ld_plane, ld_plane, ld_row,
-                              grow.data() + (r - r0) * g.kh, gcol, g.kh, g.kw, Og,
+                              grow.data() + (r - r0) * g.kh, gcol0, gstep, g.kh, g.kw, Og,
                               wdx + gi * Og * kk * Cg, Cg,
                               dxp + (tile.b * p.C + gi * Cg) * plane_i + r * p.W, plane_i};
         cpu::direct_dx_row<T>(R, p.W);
@@ -1177,7 +1179,7 @@ void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& g
   // Direct: padded input rows (weight gradient), padded kernel values and output gradient of a
   // tile (input gradient, zero columns around the output's), weights as [groups][Og][k*k][Cg].
   int64_t xpad_rows = 0, gpad_l = 0, gpad_w = 0;
-  std::vector<int64_t> gcol(g.kw);
+  int64_t gcol0 = 0, gstep = 0;
   rt::Tensor wdx;
   if (direct) {
     for (const Tile& tile : make_tiles(p, rows, -1)) {
@@ -1192,9 +1194,17 @@ void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& g
     }
     gpad_l = max_base;
     gpad_w = std::max(p.W - min_base, Wo) + gpad_l;
-    for (int64_t e = 0; e < g.kw; ++e) gcol[e] = gpad_l - st.in_base[e];
-    if (need_dx)
-      wdx = p.weight.view({p.groups, Og, Cg, kk}).permute({0, 1, 3, 2}).contiguous();
+    gcol0 = gpad_l - st.in_base[0];
+    gstep = g.kw > 1 ? st.in_base[0] - st.in_base[1] : 0;  // even spacing (direct_applies)
+    if (need_dx) {
+      // Per group [Cg][Og*k*k], packed by blocks of input channels.
+      const rt::Tensor wt = p.weight.view({p.groups, Og, Cg, kk}).permute({0, 2, 1, 3})
+                                .contiguous();
+      wdx = rt::empty({p.O * Cg * kk}, opts);
+      for (int64_t gi = 0; gi < p.groups; ++gi)
+        cpu::pack_out_blocks<T>(wt.data_ptr<T>() + gi * Og * Cg * kk, Cg, Og * kk,
+                                wdx.data_ptr<T>() + gi * Og * Cg * kk);
+    }
   }
   // Per-lane weight-gradient accumulators: kept per thread across its tiles (their lanes added
   // into the thread's partial once, at the end) unless that would take more than 8 MiB a thread.
@@ -1263,7 +1273,7 @@ void backward_impl(const Problem& p, const SourceTables& st, const rt::Tensor& g
 
         if (direct) {
           direct_backward_tile<T>(p, P, st, tile, K, gp, lpad, wp, gpad_l, gpad_w, rows,
-                                  gcol.data(), wdx.defined() ? wdx.data_ptr<T>() : nullptr, s,
+                                  gcol0, gstep, wdx.defined() ? wdx.data_ptr<T>() : nullptr, s,
                                   dwp, dxp, acc_per_tile || ti + 1 == end);
         } else if (p.pool) {
           for (int64_t c = 0; c < p.O; ++c) {
