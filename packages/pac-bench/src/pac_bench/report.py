@@ -391,7 +391,9 @@ def render_peers_markdown(result: Record) -> str:
         "Each peer is timed interleaved with the torch op of the same shape (the floor), in one "
         "process: cells are the median time ratio to the floor (lower is better, 1.00× = as fast "
         "as the torch op) and, in brackets, the peer's median time. `reference+compile` excludes "
-        "its first (compiling) call.",
+        "its first (compiling) call. Each case starts by allocating and freeing 16 MiB, so that "
+        "the floor and the peers reuse heap memory as in a training loop instead of faulting in "
+        "fresh pages for every output.",
         "",
     ]
     body: list[str] = []
