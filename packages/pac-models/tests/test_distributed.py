@@ -119,6 +119,12 @@ def _worker(rank: int, folder: str) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+    # A finished worker leaves without running the interpreter's teardown: gloo's threads can
+    # still be joinable when C++ static objects are destroyed, which aborts the process
+    # ("terminate called without an active exception") after its work is done and saved.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def test_pac_layers_and_trainers_under_ddp_and_fsdp2_match_one_process(tmp_path, one_thread):
