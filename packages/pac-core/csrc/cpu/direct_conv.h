@@ -66,6 +66,26 @@ inline void for_each_out_block(int64_t Og, F&& f) {
   for (; o0 < Og; ++o0) f(std::integral_constant<int, 1>{}, o0);
 }
 
+// The lane type of a block call: V, a vector, or T, one element.
+template <typename V>
+struct Lanes {
+  using type = V;
+};
+
+// Calls f(integral_constant<int, B>, Lanes<V or T>, c0, x0) for every block [c0, c0 + B) of n
+// channels (for_each_out_block) and every pixel run of a row of W pixels: full vectors of the
+// instruction set's width, then the remaining pixels one at a time.
+template <typename T, typename F>
+inline void for_each_block_vector(int64_t n, int64_t W, F&& f) {
+  using V = Vec<T>;
+  constexpr int64_t VL = sizeof(V) / sizeof(T);
+  const int64_t xv = W - W % VL;
+  for_each_out_block(n, [&](auto ob, int64_t c0) {
+    for (int64_t x0 = 0; x0 < xv; x0 += VL) f(ob, Lanes<V>{}, c0, x0);
+    for (int64_t x0 = xv; x0 < W; ++x0) f(ob, Lanes<T>{}, c0, x0);
+  });
+}
+
 // Packs the rows of a [n][m] matrix (n channels of m weights each) block by block as
 // for_each_out_block cuts the channels: block [o0, o0 + OB) goes to dst + o0 * m as [m][OB], so
 // that the OB weights of one (input channel, tap) are adjacent and consecutive taps OB apart.
@@ -126,13 +146,8 @@ inline void direct_block(const DirectRow<T>& R, int64_t o0, int64_t x0) {
 // One output row: full vectors of pixels, then the remaining pixels one by one.
 template <typename T>
 void direct_row(const DirectRow<T>& R, int64_t Wo) {
-  using V = Vec<T>;
-  constexpr int64_t VL = sizeof(V) / sizeof(T);
-  const int64_t xv = Wo - Wo % VL;
-  for_each_out_block(R.Og, [&](auto ob, int64_t o0) {
-    constexpr int OB = decltype(ob)::value;
-    for (int64_t x0 = 0; x0 < xv; x0 += VL) direct_block<T, V, OB>(R, o0, x0);
-    for (int64_t x0 = xv; x0 < Wo; ++x0) direct_block<T, T, OB>(R, o0, x0);
+  for_each_block_vector<T>(R.Og, Wo, [&](auto ob, auto lanes, int64_t o0, int64_t x0) {
+    direct_block<T, typename decltype(lanes)::type, decltype(ob)::value>(R, o0, x0);
   });
 }
 
@@ -313,13 +328,8 @@ inline void direct_dx_block(const DirectDxRow<T>& R, int64_t c0, int64_t q0) {
 // One input row of W pixels: full vectors, then the remaining pixels one by one.
 template <typename T>
 void direct_dx_row(const DirectDxRow<T>& R, int64_t W) {
-  using V = Vec<T>;
-  constexpr int64_t VL = sizeof(V) / sizeof(T);
-  const int64_t qv = W - W % VL;
-  for_each_out_block(R.Cg, [&](auto cb, int64_t c0) {
-    constexpr int CB = decltype(cb)::value;
-    for (int64_t q0 = 0; q0 < qv; q0 += VL) direct_dx_block<T, V, CB>(R, c0, q0);
-    for (int64_t q0 = qv; q0 < W; ++q0) direct_dx_block<T, T, CB>(R, c0, q0);
+  for_each_block_vector<T>(R.Cg, W, [&](auto cb, auto lanes, int64_t c0, int64_t q0) {
+    direct_dx_block<T, typename decltype(lanes)::type, decltype(cb)::value>(R, c0, q0);
   });
 }
 
